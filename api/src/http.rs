@@ -1,0 +1,108 @@
+//! HTTP layers shared by every route (tower-http): request ids, tracing, CORS, compression,
+//! the body limit (answered as JSON), and JSON answers for unknown routes and methods.
+
+use axum::{
+    Json, Router,
+    body::Body,
+    extract::{DefaultBodyLimit, Request},
+    http::{HeaderName, HeaderValue, Method, StatusCode, header},
+    middleware::{self, Next},
+    response::{IntoResponse, Response},
+};
+use serde_json::json;
+use shared::config::Config;
+use tower::ServiceBuilder;
+use tower_http::{
+    compression::CompressionLayer,
+    cors::{AllowOrigin, Any, CorsLayer},
+    limit::RequestBodyLimitLayer,
+    request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
+    trace::TraceLayer,
+};
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Wraps the router in the common layers.
+pub fn layers(router: Router, config: &Config) -> Router {
+    let limit = config.body_limit.0;
+    router
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn(move |req, next| json_body_limit(req, next, limit)))
+        .layer(DefaultBodyLimit::max(limit))
+        .layer(RequestBodyLimitLayer::new(limit))
+        .layer(CompressionLayer::new())
+        .layer(cors(&config.cors_origins))
+        .layer(
+            ServiceBuilder::new()
+                .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+                .layer(TraceLayer::new_for_http().make_span_with(|req: &Request<Body>| {
+                    let id = req
+                        .headers()
+                        .get(REQUEST_ID)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("-");
+                    tracing::info_span!("http", method = %req.method(), path = %req.uri().path(), request_id = %id)
+                }))
+                .layer(PropagateRequestIdLayer::new(REQUEST_ID)),
+        )
+}
+
+fn cors(origins: &str) -> CorsLayer {
+    let layer = CorsLayer::new()
+        .allow_methods([Method::GET, Method::POST, Method::PUT, Method::DELETE, Method::PATCH, Method::OPTIONS])
+        .allow_headers(Any)
+        .expose_headers([REQUEST_ID]);
+    if origins.trim() == "*" {
+        layer.allow_origin(Any)
+    } else {
+        let list: Vec<HeaderValue> = origins
+            .split(',')
+            .filter_map(|o| HeaderValue::from_str(o.trim()).ok())
+            .collect();
+        layer.allow_origin(AllowOrigin::list(list))
+    }
+}
+
+/// An error body that fits both API families: `{code, message}` for the task routes and the
+/// `{code, message, data}` envelope for the app routes.
+pub fn error_body(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
+    (
+        status,
+        Json(json!({"code": code, "message": message.into(), "data": {}})),
+    )
+        .into_response()
+}
+
+async fn not_found(req: Request) -> Response {
+    error_body(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        format!("no route for {} {}", req.method(), req.uri().path()),
+    )
+}
+
+async fn method_not_allowed(req: Request) -> Response {
+    error_body(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "fail",
+        format!("method {} is not allowed on {}", req.method(), req.uri().path()),
+    )
+}
+
+/// tower-http and axum answer an oversize body with plain text; answer JSON instead.
+async fn json_body_limit(req: Request, next: Next, limit: usize) -> Response {
+    let response = next.run(req).await;
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if response.status() == StatusCode::PAYLOAD_TOO_LARGE && !is_json {
+        return error_body(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "validate_error",
+            format!("request body is larger than the limit of {limit} bytes (LLMOPS_BODY_LIMIT)"),
+        );
+    }
+    response
+}

@@ -1,0 +1,14 @@
+//! `llmops-api`: with no settings it serves on 127.0.0.1:4000 from a SQLite file under
+//! `./data/` and runs the workers in-process; with `DATABASE_URL` (Postgres) and `REDIS_URL`
+//! it serves only, and `llmops-worker` processes do the work.
+
+use llmops_api::Application;
+use shared::config::Config;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let config = Config::load_or_exit();
+    shared::telemetry::init(config.log_format);
+    let app = Application::build(config).await?;
+    app.run_until(shared::shutdown::signal()).await
+}

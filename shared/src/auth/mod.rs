@@ -1,0 +1,3 @@
+//! Authentication: the token-signing secret, JWTs and password hashes.
+
+pub mod secret;

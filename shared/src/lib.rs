@@ -1,0 +1,10 @@
+//! The library both llmops binaries stand on. One module per concern; see DESIGN.md.
+
+pub mod auth;
+pub mod backends;
+pub mod config;
+pub mod queue;
+pub mod shutdown;
+pub mod signals;
+pub mod store;
+pub mod telemetry;

@@ -1,0 +1,269 @@
+//! The job queues: apalis 1.0 on Redis (distributed) or on SQLite in the store's own file
+//! (embedded). Two queues, `workflow` and `chat`, so slow runs never block chats. Jobs carry
+//! ids only; the data lives in the store.
+//!
+//! Pick-up is push-woken: after every push the producer signals `queue:<name>:available`, and
+//! workers turn that signal into a poll (with a slow fallback interval for anything missed),
+//! so an idle worker starts a job about a millisecond after it was pushed.
+
+use std::{pin::Pin, sync::Arc, time::Duration};
+
+use apalis::prelude::{TaskBuilder, TaskSink};
+use apalis_redis::RedisStorage;
+use apalis_sqlite::SqliteStorage;
+use futures::{Stream, StreamExt};
+use redis::aio::ConnectionManager;
+use serde::{Deserialize, Serialize};
+use tokio::sync::Notify;
+use uuid::Uuid;
+
+use crate::signals::{SignalError, Signals, channel};
+
+/// Queue names (Redis key prefixes / SQLite `job_type`).
+pub const WORKFLOW_QUEUE: &str = "llmops-workflow";
+pub const CHAT_QUEUE: &str = "llmops-chat";
+
+/// Fallback poll period: covers a wake-up signal lost to a race or a reconnect. Pick-up does
+/// not wait on it.
+pub const FALLBACK_POLL: Duration = Duration::from_millis(250);
+
+/// Run one workflow task (`tasks.id`).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RunWorkflow {
+    pub task_id: Uuid,
+}
+
+/// Answer one debug-chat message (`messages.id`).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DebugChat {
+    pub message_id: Uuid,
+}
+
+/// A job type and the queue it travels on.
+pub trait Job: Serialize + for<'de> Deserialize<'de> + Send + Sync + Unpin + 'static {
+    const QUEUE: &'static str;
+}
+impl Job for RunWorkflow {
+    const QUEUE: &'static str = WORKFLOW_QUEUE;
+}
+impl Job for DebugChat {
+    const QUEUE: &'static str = CHAT_QUEUE;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    #[error("queue push failed: {0}")]
+    Push(String),
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    #[error("sqlite: {0}")]
+    Sqlite(#[from] sqlx::Error),
+    #[error(transparent)]
+    Signal(#[from] SignalError),
+}
+
+/// Where the queues live.
+#[derive(Clone)]
+pub enum QueueBackend {
+    Redis(ConnectionManager),
+    Sqlite(sqlx::SqlitePool),
+}
+
+/// Knobs that both the producer and the workers must agree on.
+#[derive(Clone, Debug)]
+pub struct QueueSettings {
+    /// Deliveries a job gets before apalis gives up on it (a worker crash costs one).
+    pub max_attempts: u32,
+    /// Worker heartbeat; a worker silent for `MISSED_HEARTBEATS` of them is presumed dead.
+    pub heartbeat: Duration,
+}
+
+pub const MISSED_HEARTBEATS: usize = 3;
+
+/// The producing side of the queues, held by the API.
+#[derive(Clone)]
+pub struct Queues {
+    backend: QueueBackend,
+    signals: Signals,
+    settings: QueueSettings,
+}
+
+impl Queues {
+    pub fn new(backend: QueueBackend, signals: Signals, settings: QueueSettings) -> Self {
+        Self {
+            backend,
+            signals,
+            settings,
+        }
+    }
+
+    pub fn backend(&self) -> &QueueBackend {
+        &self.backend
+    }
+
+    pub fn settings(&self) -> &QueueSettings {
+        &self.settings
+    }
+
+    pub fn signals(&self) -> &Signals {
+        &self.signals
+    }
+
+    /// Pushes a job and wakes idle workers of its queue.
+    pub async fn push<J: Job>(&self, job: J) -> Result<(), QueueError> {
+        let task = TaskBuilder::new(job)
+            .max_attempts(self.settings.max_attempts as usize)
+            .build();
+        match &self.backend {
+            QueueBackend::Redis(conn) => {
+                let mut storage = redis_storage::<J>(conn.clone(), &self.settings);
+                storage
+                    .push_task(task)
+                    .await
+                    .map_err(|e| QueueError::Push(e.to_string()))?;
+                // Also publishes the wake-up signal (in the same script).
+                promote_due(conn.clone(), J::QUEUE).await?;
+            }
+            QueueBackend::Sqlite(pool) => {
+                let mut storage = sqlite_storage::<J>(pool, &self.settings);
+                storage
+                    .push_task(task)
+                    .await
+                    .map_err(|e| QueueError::Push(e.to_string()))?;
+                self.signals
+                    .publish(&channel::queue_available(J::QUEUE), "")
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the queue backend answers.
+    pub async fn ping(&self) -> Result<(), QueueError> {
+        match &self.backend {
+            QueueBackend::Redis(conn) => {
+                let mut conn = conn.clone();
+                redis::cmd("PING").query_async::<String>(&mut conn).await?;
+            }
+            QueueBackend::Sqlite(pool) => {
+                sqlx::query("SELECT 1").execute(pool).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The apalis Redis storage of a job type, configured identically for producers and workers.
+pub fn redis_storage<J: Job>(
+    conn: ConnectionManager,
+    settings: &QueueSettings,
+) -> RedisStorage<J, ConnectionManager> {
+    RedisStorage::new(conn).with_config(
+        apalis_redis::Config::default()
+            .queue(J::QUEUE)
+            .heartbeat_interval(settings.heartbeat)
+            .missed_heartbeats(MISSED_HEARTBEATS)
+            // Results live in our store; apalis's copies would only grow Redis.
+            .persist_results(false),
+    )
+}
+
+/// The apalis SQLite storage of a job type, in the store's own file.
+pub fn sqlite_storage<J: Job>(pool: &sqlx::SqlitePool, settings: &QueueSettings) -> SqliteStorage<J> {
+    SqliteStorage::new(pool).with_config(
+        apalis_sqlite::Config::default()
+            .queue(J::QUEUE)
+            .heartbeat_interval(settings.heartbeat)
+            .missed_heartbeats(MISSED_HEARTBEATS)
+            .persist_results(false),
+    )
+}
+
+/// Moves due jobs from apalis-redis's `scheduled` set to its `active` list in chunks, then
+/// publishes the wake-up signal.
+///
+/// Why: apalis-redis 1.0 puts every push into `<queue>:scheduled` and its fetch script promotes
+/// *all* due ids with one Lua `unpack`, which fails ("too many results to unpack") once about
+/// 8,000 are due at once; the worker then dies. Promoting in chunks of 500 right after each
+/// push (and before workers start) keeps that set near empty whatever the backlog.
+pub async fn promote_due(mut conn: ConnectionManager, queue: &str) -> Result<u64, QueueError> {
+    static SCRIPT: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+        redis::Script::new(
+            r#"
+            local moved = 0
+            while true do
+                local ids = redis.call('zrangebyscore', KEYS[1], 0, ARGV[1], 'LIMIT', 0, 500)
+                if #ids == 0 then break end
+                redis.call('rpush', KEYS[2], unpack(ids))
+                redis.call('zrem', KEYS[1], unpack(ids))
+                moved = moved + #ids
+            end
+            if moved > 0 then
+                redis.call('del', KEYS[3])
+                redis.call('lpush', KEYS[3], 1)
+                redis.call('publish', ARGV[2], '')
+            end
+            return moved
+            "#,
+        )
+    });
+    let config = apalis_redis::Config::default().queue(queue);
+    let now = chrono::Utc::now().timestamp();
+    let moved: u64 = SCRIPT
+        .key(config.scheduled_jobs_set())
+        .key(config.active_jobs_list())
+        .key(config.signal_list())
+        .arg(now)
+        .arg(channel::queue_available(queue))
+        .invoke_async(&mut conn)
+        .await?;
+    Ok(moved)
+}
+
+/// A stream that yields whenever the worker should poll its queue: on every "job available"
+/// signal, and on a slow fallback tick. apalis polls the backend each time it yields.
+pub type WakeStream = Pin<Box<dyn Stream<Item = ()> + Send>>;
+
+/// Listens to a queue's wake-up signal for the life of the process and hands out wake streams.
+#[derive(Clone)]
+pub struct QueueWaker {
+    notify: Arc<Notify>,
+    fallback: Duration,
+}
+
+impl QueueWaker {
+    /// Subscribes to `queue:<name>:available` and relays it to the wake streams.
+    pub async fn start(signals: &Signals, queue: &str, fallback: Duration) -> Result<Self, SignalError> {
+        let notify = Arc::new(Notify::new());
+        let mut sub = signals.subscribe(&channel::queue_available(queue)).await?;
+        let relay = notify.clone();
+        tokio::spawn(async move {
+            while sub.next().await.is_some() {
+                relay.notify_waiters();
+                // Also store a permit, so a worker between two polls does not miss it.
+                relay.notify_one();
+            }
+        });
+        Ok(Self { notify, fallback })
+    }
+
+    /// A fresh stream for one apalis worker (apalis re-creates workers on restart).
+    pub fn stream(&self) -> WakeStream {
+        let signalled = futures::stream::unfold(self.notify.clone(), |n| async move {
+            n.notified().await;
+            Some(((), n))
+        });
+        let mut interval = tokio::time::interval(self.fallback);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let ticks = futures::stream::unfold(interval, |mut i| async move {
+            i.tick().await;
+            Some(((), i))
+        });
+        Box::pin(futures::stream::select(signalled, ticks))
+    }
+}
+
+/// Connects to Redis for the queues.
+pub async fn connect_redis(url: &str) -> Result<ConnectionManager, QueueError> {
+    Ok(apalis_redis::connect(url).await?)
+}

@@ -1,0 +1,146 @@
+//! The store: Postgres or SQLite, chosen at run time by the URL. One set of SQL (`$N`
+//! placeholders, `RETURNING`) runs on whichever pool is active through [`with_pool!`]; each
+//! arm type-checks against its own driver. (sqlx's `AnyPool` cannot carry UUIDs or JSON.)
+
+use std::{str::FromStr, time::Duration};
+
+use sqlx::{
+    migrate::Migrator,
+    postgres::{PgPool, PgPoolOptions},
+    sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous},
+};
+
+use crate::config::{Config, StoreKind};
+
+/// Our migration bookkeeping table. apalis-sqlite keeps its own in `_sqlx_migrations` in the
+/// same file; sharing one table would make each migrator reject the other's entries.
+const MIGRATIONS_TABLE: &str = "_llmops_migrations";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(transparent)]
+    Sqlx(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("cannot create the data directory {path}: {source}")]
+    DataDir {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+/// A connection pool on either backend.
+#[derive(Clone, Debug)]
+pub enum Db {
+    Postgres(PgPool),
+    Sqlite(SqlitePool),
+}
+
+/// Runs the same expression on whichever pool is active.
+#[macro_export]
+macro_rules! with_pool {
+    ($db:expr, $pool:ident => $body:expr) => {
+        match $db {
+            $crate::store::Db::Postgres($pool) => $body,
+            $crate::store::Db::Sqlite($pool) => $body,
+        }
+    };
+}
+
+impl Db {
+    /// Connects to the configured store (creating the SQLite file and its directory if needed)
+    /// and applies the migrations.
+    pub async fn connect(config: &Config) -> Result<Self, StoreError> {
+        let url = config.database_url();
+        let db = match config.store_kind() {
+            StoreKind::Postgres => Db::Postgres(
+                PgPoolOptions::new()
+                    .max_connections(config.db_pool_size)
+                    .acquire_timeout(Duration::from_secs(5))
+                    .connect(&url)
+                    .await?,
+            ),
+            StoreKind::Sqlite => {
+                let options = SqliteConnectOptions::from_str(&url)?;
+                if let Some(dir) = options.get_filename().parent()
+                    && !dir.as_os_str().is_empty()
+                {
+                    std::fs::create_dir_all(dir).map_err(|source| StoreError::DataDir {
+                        path: dir.display().to_string(),
+                        source,
+                    })?;
+                }
+                Db::Sqlite(sqlite_pool(options, config.db_pool_size).await?)
+            }
+        };
+        db.migrate().await?;
+        Ok(db)
+    }
+
+    /// Applies our migrations (and, on SQLite, the embedded queue's tables).
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        match self {
+            Db::Postgres(pool) => migrator(StoreKind::Postgres).run(pool).await?,
+            Db::Sqlite(pool) => {
+                apalis_sqlite::SqliteStorage::setup(pool)
+                    .await
+                    .map_err(|e| match e {
+                        apalis_sqlite::Error::Database(e) => StoreError::Sqlx(e),
+                        other => StoreError::Sqlx(sqlx::Error::Protocol(other.to_string())),
+                    })?;
+                migrator(StoreKind::Sqlite).run(pool).await?
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the store answers a trivial query.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        with_pool!(self, pool => sqlx::query("SELECT 1").execute(pool).await.map(|_| ()))?;
+        Ok(())
+    }
+
+    pub fn kind(&self) -> StoreKind {
+        match self {
+            Db::Postgres(_) => StoreKind::Postgres,
+            Db::Sqlite(_) => StoreKind::Sqlite,
+        }
+    }
+
+    /// The SQLite pool, which the embedded queue shares.
+    pub fn as_sqlite(&self) -> Option<&SqlitePool> {
+        match self {
+            Db::Sqlite(pool) => Some(pool),
+            Db::Postgres(_) => None,
+        }
+    }
+}
+
+async fn sqlite_pool(options: SqliteConnectOptions, size: u32) -> Result<SqlitePool, sqlx::Error> {
+    let options = options
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        // NORMAL is durable against process crashes in WAL mode and far cheaper than FULL.
+        .synchronous(SqliteSynchronous::Normal)
+        .busy_timeout(Duration::from_secs(10))
+        .foreign_keys(true);
+    SqlitePoolOptions::new()
+        .max_connections(size.max(2))
+        .acquire_timeout(Duration::from_secs(10))
+        .connect_with(options)
+        .await
+}
+
+fn migrator(kind: StoreKind) -> Migrator {
+    let mut m = match kind {
+        StoreKind::Postgres => sqlx::migrate!("../migrations/postgres"),
+        StoreKind::Sqlite => sqlx::migrate!("../migrations/sqlite"),
+    };
+    m.dangerous_set_table_name(MIGRATIONS_TABLE);
+    m
+}
+
+/// Now, in Unix milliseconds: the store's time unit.
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}

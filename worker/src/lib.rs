@@ -1,0 +1,10 @@
+//! `llmops-worker`: job handlers for the `workflow` and `chat` queues, and the runtime that
+//! runs them under apalis. The API reuses this library to run workers in-process in the
+//! embedded mode.
+
+pub mod jobs;
+pub mod runtime;
+pub mod state;
+
+pub use runtime::run_workers;
+pub use state::WorkerState;

@@ -1,0 +1,27 @@
+//! `llmops-worker`: consumes the `workflow` and `chat` queues. Run any number of them with the
+//! same settings as the API (`DATABASE_URL`, `REDIS_URL`, ...).
+
+use llmops_worker::{WorkerState, run_workers};
+use shared::{backends::Backends, config::Config};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let config = Config::load_or_exit();
+    shared::telemetry::init(config.log_format);
+    let backends = Backends::connect(&config).await?;
+    let state = WorkerState {
+        db: backends.db.clone(),
+        signals: backends.signals.clone(),
+        config: std::sync::Arc::new(config),
+    };
+    tracing::info!(concurrency = state.config.worker_concurrency, "llmops-worker started");
+    run_workers(
+        state,
+        backends.queues.backend().clone(),
+        backends.queues.settings().clone(),
+        shared::shutdown::signal(),
+    )
+    .await?;
+    tracing::info!("llmops-worker stopped");
+    Ok(())
+}
