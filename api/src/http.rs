@@ -28,9 +28,10 @@ pub fn layers(router: Router, config: &Config) -> Router {
     router
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(middleware::from_fn(move |req, next| json_body_limit(req, next, limit)))
         .layer(DefaultBodyLimit::max(limit))
         .layer(RequestBodyLimitLayer::new(limit))
+        // Outside the limit layer, so it sees (and rewrites) the 413 that layer answers.
+        .layer(middleware::from_fn(move |req, next| json_body_limit(req, next, limit)))
         .layer(CompressionLayer::new())
         .layer(cors(&config.cors_origins))
         .layer(

@@ -7,8 +7,9 @@ use shared::config::Config;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    let shutdown = shared::shutdown::signal();
     let config = Config::load_or_exit();
     shared::telemetry::init(config.log_format);
     let app = Application::build(config).await?;
-    app.run_until(shared::shutdown::signal()).await
+    app.run_until(shutdown).await
 }

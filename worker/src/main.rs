@@ -6,6 +6,7 @@ use shared::{backends::Backends, config::Config};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    let shutdown = shared::shutdown::signal();
     let config = Config::load_or_exit();
     shared::telemetry::init(config.log_format);
     let backends = Backends::connect(&config).await?;
@@ -19,7 +20,7 @@ async fn main() -> anyhow::Result<()> {
         state,
         backends.queues.backend().clone(),
         backends.queues.settings().clone(),
-        shared::shutdown::signal(),
+        shutdown,
     )
     .await?;
     tracing::info!("llmops-worker stopped");

@@ -70,15 +70,7 @@ pub async fn run_workers(
     settings: QueueSettings,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    if let QueueBackend::Redis(conn) = &backend {
-        // Drain any backlog left in the scheduled sets before apalis's fetch sees it.
-        for queue in [RunWorkflow::QUEUE, DebugChat::QUEUE] {
-            let moved = shared::queue::promote_due(conn.clone(), queue).await?;
-            if moved > 0 {
-                tracing::info!(queue, moved, "promoted queued jobs");
-            }
-        }
-    }
+    prepare_backend(&backend).await?;
     let workflow_waker = QueueWaker::start(&state.signals, RunWorkflow::QUEUE, FALLBACK_POLL).await?;
     let chat_waker = QueueWaker::start(&state.signals, DebugChat::QUEUE, FALLBACK_POLL).await?;
     let concurrency = state.config.worker_concurrency;
@@ -104,9 +96,6 @@ pub async fn run_workers(
         state,
         jobs::debug_chat::debug_chat
     );
-    if let QueueBackend::Redis(conn) = &backend {
-        tokio::spawn(keep_promoting(conn.clone()));
-    }
     monitor
         .should_restart(|worker, error| {
             tracing::error!(worker = worker.name(), %error, "queue worker failed; restarting");
@@ -127,6 +116,22 @@ pub async fn run_workers(
             Ok(())
         })
         .await?;
+    Ok(())
+}
+
+/// Gets a queue backend ready for workers. On Redis: drains any backlog from the scheduled
+/// sets before apalis's fetch sees it, and keeps promoting retries scheduled for later (see
+/// [`shared::queue::promote_due`]).
+pub async fn prepare_backend(backend: &QueueBackend) -> anyhow::Result<()> {
+    if let QueueBackend::Redis(conn) = backend {
+        for queue in [RunWorkflow::QUEUE, DebugChat::QUEUE] {
+            let moved = shared::queue::promote_due(conn.clone(), queue).await?;
+            if moved > 0 {
+                tracing::info!(queue, moved, "promoted queued jobs");
+            }
+        }
+        tokio::spawn(keep_promoting(conn.clone()));
+    }
     Ok(())
 }
 

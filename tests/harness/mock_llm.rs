@@ -1,0 +1,222 @@
+//! An OpenAI-compatible mock LLM on loopback. It answers `POST …/chat/completions`, blocking or
+//! streaming (SSE), records every request body, can be slowed down, and counts requests whose
+//! client went away before the answer was complete (so tests can prove a cancel closed the
+//! provider connection).
+//!
+//! Its default answer is the FlowGram reference's mock sentence, built from the request.
+
+use std::{
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
+
+use axum::{
+    Json, Router,
+    extract::{Path, State},
+    http::StatusCode,
+    response::{
+        IntoResponse, Response,
+        sse::{Event, Sse},
+    },
+    routing::post,
+};
+use futures::stream;
+use serde_json::{Value, json};
+
+#[derive(Default)]
+struct MockState {
+    requests: Mutex<Vec<Value>>,
+    latency_ms: AtomicU64,
+    chunk_delay_ms: AtomicU64,
+    dropped: AtomicUsize,
+    completed: AtomicUsize,
+    reply: Mutex<Option<String>>,
+    fail_status: Mutex<Option<u16>>,
+}
+
+#[derive(Clone)]
+pub struct MockLlm {
+    /// Base URL to give clients, e.g. `http://127.0.0.1:PORT/v1`.
+    pub base_url: String,
+    state: Arc<MockState>,
+}
+
+impl MockLlm {
+    pub async fn start() -> Self {
+        let state = Arc::new(MockState::default());
+        let app = Router::new()
+            .route("/{*path}", post(chat_completions))
+            .with_state(state.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind mock llm");
+        let addr = listener.local_addr().expect("mock llm addr");
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Self {
+            base_url: format!("http://{addr}/v1"),
+            state,
+        }
+    }
+
+    /// Delay before the first byte of every answer.
+    pub fn set_latency(&self, latency: Duration) {
+        self.state.latency_ms.store(latency.as_millis() as u64, Ordering::SeqCst);
+    }
+    /// Delay between streamed chunks.
+    pub fn set_chunk_delay(&self, delay: Duration) {
+        self.state.chunk_delay_ms.store(delay.as_millis() as u64, Ordering::SeqCst);
+    }
+    /// A fixed answer instead of the mock sentence (`None` restores the sentence).
+    pub fn set_reply(&self, reply: Option<&str>) {
+        *self.state.reply.lock().unwrap() = reply.map(str::to_owned);
+    }
+    /// Answer every request with this HTTP status (`None` restores success).
+    pub fn set_failure(&self, status: Option<u16>) {
+        *self.state.fail_status.lock().unwrap() = status;
+    }
+    /// Every request body received so far.
+    pub fn requests(&self) -> Vec<Value> {
+        self.state.requests.lock().unwrap().clone()
+    }
+    /// Requests whose client disconnected before the answer was complete.
+    pub fn dropped(&self) -> usize {
+        self.state.dropped.load(Ordering::SeqCst)
+    }
+    /// Requests answered to the end.
+    pub fn completed(&self) -> usize {
+        self.state.completed.load(Ordering::SeqCst)
+    }
+}
+
+/// Counts a request as dropped unless it is marked complete before it goes away.
+struct CompletionGuard {
+    state: Arc<MockState>,
+    done: bool,
+}
+
+impl CompletionGuard {
+    fn finish(mut self) {
+        self.done = true;
+        self.state.completed.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+impl Drop for CompletionGuard {
+    fn drop(&mut self) {
+        if !self.done {
+            self.state.dropped.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+}
+
+/// JavaScript's `String(number)` for the values the mock sees.
+pub fn js_number(v: &Value) -> String {
+    match v.as_f64() {
+        Some(f) if f.fract() == 0.0 && f.abs() < 1e21 => format!("{}", f as i64),
+        Some(f) => format!("{f}"),
+        None => "undefined".into(),
+    }
+}
+
+/// The FlowGram reference mock sentence for a chat request.
+pub fn mock_sentence(body: &Value) -> String {
+    let messages = body["messages"].as_array().cloned().unwrap_or_default();
+    let find = |role: &str| {
+        messages
+            .iter()
+            .rev()
+            .find(|m| m["role"] == role)
+            .and_then(|m| m["content"].as_str().map(str::to_owned))
+            .unwrap_or_else(|| "undefined".into())
+    };
+    format!(
+        "Hi, I am an AI model, my name is {}, temperature is {}, system prompt is \"{}\", prompt is \"{}\"",
+        body["model"].as_str().unwrap_or("undefined"),
+        js_number(&body["temperature"]),
+        find("system"),
+        find("user"),
+    )
+}
+
+async fn chat_completions(
+    State(state): State<Arc<MockState>>,
+    Path(path): Path<String>,
+    Json(body): Json<Value>,
+) -> Response {
+    if !path.ends_with("chat/completions") {
+        return (StatusCode::NOT_FOUND, "unknown path").into_response();
+    }
+    state.requests.lock().unwrap().push(body.clone());
+    let guard = CompletionGuard {
+        state: state.clone(),
+        done: false,
+    };
+    let latency = state.latency_ms.load(Ordering::SeqCst);
+    if latency > 0 {
+        tokio::time::sleep(Duration::from_millis(latency)).await;
+    }
+    if let Some(status) = *state.fail_status.lock().unwrap() {
+        guard.finish();
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        return (status, Json(json!({"error": {"message": "mock failure", "type": "server_error"}})))
+            .into_response();
+    }
+    let reply = state
+        .reply
+        .lock()
+        .unwrap()
+        .clone()
+        .unwrap_or_else(|| mock_sentence(&body));
+    let completion_tokens = reply.split_whitespace().count();
+    let model = body["model"].as_str().unwrap_or("mock").to_owned();
+    if body["stream"] != json!(true) {
+        guard.finish();
+        return Json(json!({
+            "id": "chatcmpl-mock", "object": "chat.completion", "model": model,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": reply}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 10, "completion_tokens": completion_tokens, "total_tokens": 10 + completion_tokens}
+        }))
+        .into_response();
+    }
+    // Stream word by word; the guard travels with the stream so a client that hangs up midway
+    // is counted as dropped.
+    let pieces: Vec<String> = reply
+        .split_inclusive(' ')
+        .map(str::to_owned)
+        .collect();
+    let delay = Duration::from_millis(state.chunk_delay_ms.load(Ordering::SeqCst));
+    let events = stream::unfold(
+        (pieces.into_iter(), Some(guard), 0usize),
+        move |(mut pieces, guard, stage)| {
+            let model = model.clone();
+            async move {
+                if let Some(piece) = pieces.next() {
+                    if !delay.is_zero() {
+                        tokio::time::sleep(delay).await;
+                    }
+                    let data = json!({"id": "chatcmpl-mock", "object": "chat.completion.chunk", "model": model,
+                        "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": null}]});
+                    return Some((Ok::<_, std::convert::Infallible>(Event::default().data(data.to_string())), (pieces, guard, stage)));
+                }
+                match stage {
+                    0 => {
+                        let data = json!({"id": "chatcmpl-mock", "object": "chat.completion.chunk", "model": model, "choices": [],
+                            "usage": {"prompt_tokens": 10, "completion_tokens": completion_tokens, "total_tokens": 10 + completion_tokens}});
+                        Some((Ok(Event::default().data(data.to_string())), (pieces, guard, 1)))
+                    }
+                    1 => {
+                        if let Some(g) = guard {
+                            g.finish();
+                        }
+                        Some((Ok(Event::default().data("[DONE]")), (pieces, None, 2)))
+                    }
+                    _ => None,
+                }
+            }
+        },
+    );
+    Sse::new(events).into_response()
+}

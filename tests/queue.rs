@@ -1,0 +1,88 @@
+//! The queues under load that once broke apalis: a backlog pushed while no worker runs must
+//! drain completely once workers start (apalis-redis 1.0's fetch used to fail on thousands of
+//! due jobs at once), on Redis and on the embedded SQLite queue.
+
+use std::time::{Duration, Instant};
+
+use apalis::prelude::{TaskBuilder, TaskSink};
+use harness::{
+    Redis,
+    probe::{Probe, run_probe_worker},
+};
+use shared::{
+    queue::{QueueBackend, QueueSettings, Queues, RunWorkflow, redis_storage, sqlite_storage},
+    signals::Signals,
+};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+fn settings() -> QueueSettings {
+    QueueSettings {
+        max_attempts: 1,
+        heartbeat: Duration::from_secs(2),
+    }
+}
+
+async fn drain(backend: QueueBackend, signals: Signals, expected: usize) {
+    let probe = Probe::default();
+    let stop = CancellationToken::new();
+    let worker = tokio::spawn(run_probe_worker(backend, signals, settings(), 64, probe.clone(), stop.clone()));
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(300);
+    while probe.count() < expected {
+        assert!(!worker.is_finished(), "the worker stopped after {} of {expected} jobs", probe.count());
+        assert!(Instant::now() < deadline, "only {} of {expected} jobs drained", probe.count());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    eprintln!("drained {expected} jobs in {:?}", started.elapsed());
+    stop.cancel();
+    worker.await.unwrap().unwrap();
+    assert_eq!(probe.count(), expected, "every job ran exactly once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_backlog_of_50000_jobs_drains_when_workers_start_afterwards() {
+    let Some(redis) = Redis::start() else { return };
+    let conn = shared::queue::connect_redis(&redis.url()).await.unwrap();
+    // Push through apalis's own producer in bulk: every job lands in the `scheduled` set,
+    // exactly the state that made apalis-redis's fetch fail.
+    let mut storage = redis_storage::<RunWorkflow>(conn.clone(), &settings());
+    for _ in 0..50 {
+        let chunk: Vec<_> = (0..1000)
+            .map(|_| TaskBuilder::new(RunWorkflow { task_id: Uuid::new_v4() }).max_attempts(1).build())
+            .collect();
+        for task in chunk {
+            storage.push_task(task).await.unwrap();
+        }
+    }
+    let mut c = conn.clone();
+    let scheduled: u64 = redis::cmd("ZCARD").arg("llmops-workflow:scheduled").query_async(&mut c).await.unwrap();
+    assert_eq!(scheduled, 50_000, "the backlog sits in the scheduled set");
+
+    let signals = Signals::redis(&redis.url()).await.unwrap();
+    drain(QueueBackend::Redis(conn.clone()), signals, 50_000).await;
+
+    let active: u64 = redis::cmd("LLEN").arg("llmops-workflow:active").query_async(&mut c).await.unwrap();
+    let scheduled: u64 = redis::cmd("ZCARD").arg("llmops-workflow:scheduled").query_async(&mut c).await.unwrap();
+    assert_eq!((active, scheduled), (0, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_embedded_backlog_drains_when_workers_start_afterwards() {
+    let dir = std::env::temp_dir().join(format!("llmops-queue-{}", Uuid::new_v4()));
+    let config = shared::config::Config::try_parse_from([
+        "test".to_string(),
+        format!("--data-dir={}", dir.display()),
+    ])
+    .unwrap();
+    let db = shared::store::Db::connect(&config).await.unwrap();
+    let pool = db.as_sqlite().unwrap().clone();
+    let signals = Signals::in_process();
+    let queues = Queues::new(QueueBackend::Sqlite(pool.clone()), signals.clone(), settings());
+    for _ in 0..5000 {
+        queues.push(RunWorkflow { task_id: Uuid::new_v4() }).await.unwrap();
+    }
+    let _ = sqlite_storage::<RunWorkflow>;
+    drain(QueueBackend::Sqlite(pool), signals, 5000).await;
+    std::fs::remove_dir_all(dir).unwrap();
+}
