@@ -19,6 +19,9 @@ use utoipa_swagger_ui::SwaggerUi;
     modifiers(&BearerAuth),
     tags(
         (name = "health", description = "Liveness and readiness"),
+        (name = "auth", description = "Register and sign in (access tokens)"),
+        (name = "account", description = "The signed-in account"),
+        (name = "task", description = "FlowGram workflow runtime: bare JSON bodies, as the FlowGram editor's client expects"),
     )
 )]
 struct ApiDoc;

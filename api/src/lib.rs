@@ -2,10 +2,16 @@
 //! embedded mode also runs the queue workers in this process (see [`startup`]).
 
 pub mod docs;
+pub mod envelope;
+pub mod error;
+pub mod extract;
 pub mod http;
+pub mod rate_limit;
 pub mod routes;
 pub mod startup;
 pub mod state;
 
 pub use startup::Application;
 pub use state::AppState;
+pub use envelope::{ApiResult, Envelope};
+pub use error::ApiError;

@@ -73,11 +73,11 @@ impl Application {
         if !self.state.config.api_runs_workers() {
             return None;
         }
-        let state = llmops_worker::WorkerState {
-            db: self.state.db.clone(),
-            signals: self.state.signals.clone(),
-            config: self.state.config.clone(),
-        };
+        let state = llmops_worker::WorkerState::new(
+            self.state.db.clone(),
+            self.state.signals.clone(),
+            self.state.config.clone(),
+        );
         let backend = self.state.queues.backend().clone();
         let settings = self.state.queues.settings().clone();
         Some(tokio::spawn(async move {

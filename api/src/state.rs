@@ -1,14 +1,17 @@
 //! The state every handler can take with `State<AppState>`.
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use shared::{
+    auth::jwt::JwtKeys,
     backends::Backends,
     config::{Config, Secret},
     queue::Queues,
     signals::Signals,
     store::Db,
 };
+
+use crate::rate_limit::RateLimiter;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -17,16 +20,24 @@ pub struct AppState {
     pub signals: Signals,
     pub config: Arc<Config>,
     pub jwt_secret: Secret,
+    /// Signing and verifying keys for access tokens, built once from `jwt_secret`.
+    pub jwt: Arc<JwtKeys>,
+    /// Login attempts per email and per client address (`LLMOPS_LOGIN_RATE_LIMIT` a minute).
+    pub login_limiter: Arc<RateLimiter>,
 }
 
 impl AppState {
     pub fn new(backends: Backends, config: Arc<Config>, jwt_secret: Secret) -> Self {
+        let jwt = Arc::new(JwtKeys::new(&jwt_secret, Duration::from_secs(config.jwt_ttl_secs)));
+        let login_limiter = Arc::new(RateLimiter::per_minute(config.login_rate_limit));
         Self {
             db: backends.db,
             queues: backends.queues,
             signals: backends.signals,
             config,
             jwt_secret,
+            jwt,
+            login_limiter,
         }
     }
 }

@@ -3,8 +3,10 @@
 pub mod auth;
 pub mod backends;
 pub mod config;
+pub mod llm;
 pub mod queue;
 pub mod shutdown;
 pub mod signals;
 pub mod store;
 pub mod telemetry;
+pub mod workflow;

@@ -5,6 +5,7 @@
 //! When Postgres or Redis binaries are missing, a test says so loudly and skips; with
 //! `LLMOPS_REQUIRE_SERVICES=1` (CI) a skip is a failure.
 
+pub mod echo;
 pub mod mock_llm;
 pub mod probe;
 pub mod services;

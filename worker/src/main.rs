@@ -10,11 +10,11 @@ async fn main() -> anyhow::Result<()> {
     let config = Config::load_or_exit();
     shared::telemetry::init(config.log_format);
     let backends = Backends::connect(&config).await?;
-    let state = WorkerState {
-        db: backends.db.clone(),
-        signals: backends.signals.clone(),
-        config: std::sync::Arc::new(config),
-    };
+    let state = WorkerState::new(
+        backends.db.clone(),
+        backends.signals.clone(),
+        std::sync::Arc::new(config),
+    );
     tracing::info!(concurrency = state.config.worker_concurrency, "llmops-worker started");
     run_workers(
         state,

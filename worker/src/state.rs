@@ -1,12 +1,43 @@
 //! What every job handler needs, shared by all of a process's workers.
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
-use shared::{config::Config, signals::Signals, store::Db};
+use shared::{
+    config::Config,
+    signals::Signals,
+    store::Db,
+    workflow::{Engine, EngineConfig},
+};
 
 #[derive(Clone)]
 pub struct WorkerState {
     pub db: Db,
     pub signals: Signals,
     pub config: Arc<Config>,
+    pub engine: Engine,
+}
+
+impl WorkerState {
+    pub fn new(db: Db, signals: Signals, config: Arc<Config>) -> Self {
+        let engine = Engine::new(engine_config(&config));
+        Self {
+            db,
+            signals,
+            config,
+            engine,
+        }
+    }
+}
+
+/// The engine's limits and node settings from the process configuration.
+pub fn engine_config(config: &Config) -> EngineConfig {
+    EngineConfig {
+        max_nodes_per_run: config.max_nodes_per_run,
+        max_loop_iterations: config.max_loop_iterations,
+        max_run_time: Duration::from_secs(config.max_run_secs),
+        http_allow_private: config.http_allow_private,
+        code_timeout: Duration::from_secs(config.code_timeout_secs),
+        llm_timeout: Duration::from_secs(config.llm_timeout_secs),
+        ..EngineConfig::default()
+    }
 }

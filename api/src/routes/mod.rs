@@ -1,6 +1,10 @@
 //! The router: one module per resource, merged here with the docs UIs and the HTTP layers.
 
+pub mod account;
+pub mod auth;
 pub mod health;
+pub mod info;
+pub mod tasks;
 
 use axum::Router;
 use utoipa_axum::router::OpenApiRouter;
@@ -9,7 +13,12 @@ use crate::{docs, http, state::AppState};
 
 /// Every documented route, with its OpenAPI description.
 pub fn api_routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::with_openapi(docs::base()).merge(health::router())
+    OpenApiRouter::with_openapi(docs::base())
+        .merge(health::router())
+        .merge(auth::router())
+        .merge(account::router())
+        .merge(info::router())
+        .merge(tasks::router())
 }
 
 /// The complete application router.

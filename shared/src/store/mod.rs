@@ -12,6 +12,9 @@ use sqlx::{
 
 use crate::config::{Config, StoreKind};
 
+pub mod accounts;
+pub mod tasks;
+
 /// Our migration bookkeeping table. apalis-sqlite keeps its own in `_sqlx_migrations` in the
 /// same file; sharing one table would make each migrator reject the other's entries.
 const MIGRATIONS_TABLE: &str = "_llmops_migrations";

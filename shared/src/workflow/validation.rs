@@ -63,10 +63,6 @@ fn str_field<'a>(value: &'a Value, key: &str) -> &'a str {
     value.get(key).and_then(Value::as_str).unwrap_or("")
 }
 
-fn is_object(value: Option<&Value>) -> bool {
-    matches!(value, Some(Value::Object(_)))
-}
-
 fn schema_format(schema: &Value) -> Result<(), String> {
     if !schema.is_object() {
         return Err("Workflow schema must be a valid object".into());
@@ -102,7 +98,8 @@ fn non_empty_string(value: Option<&Value>) -> bool {
 }
 
 fn node_format(node: &Value, path: &str) -> Result<(), String> {
-    if !node.is_object() {
+    // `typeof node !== 'object'`: arrays pass, and then fail on their missing `id`.
+    if !matches!(node, Value::Object(_) | Value::Array(_)) {
         return Err(format!("{path} must be a valid object"));
     }
     if !non_empty_string(node.get("id")) {
@@ -142,7 +139,7 @@ fn node_format(node: &Value, path: &str) -> Result<(), String> {
 }
 
 fn edge_format(edge: &Value, path: &str) -> Result<(), String> {
-    if !is_object(Some(edge)) {
+    if !matches!(edge, Value::Object(_) | Value::Array(_)) {
         return Err(format!("{path} must be a valid object"));
     }
     if !non_empty_string(edge.get("sourceNodeID")) {

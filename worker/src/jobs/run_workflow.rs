@@ -1,13 +1,126 @@
 //! Runs one workflow task through the engine and writes its result and report to the store.
+//!
+//! A run costs a handful of writes: claiming the attempt, a progress snapshot at most every
+//! [`FLUSH_EVERY`] while the report changes (or a heartbeat when it does not), and the final
+//! state in one statement. Cancel arrives as a signal (from any API replica) and cancels the
+//! engine's token: in-flight requests are dropped and the run ends `canceled`.
+
+use std::{sync::Arc, time::Duration};
 
 use apalis::prelude::*;
-use shared::queue::RunWorkflow;
+use futures::StreamExt;
+use serde_json::Value;
+use shared::{
+    queue::RunWorkflow,
+    signals::channel,
+    store::{now_ms, tasks},
+    workflow::{Report, ReportHandle, WorkflowStatus, parse_schema},
+};
+use tokio_util::sync::CancellationToken;
 
 use crate::state::WorkerState;
 
+/// How often a changing report is written while the run is in progress.
+pub const FLUSH_EVERY: Duration = Duration::from_millis(100);
+/// How often a run whose report is not changing proves its attempt is alive.
+pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(2);
+
 #[tracing::instrument(skip_all, fields(task_id = %job.task_id))]
 pub async fn run_workflow(job: RunWorkflow, state: Data<WorkerState>) -> Result<(), BoxDynError> {
-    let _ = (&job, &state);
-    tracing::debug!("workflow job picked up");
+    execute(job, &state).await.map_err(|e| {
+        tracing::error!(error = %e, "workflow job failed");
+        e.into()
+    })
+}
+
+/// One unit of work, callable without apalis (tests step it directly).
+pub async fn execute(job: RunWorkflow, state: &WorkerState) -> anyhow::Result<()> {
+    let id = job.task_id;
+    let db = &state.db;
+    let Some(task) = tasks::start_attempt(db, id, now_ms()).await? else {
+        // Unknown, canceled while queued, or already finished by an earlier delivery.
+        tracing::debug!("task is not runnable; job dropped");
+        return Ok(());
+    };
+    tracing::info!("task {id} attempt {} started", task.attempt);
+    let max_attempts = state.config.task_max_attempts as i32;
+    if task.attempt > max_attempts {
+        let message = format!(
+            "Task failed after {} attempts: the worker running it stopped before it finished",
+            max_attempts
+        );
+        let report = Report::validation_failed(&id.to_string(), task.inputs.0.clone(), &[message], now_ms());
+        tasks::fail_task(db, id, &serde_json::to_value(&report)?, now_ms()).await?;
+        notify_done(state, id).await;
+        return Ok(());
+    }
+
+    // Subscribe before checking the flag, so a cancel between the two is not lost.
+    let mut cancel_signal = state.signals.subscribe(&channel::task_cancel(id)).await?;
+    let cancel = CancellationToken::new();
+    if task.cancel_requested || tasks::cancel_requested(db, id).await? {
+        cancel.cancel();
+    }
+
+    let inputs = task.inputs.0;
+    let report = ReportHandle::new(&id.to_string(), inputs.clone());
+    let schema = match parse_schema(&task.schema_json) {
+        Ok(schema) => Arc::new(schema),
+        Err(errors) => {
+            // The API validated it before queueing; only a corrupted row gets here.
+            let failed = Report::validation_failed(&id.to_string(), inputs, &errors, now_ms());
+            tasks::fail_task(db, id, &serde_json::to_value(&failed)?, now_ms()).await?;
+            notify_done(state, id).await;
+            return Ok(());
+        }
+    };
+
+    let run = state.engine.run(schema, inputs, cancel.clone(), report.clone());
+    tokio::pin!(run);
+    let mut flush = tokio::time::interval(FLUSH_EVERY);
+    flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    flush.tick().await;
+    let mut flushed_version = report.version();
+    let mut last_write = tokio::time::Instant::now();
+    let outcome = loop {
+        tokio::select! {
+            outcome = &mut run => break outcome,
+            Some(_) = cancel_signal.next(), if !cancel.is_cancelled() => {
+                tracing::info!("cancel requested");
+                cancel.cancel();
+            }
+            _ = flush.tick() => {
+                let version = report.version();
+                if version != flushed_version {
+                    let snapshot = serde_json::to_value(report.snapshot())?;
+                    tasks::save_progress(db, id, task.attempt, &snapshot, now_ms()).await?;
+                    flushed_version = version;
+                    last_write = tokio::time::Instant::now();
+                } else if last_write.elapsed() >= HEARTBEAT_EVERY {
+                    tasks::touch_attempt(db, id, task.attempt, now_ms()).await?;
+                    last_write = tokio::time::Instant::now();
+                }
+            }
+        }
+    };
+
+    let final_status = match outcome.status {
+        WorkflowStatus::Succeeded => tasks::status::SUCCEEDED,
+        WorkflowStatus::Canceled => tasks::status::CANCELED,
+        _ => tasks::status::FAILED,
+    };
+    let final_report: Value = serde_json::to_value(report.snapshot())?;
+    let owned = tasks::finish_task(db, id, task.attempt, final_status, &outcome.outputs, &final_report, now_ms()).await?;
+    if !owned {
+        tracing::warn!(attempt = task.attempt, "a newer attempt owns the task; result discarded");
+    }
+    notify_done(state, id).await;
     Ok(())
+}
+
+/// Wakes API requests waiting for this task (the store already holds the state).
+async fn notify_done(state: &WorkerState, id: uuid::Uuid) {
+    if let Err(e) = state.signals.publish(&channel::task_done(id), "").await {
+        tracing::warn!(error = %e, "could not publish task completion");
+    }
 }

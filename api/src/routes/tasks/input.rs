@@ -1,0 +1,126 @@
+//! Request bodies of the task routes, parsed by hand so that every mistake gets a message that
+//! names the field (the FlowGram client sends JSON without always saying so).
+
+use axum::{body::Bytes, extract::Query};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use super::error::TaskError;
+
+/// `{schema, inputs}` of run and validate.
+#[derive(Debug, ToSchema)]
+pub struct TaskRunInput {
+    /// The FlowGram workflow schema, as a JSON **string** (as the FlowGram client sends it).
+    pub schema: String,
+    /// Start-node inputs.
+    #[schema(value_type = Object)]
+    pub inputs: Map<String, Value>,
+}
+
+impl TaskRunInput {
+    pub fn parse(body: &Bytes) -> Result<Self, TaskError> {
+        if body.iter().all(u8::is_ascii_whitespace) {
+            return Err(TaskError::Invalid("request body is required: {\"schema\": string, \"inputs\": object}".into()));
+        }
+        let value: Value = serde_json::from_slice(body)
+            .map_err(|e| TaskError::Invalid(format!("request body is not valid JSON: {e}")))?;
+        let Value::Object(mut fields) = value else {
+            return Err(TaskError::Invalid("request body must be a JSON object".into()));
+        };
+        let schema = match fields.remove("schema") {
+            None | Some(Value::Null) => return Err(TaskError::Invalid("schema is required".into())),
+            Some(Value::String(s)) => s,
+            Some(_) => return Err(TaskError::Invalid("schema must be a string holding the workflow JSON".into())),
+        };
+        let inputs = match fields.remove("inputs") {
+            None | Some(Value::Null) => return Err(TaskError::Invalid("inputs is required".into())),
+            Some(Value::Object(m)) => m,
+            Some(_) => return Err(TaskError::Invalid("inputs must be an object".into())),
+        };
+        // The document itself must at least be a JSON object; the workflow validators judge
+        // the rest (and a task that fails them is stored as failed, decision 5).
+        match serde_json::from_str::<Value>(&schema) {
+            Ok(Value::Object(_)) => {}
+            Ok(_) => return Err(TaskError::Invalid("schema must be a JSON object".into())),
+            Err(e) => return Err(TaskError::Invalid(format!("schema is not valid JSON: {e}"))),
+        }
+        Ok(Self { schema, inputs })
+    }
+}
+
+/// `{taskID}` of cancel.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct TaskCancelInput {
+    #[serde(rename = "taskID")]
+    pub task_id: String,
+}
+
+impl TaskCancelInput {
+    pub fn parse(body: &Bytes) -> Result<Self, TaskError> {
+        let value: Value = serde_json::from_slice(body)
+            .map_err(|_| TaskError::Invalid("request body must be JSON: {\"taskID\": string}".into()))?;
+        match value.get("taskID") {
+            Some(Value::String(s)) => Ok(Self { task_id: s.clone() }),
+            Some(_) => Err(TaskError::Invalid("taskID must be a string".into())),
+            None => Err(TaskError::Invalid("taskID is required".into())),
+        }
+    }
+}
+
+/// `?taskID=` of result and report.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct TaskQuery {
+    /// The id `POST /api/task/run` returned.
+    #[serde(rename = "taskID")]
+    #[param(rename = "taskID")]
+    pub task_id: Option<String>,
+    /// Result only: wait up to this many milliseconds (at most 30000) for the task to finish
+    /// before answering. Without it the answer is immediate.
+    pub wait: Option<u64>,
+}
+
+impl TaskQuery {
+    pub fn from_query(query: Result<Query<TaskQuery>, axum::extract::rejection::QueryRejection>) -> Result<Self, TaskError> {
+        query
+            .map(|Query(q)| q)
+            .map_err(|e| TaskError::Invalid(format!("invalid query: {}", e.body_text())))
+    }
+
+    pub fn task_id(&self) -> Result<&str, TaskError> {
+        self.task_id
+            .as_deref()
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| TaskError::Invalid("taskID is required".into()))
+    }
+}
+
+/// A task id from the wire: anything that is not a UUID names no task.
+pub fn parse_task_id(raw: &str) -> Result<Uuid, TaskError> {
+    Uuid::parse_str(raw).map_err(|_| TaskError::NotFound(raw.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(body: &str) -> Result<TaskRunInput, String> {
+        TaskRunInput::parse(&Bytes::from(body.to_owned())).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn each_malformed_run_body_names_its_problem() {
+        assert!(run("").unwrap_err().contains("required"));
+        assert!(run("{").unwrap_err().contains("not valid JSON"));
+        assert!(run("[]").unwrap_err().contains("JSON object"));
+        assert_eq!(run(r#"{"inputs":{}}"#).unwrap_err(), "schema is required");
+        assert!(run(r#"{"schema":1,"inputs":{}}"#).unwrap_err().starts_with("schema must be a string"));
+        assert!(run(r#"{"schema":"{nope","inputs":{}}"#).unwrap_err().starts_with("schema is not valid JSON"));
+        assert_eq!(run(r#"{"schema":"[1]","inputs":{}}"#).unwrap_err(), "schema must be a JSON object");
+        assert_eq!(run(r#"{"schema":"{}"}"#).unwrap_err(), "inputs is required");
+        assert_eq!(run(r#"{"schema":"{}","inputs":[]}"#).unwrap_err(), "inputs must be an object");
+        assert!(run(r#"{"schema":"{}","inputs":{"a":1}}"#).is_ok());
+    }
+}

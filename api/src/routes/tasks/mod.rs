@@ -1,0 +1,258 @@
+//! The FlowGram task API (`shared/spec/flowgram-runtime.md` §1.1, §6 and decisions 1–6, 12),
+//! on the queue: the API validates and stores the task and pushes its id; workers run it and
+//! write the result and report, which these routes read back from the store.
+//!
+//! Success bodies are bare JSON, exactly as the reference server answers, so the FlowGram
+//! editor's client works unchanged; errors are `{code, message}` with real statuses.
+
+mod caller;
+mod error;
+mod input;
+
+use std::time::Duration;
+
+use axum::{
+    Json,
+    body::Bytes,
+    extract::{Query, State, rejection::QueryRejection},
+};
+use futures::StreamExt;
+use serde::Serialize;
+use serde_json::{Map, Value};
+use shared::{
+    queue::RunWorkflow,
+    signals::channel,
+    store::{
+        now_ms,
+        tasks::{self, CancelOutcome, NewTask, TaskView, status},
+    },
+    workflow::{Report, StatusData, WorkflowStatus, parse_schema, validate_inputs},
+};
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
+use uuid::Uuid;
+
+pub use caller::TaskCaller;
+pub use error::{TaskError, TaskErrorBody};
+use input::{TaskCancelInput, TaskQuery, TaskRunInput, parse_task_id};
+
+use crate::state::AppState;
+
+/// Longest a result request may wait for the task to finish.
+const MAX_WAIT: Duration = Duration::from_secs(30);
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(run_task))
+        .routes(routes!(get_task_result))
+        .routes(routes!(get_task_report))
+        .routes(routes!(cancel_task))
+        .routes(routes!(validate_task))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct TaskRunOutput {
+    #[serde(rename = "taskID")]
+    pub task_id: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct TaskCancelOutput {
+    pub success: bool,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct TaskValidateOutput {
+    pub valid: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub errors: Option<Vec<String>>,
+}
+
+/// Validation of a run request: schema (the four validators), then the start inputs.
+fn validate(input: &TaskRunInput) -> Result<(), Vec<String>> {
+    let schema = parse_schema(&input.schema)?;
+    validate_inputs(&schema, &input.inputs)
+}
+
+/// Run a workflow: stores the task and queues it (TaskRun).
+///
+/// A schema that fails validation still gets a taskID: the task is stored as `failed` with the
+/// errors in its report's `messages.error`, and never queued.
+#[utoipa::path(post, path = "/api/task/run", tag = "task",
+    request_body = TaskRunInput,
+    responses(
+        (status = 200, body = TaskRunOutput),
+        (status = 400, body = TaskErrorBody, description = "malformed request (`validate_error`)"),
+        (status = 401, body = TaskErrorBody, description = "a token is required or invalid"),
+        (status = 413, body = TaskErrorBody, description = "body larger than LLMOPS_BODY_LIMIT"),
+        (status = 503, body = TaskErrorBody, description = "store or queue unavailable (`fail`)")),
+    security((), ("bearer" = [])))]
+async fn run_task(State(state): State<AppState>, caller: TaskCaller, body: Bytes) -> Result<Json<TaskRunOutput>, TaskError> {
+    let input = TaskRunInput::parse(&body)?;
+    let id = Uuid::new_v4();
+    let at = now_ms();
+    let validation = validate(&input);
+    let (task_status, report) = match &validation {
+        Ok(()) => (status::PENDING, Report::new(&id.to_string(), input.inputs.clone(), at)),
+        Err(errors) => (
+            status::FAILED,
+            Report::validation_failed(&id.to_string(), input.inputs.clone(), errors, at),
+        ),
+    };
+    let report = serde_json::to_value(&report).map_err(|e| TaskError::Unavailable(e.into()))?;
+    let empty = Map::new();
+    tasks::insert_task(
+        &state.db,
+        NewTask {
+            id,
+            owner_id: caller.account_id(),
+            status: task_status,
+            schema_json: &input.schema,
+            inputs: &input.inputs,
+            outputs: validation.is_err().then_some(&empty),
+            report: &report,
+            at_ms: at,
+        },
+    )
+    .await?;
+    if validation.is_ok()
+        && let Err(e) = state.queues.push(RunWorkflow { task_id: id }).await
+    {
+        // Never leave a task pending that no worker will ever see.
+        let failed = Report::validation_failed(&id.to_string(), input.inputs, &["The task could not be queued".to_owned()], now_ms());
+        let _ = tasks::fail_task(&state.db, id, &serde_json::to_value(&failed).unwrap_or_default(), now_ms()).await;
+        return Err(TaskError::Unavailable(e.into()));
+    }
+    Ok(Json(TaskRunOutput { task_id: id.to_string() }))
+}
+
+/// Checks ownership: a task made with a token belongs to that account only.
+fn visible(view: Option<TaskView>, caller: &TaskCaller, raw_id: &str) -> Result<TaskView, TaskError> {
+    match view {
+        Some(v) if v.owner_id.is_none() || v.owner_id == caller.account_id() => Ok(v),
+        _ => Err(TaskError::NotFound(raw_id.to_owned())),
+    }
+}
+
+/// A task's result: the end node's outputs (TaskResult).
+///
+/// Answers JSON `null` while the task has not finished (its report says why). With `wait`, the
+/// request waits up to that many milliseconds for the task to finish first.
+#[utoipa::path(get, path = "/api/task/result", tag = "task",
+    params(TaskQuery),
+    responses(
+        (status = 200, body = Object, description = "the outputs, or `null` while not finished"),
+        (status = 400, body = TaskErrorBody), (status = 404, body = TaskErrorBody, description = "unknown taskID")),
+    security((), ("bearer" = [])))]
+async fn get_task_result(
+    State(state): State<AppState>,
+    caller: TaskCaller,
+    query: Result<Query<TaskQuery>, QueryRejection>,
+) -> Result<Json<Value>, TaskError> {
+    let query = TaskQuery::from_query(query)?;
+    let raw = query.task_id()?;
+    let id = parse_task_id(raw)?;
+    let mut view = visible(tasks::get_task_result(&state.db, id).await?, &caller, raw)?;
+    if !status::is_terminal(&view.status)
+        && let Some(wait) = query.wait.filter(|w| *w > 0)
+    {
+        let wait = Duration::from_millis(wait).min(MAX_WAIT);
+        let mut done = state
+            .signals
+            .subscribe(&channel::task_done(id))
+            .await
+            .map_err(|e| TaskError::Unavailable(e.into()))?;
+        // Re-read after subscribing: the task may have finished in between.
+        view = visible(tasks::get_task_result(&state.db, id).await?, &caller, raw)?;
+        if !status::is_terminal(&view.status) && tokio::time::timeout(wait, done.next()).await.is_ok() {
+            view = visible(tasks::get_task_result(&state.db, id).await?, &caller, raw)?;
+        }
+    }
+    Ok(Json(match view.document {
+        Some(outputs) if status::is_terminal(&view.status) => outputs.0,
+        _ => Value::Null,
+    }))
+}
+
+/// A task's report: statuses, timings, snapshots and messages of every node (TaskReport).
+#[utoipa::path(get, path = "/api/task/report", tag = "task",
+    params(TaskQuery),
+    responses(
+        (status = 200, body = Object, description = "the IReport (`id` is the taskID)"),
+        (status = 400, body = TaskErrorBody), (status = 404, body = TaskErrorBody, description = "unknown taskID")),
+    security((), ("bearer" = [])))]
+async fn get_task_report(
+    State(state): State<AppState>,
+    caller: TaskCaller,
+    query: Result<Query<TaskQuery>, QueryRejection>,
+) -> Result<Json<Value>, TaskError> {
+    let query = TaskQuery::from_query(query)?;
+    let raw = query.task_id()?;
+    let id = parse_task_id(raw)?;
+    let view = visible(tasks::get_task_report(&state.db, id).await?, &caller, raw)?;
+    Ok(Json(view.document.map(|d| d.0).unwrap_or(Value::Null)))
+}
+
+/// Cancel a task (TaskCancel): a queued task never runs; a running one stops within a second
+/// on whichever worker holds it. `success` is `false` only for an unknown task.
+#[utoipa::path(put, path = "/api/task/cancel", tag = "task",
+    request_body = TaskCancelInput,
+    responses((status = 200, body = TaskCancelOutput), (status = 400, body = TaskErrorBody)),
+    security((), ("bearer" = [])))]
+async fn cancel_task(State(state): State<AppState>, caller: TaskCaller, body: Bytes) -> Result<Json<TaskCancelOutput>, TaskError> {
+    let input = TaskCancelInput::parse(&body)?;
+    let Ok(id) = Uuid::parse_str(&input.task_id) else {
+        return Ok(Json(TaskCancelOutput { success: false }));
+    };
+    // Someone else's task is an unknown task.
+    let Ok(view) = visible(tasks::get_task_report(&state.db, id).await?, &caller, &input.task_id) else {
+        return Ok(Json(TaskCancelOutput { success: false }));
+    };
+    let at = now_ms();
+    let outcome = tasks::request_cancel(&state.db, id, || canceled_report(id, view.document.map(|d| d.0), at), at).await?;
+    match outcome {
+        CancelOutcome::Unknown => return Ok(Json(TaskCancelOutput { success: false })),
+        CancelOutcome::Requested => {
+            state
+                .signals
+                .publish(&channel::task_cancel(id), "")
+                .await
+                .map_err(|e| TaskError::Unavailable(e.into()))?;
+        }
+        CancelOutcome::CanceledQueued => {
+            let _ = state.signals.publish(&channel::task_done(id), "").await;
+        }
+        CancelOutcome::AlreadyFinished => {}
+    }
+    Ok(Json(TaskCancelOutput { success: true }))
+}
+
+/// The report of a task canceled before any worker took it: its pending report, terminated.
+fn canceled_report(id: Uuid, pending: Option<Value>, at: i64) -> Value {
+    let mut report = pending
+        .and_then(|v| serde_json::from_value::<Report>(v).ok())
+        .unwrap_or_else(|| Report::new(&id.to_string(), Map::new(), at));
+    report.workflow_status = StatusData {
+        status: WorkflowStatus::Canceled,
+        terminated: true,
+        start_time: report.workflow_status.start_time,
+        end_time: Some(at),
+        time_cost: at - report.workflow_status.start_time,
+    };
+    serde_json::to_value(report).unwrap_or(Value::Null)
+}
+
+/// Validate a schema and inputs without running (TaskValidate).
+#[utoipa::path(post, path = "/api/task/validate", tag = "task",
+    request_body = TaskRunInput,
+    responses((status = 200, body = TaskValidateOutput), (status = 400, body = TaskErrorBody)))]
+async fn validate_task(body: Bytes) -> Result<Json<TaskValidateOutput>, TaskError> {
+    let input = TaskRunInput::parse(&body)?;
+    Ok(Json(match validate(&input) {
+        Ok(()) => TaskValidateOutput { valid: true, errors: None },
+        Err(errors) => TaskValidateOutput {
+            valid: false,
+            errors: Some(errors),
+        },
+    }))
+}

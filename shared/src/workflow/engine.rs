@@ -1,0 +1,444 @@
+//! Execution (spec 4): joins, branches, skipping, failure recording, cancellation and limits.
+//!
+//! A layer runs as a set of node futures polled together on the caller's task: when one finishes,
+//! its successors whose predecessors have all executed are started. Parallel branches therefore
+//! run concurrently without spawning, and dropping the run drops every in-flight request.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use tokio_util::sync::CancellationToken;
+
+use super::egress;
+use super::engine_config::EngineConfig;
+use super::input_validation;
+use super::registry::{NodeContext, NodeError, NodeExecutor, NodeOutput, NodeRegistry};
+use super::report::{Report, ReportHandle, SnapshotSlot, WorkflowStatus, now_ms};
+use super::schema::{Document, Node, PlannedValue, WorkflowSchema};
+use super::scope::{self, Scope, Variable};
+use crate::llm::LlmClient;
+
+/// Start-input validation (spec 3) against the start node's output schema. `Err` holds messages
+/// already prefixed `JSON Schema validation failed: `.
+pub fn validate_inputs(
+    schema: &WorkflowSchema,
+    inputs: &Map<String, Value>,
+) -> Result<(), Vec<String>> {
+    let Some(declared) = schema.start_outputs() else {
+        return Ok(());
+    };
+    input_validation::validate_value(&Value::Object(inputs.clone()), declared)
+        .map_err(|message| vec![format!("JSON Schema validation failed: {message}")])
+}
+
+/// How a run ended and its result (the end node's inputs on success, `{}` otherwise).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunOutcome {
+    pub status: WorkflowStatus,
+    pub outputs: Map<String, Value>,
+}
+
+impl RunOutcome {
+    fn without_outputs(status: WorkflowStatus) -> RunOutcome {
+        RunOutcome {
+            status,
+            outputs: Map::new(),
+        }
+    }
+}
+
+/// The workflow engine: a node registry plus shared HTTP clients. Cheap to clone.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<EngineInner>,
+}
+
+pub(crate) struct EngineInner {
+    pub config: EngineConfig,
+    pub registry: NodeRegistry,
+    /// For the http node: resolves through the egress policy.
+    pub egress_client: reqwest::Client,
+    pub llm: LlmClient,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("config", &self.inner.config)
+            .field("registry", &self.inner.registry)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Engine {
+    /// An engine with every built-in node type.
+    pub fn new(config: EngineConfig) -> Self {
+        Engine::with_registry(config, NodeRegistry::default_nodes())
+    }
+
+    pub fn with_registry(config: EngineConfig, registry: NodeRegistry) -> Self {
+        let llm_http = reqwest::Client::builder()
+            .connect_timeout(std::time::Duration::from_secs(10))
+            .build()
+            .unwrap_or_default();
+        let llm = LlmClient::new(llm_http)
+            .with_timeout(config.llm_timeout)
+            .with_retry(config.llm_max_attempts, config.llm_retry_backoff);
+        Engine {
+            inner: Arc::new(EngineInner {
+                egress_client: egress::http_client(config.http_allow_private),
+                registry,
+                llm,
+                config,
+            }),
+        }
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.inner.config
+    }
+
+    /// Run a workflow to a terminal state, writing progress into `report`. Invalid inputs fail
+    /// the run at once (decision 5); cancelling `cancel` stops it at once (decision 6). Never
+    /// panics on user input.
+    pub async fn run(
+        &self,
+        schema: Arc<WorkflowSchema>,
+        inputs: Map<String, Value>,
+        cancel: CancellationToken,
+        report: ReportHandle,
+    ) -> RunOutcome {
+        if let Err(errors) = validate_inputs(&schema, &inputs) {
+            report.replace(Report::validation_failed(
+                &report.task_id(),
+                inputs,
+                &errors,
+                now_ms(),
+            ));
+            return RunOutcome::without_outputs(WorkflowStatus::Failed);
+        }
+        let doc = schema.document();
+        report.workflow_processing();
+        let Some(start) = doc.start else {
+            report.error_message("Workflow schema must have a start node");
+            report.workflow_finish(WorkflowStatus::Failed);
+            return RunOutcome::without_outputs(WorkflowStatus::Failed);
+        };
+
+        let rc = RunCtx {
+            engine: &self.inner,
+            doc,
+            report: &report,
+            task_inputs: inputs,
+            cancel: cancel.clone(),
+            nodes_started: AtomicU64::new(0),
+            outputs: Mutex::new(Map::new()),
+        };
+        let root = Scope::root(doc.nodes.len());
+        for (key, variable) in &doc.globals {
+            root.set_variable("global", key, variable.clone());
+        }
+
+        let max_run_time = self.inner.config.max_run_time;
+        let ending = {
+            let run = run_scope(&rc, &root, start);
+            tokio::select! {
+                biased;
+                _ = cancel.cancelled() => Ending::Canceled,
+                result = tokio::time::timeout(max_run_time, run) => match result {
+                    Ok(Ok(())) => Ending::Succeeded,
+                    Ok(Err(_)) => Ending::Failed,
+                    Err(_) => Ending::TimedOut,
+                },
+            }
+        };
+        // Whatever was still running has been dropped with the run future by now.
+        match ending {
+            Ending::Succeeded => {
+                report.workflow_finish(WorkflowStatus::Succeeded);
+                RunOutcome {
+                    status: WorkflowStatus::Succeeded,
+                    outputs: rc.take_outputs(),
+                }
+            }
+            Ending::Failed => {
+                report.cancel_processing_nodes();
+                report.workflow_finish(WorkflowStatus::Failed);
+                RunOutcome::without_outputs(WorkflowStatus::Failed)
+            }
+            Ending::TimedOut => {
+                report.error_message(&format!(
+                    "Run exceeded the time limit of {} (max_run_time)",
+                    describe_duration(max_run_time)
+                ));
+                report.cancel_processing_nodes();
+                report.workflow_finish(WorkflowStatus::Failed);
+                RunOutcome::without_outputs(WorkflowStatus::Failed)
+            }
+            Ending::Canceled => {
+                report.cancel_processing_nodes();
+                report.workflow_finish(WorkflowStatus::Canceled);
+                report.set_outputs(Map::new());
+                RunOutcome::without_outputs(WorkflowStatus::Canceled)
+            }
+        }
+    }
+}
+
+enum Ending {
+    Succeeded,
+    Failed,
+    TimedOut,
+    Canceled,
+}
+
+/// `1.5s`, `60s`, `100ms`: how limits are named in messages.
+pub(crate) fn describe_duration(d: std::time::Duration) -> String {
+    if d.subsec_millis() == 0 && d.as_secs() > 0 {
+        format!("{}s", d.as_secs())
+    } else if d.as_secs() == 0 {
+        format!("{}ms", d.as_millis())
+    } else {
+        format!("{:.3}s", d.as_secs_f64())
+    }
+}
+
+/// State shared by every layer of one run.
+pub(crate) struct RunCtx<'a> {
+    pub engine: &'a EngineInner,
+    pub doc: &'a Document,
+    pub report: &'a ReportHandle,
+    pub task_inputs: Map<String, Value>,
+    pub cancel: CancellationToken,
+    nodes_started: AtomicU64,
+    /// The workflow result (`ioCenter.outputs`).
+    outputs: Mutex<Map<String, Value>>,
+}
+
+impl RunCtx<'_> {
+    pub fn set_outputs(&self, outputs: Map<String, Value>) {
+        *self.outputs.lock().unwrap_or_else(|e| e.into_inner()) = outputs.clone();
+        self.report.set_outputs(outputs);
+    }
+
+    fn take_outputs(&self) -> Map<String, Value> {
+        std::mem::take(&mut *self.outputs.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+/// Why a layer stopped. Messages are already in the report, except for `NoNext`, which the
+/// reference throws outside the node's error handling and so never reports.
+#[derive(Debug)]
+pub(crate) enum ScopeError {
+    NodeFailed,
+    LimitExceeded,
+    NoNext,
+}
+
+type NodeFuture<'a> = Pin<
+    Box<dyn Future<Output = (usize, SnapshotSlot, Result<NodeOutput, NodeError>)> + Send + 'a>,
+>;
+
+/// Run one layer from `entry` until every branch has ended (`executeNode` + `executeNext`).
+pub(crate) fn run_scope<'a>(
+    rc: &'a RunCtx<'a>,
+    scope: &'a Scope<'a>,
+    entry: usize,
+) -> Pin<Box<dyn Future<Output = Result<(), ScopeError>> + Send + 'a>> {
+    Box::pin(async move {
+        if !can_execute(rc, scope, entry) {
+            return Ok(());
+        }
+        let mut running: FuturesUnordered<NodeFuture<'a>> = FuturesUnordered::new();
+        running.push(launch(rc, scope, entry)?);
+        while let Some((index, slot, result)) = running.next().await {
+            for next in complete(rc, scope, index, slot, result)? {
+                if can_execute(rc, scope, next) {
+                    running.push(launch(rc, scope, next)?);
+                }
+            }
+        }
+        Ok(())
+    })
+}
+
+/// The join rule: a node waits until all of its predecessors have executed (or were skipped).
+fn can_execute(rc: &RunCtx<'_>, scope: &Scope<'_>, index: usize) -> bool {
+    rc.doc.nodes[index]
+        .prev
+        .iter()
+        .all(|&p| scope.is_executed(p))
+}
+
+/// Start a node: count it, open its snapshot, parse its inputs and call its executor.
+fn launch<'a>(
+    rc: &'a RunCtx<'a>,
+    scope: &'a Scope<'a>,
+    index: usize,
+) -> Result<NodeFuture<'a>, ScopeError> {
+    let node = &rc.doc.nodes[index];
+    let max_nodes = rc.engine.config.max_nodes_per_run;
+    if rc.nodes_started.fetch_add(1, Ordering::Relaxed) >= max_nodes {
+        rc.report.error_message(&format!(
+            "Run exceeded the limit of {max_nodes} node executions (max_nodes_per_run)"
+        ));
+        return Err(ScopeError::LimitExceeded);
+    }
+    let inputs = node_inputs(scope, node);
+    let slot = rc.report.node_started(
+        &node.id,
+        node.data.clone(),
+        inputs.as_ref().map(Map::clone).unwrap_or_default(),
+    );
+    let inputs = match inputs {
+        Ok(inputs) => inputs,
+        Err(error) => {
+            rc.report.node_failed(slot, error.message());
+            return Err(ScopeError::NodeFailed);
+        }
+    };
+    let Some(executor) = rc.engine.registry.get(&node.ty) else {
+        rc.report.node_failed(
+            slot,
+            &format!("No executor found for node type {}", node.ty),
+        );
+        return Err(ScopeError::NodeFailed);
+    };
+    let executor: &'a dyn NodeExecutor = executor.as_ref();
+    let ctx = NodeContext {
+        run: rc,
+        scope,
+        node,
+        inputs,
+        slot,
+    };
+    Ok(Box::pin(async move {
+        let result = executor.execute(ctx).await;
+        (index, slot, result)
+    }))
+}
+
+/// `getNodeInputs`: the declared inputs, resolved now.
+fn node_inputs(scope: &Scope<'_>, node: &Node) -> Result<Map<String, Value>, NodeError> {
+    let mut inputs = Map::new();
+    for entry in &node.inputs {
+        let parsed = match &entry.value {
+            PlannedValue::Constant(constant) => constant.clone(),
+            PlannedValue::Flow(flow) => scope.parse_flow_value(flow, entry.declared.as_ref())?,
+        };
+        scope::insert_checked(&mut inputs, &entry.key, parsed, entry.declared.as_ref());
+    }
+    Ok(inputs)
+}
+
+/// Finish a node: record the result, store its variables and pick the next nodes.
+fn complete(
+    rc: &RunCtx<'_>,
+    scope: &Scope<'_>,
+    index: usize,
+    slot: SnapshotSlot,
+    result: Result<NodeOutput, NodeError>,
+) -> Result<Vec<usize>, ScopeError> {
+    let node = &rc.doc.nodes[index];
+    let output = match result {
+        Ok(output) => output,
+        Err(error) => {
+            rc.report.node_failed(slot, error.message());
+            return Err(ScopeError::NodeFailed);
+        }
+    };
+    let next = match &output.branch {
+        None => dedup(&node.next),
+        Some(branch) => {
+            let Some((_, targets)) = node.out_ports.iter().find(|(port, _)| port == branch) else {
+                rc.report
+                    .node_failed(slot, &format!("Branch \"{branch}\" not found"));
+                return Err(ScopeError::NodeFailed);
+            };
+            let chosen = dedup(targets);
+            skip_other_branches(rc, scope, node, &chosen);
+            chosen
+        }
+    };
+    store_outputs(scope, node, &output.outputs);
+    scope.mark_executed([index]);
+    rc.report.node_succeeded(slot, output.outputs, output.branch);
+    if node.terminating {
+        return Ok(Vec::new());
+    }
+    if next.is_empty() {
+        return Err(ScopeError::NoNext);
+    }
+    Ok(next)
+}
+
+fn dedup(nodes: &[usize]) -> Vec<usize> {
+    let mut out = Vec::with_capacity(nodes.len());
+    for &n in nodes {
+        if !out.contains(&n) {
+            out.push(n);
+        }
+    }
+    out
+}
+
+/// Mark as executed every node reachable only through the branches not taken, so that joins
+/// downstream do not wait for them. Skipped nodes get no status and no snapshot.
+fn skip_other_branches(rc: &RunCtx<'_>, scope: &Scope<'_>, node: &Node, chosen: &[usize]) {
+    let skipped: Vec<usize> = dedup(&node.next)
+        .into_iter()
+        .filter(|n| !chosen.contains(n))
+        .collect();
+    if skipped.is_empty() {
+        return;
+    }
+    let kept = reachable(rc.doc, chosen);
+    let dropped = reachable(rc.doc, &skipped);
+    scope.mark_executed(
+        dropped
+            .iter()
+            .enumerate()
+            .filter(|&(i, &d)| d && !kept[i])
+            .map(|(i, _)| i),
+    );
+}
+
+/// The given nodes and all their successors.
+fn reachable(doc: &Document, from: &[usize]) -> Vec<bool> {
+    let mut seen = vec![false; doc.nodes.len()];
+    let mut stack: Vec<usize> = from.to_vec();
+    while let Some(n) = stack.pop() {
+        if std::mem::replace(&mut seen[n], true) {
+            continue;
+        }
+        stack.extend(doc.nodes[n].next.iter().copied().filter(|&m| !seen[m]));
+    }
+    seen
+}
+
+/// `setNodeOutputs`: each declared output key gets `outputs[k] ?? default` with its declared type.
+fn store_outputs(scope: &Scope<'_>, node: &Node, outputs: &Map<String, Value>) {
+    let Some(entries) = &node.outputs else { return };
+    for entry in entries {
+        let value = outputs
+            .get(&entry.key)
+            .filter(|v| !v.is_null())
+            .cloned()
+            .or_else(|| entry.default.clone());
+        scope.set_variable(
+            &node.id,
+            &entry.key,
+            Variable {
+                value,
+                ty: entry.ty.clone(),
+                items_ty: entry.items_ty.clone(),
+            },
+        );
+    }
+}

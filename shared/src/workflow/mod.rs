@@ -1,0 +1,59 @@
+//! The FlowGram workflow engine (`shared/spec/flowgram-runtime.md`): schema parsing and
+//! validation, values and types, execution, and the node executors.
+//!
+//! It takes a schema, inputs, a cancellation token and a report sink, and knows nothing of HTTP
+//! servers, queues or databases.
+//!
+//! ```no_run
+//! # async fn demo(schema_json: &str) -> Result<(), Vec<String>> {
+//! use std::sync::Arc;
+//! use shared::workflow::{Engine, EngineConfig, ReportHandle, parse_schema, validate_inputs};
+//!
+//! let schema = Arc::new(parse_schema(schema_json)?);
+//! let inputs = serde_json::Map::new();
+//! validate_inputs(&schema, &inputs)?;
+//! let report = ReportHandle::new("task-id", inputs.clone());
+//! let engine = Engine::new(EngineConfig::default());
+//! let outcome = engine
+//!     .run(schema, inputs, tokio_util::sync::CancellationToken::new(), report.clone())
+//!     .await;
+//! println!("{:?} {:?}", outcome.status, report.snapshot().outputs);
+//! # Ok(())
+//! # }
+//! ```
+
+pub mod egress;
+mod engine;
+mod engine_config;
+mod input_validation;
+pub mod js;
+pub mod nodes;
+mod registry;
+mod report;
+mod sandbox;
+mod schema;
+mod scope;
+pub mod types;
+mod validation;
+pub mod value;
+
+pub use engine::{Engine, RunOutcome, validate_inputs};
+pub use engine_config::EngineConfig;
+pub use registry::{
+    BlockFailed, NodeContext, NodeError, NodeExecutor, NodeHandle, NodeOutput, NodeRegistry,
+};
+pub use report::{
+    Message, MessageType, Messages, NodeReport, Report, ReportHandle, Snapshot, StatusData,
+    WorkflowStatus, now_ms,
+};
+pub use schema::{WorkflowSchema, parse_schema};
+pub use scope::{Scope, Variable};
+pub use types::VarType;
+pub use value::{FlowValue, Resolved, Template};
+
+/// Render a template string against no variables: every reference renders as `''`.
+///
+/// Exposed for fuzzing and tests of the template grammar; runs render through [`Scope`].
+pub fn render_template_standalone(template: &str) -> String {
+    Scope::root(0).render_template(&Template::parse(template))
+}

@@ -1,0 +1,14 @@
+//! `block-start`: the entry of a loop body; does nothing itself.
+
+use async_trait::async_trait;
+
+use crate::workflow::registry::{NodeContext, NodeError, NodeExecutor, NodeOutput};
+
+pub struct BlockStartExecutor;
+
+#[async_trait]
+impl NodeExecutor for BlockStartExecutor {
+    async fn execute(&self, _ctx: NodeContext<'_>) -> Result<NodeOutput, NodeError> {
+        Ok(NodeOutput::empty())
+    }
+}

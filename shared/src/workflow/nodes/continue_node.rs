@@ -1,0 +1,15 @@
+//! `continue`: drops the current iteration's loop outputs (`cache['loop-continue']`).
+
+use async_trait::async_trait;
+
+use crate::workflow::registry::{NodeContext, NodeError, NodeExecutor, NodeOutput};
+
+pub struct ContinueExecutor;
+
+#[async_trait]
+impl NodeExecutor for ContinueExecutor {
+    async fn execute(&self, ctx: NodeContext<'_>) -> Result<NodeOutput, NodeError> {
+        ctx.scope().request_continue();
+        Ok(NodeOutput::empty())
+    }
+}

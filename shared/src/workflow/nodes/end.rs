@@ -1,0 +1,16 @@
+//! `end`: its parsed inputs are both its outputs and the workflow result (spec 2).
+
+use async_trait::async_trait;
+
+use crate::workflow::registry::{NodeContext, NodeError, NodeExecutor, NodeOutput};
+
+pub struct EndExecutor;
+
+#[async_trait]
+impl NodeExecutor for EndExecutor {
+    async fn execute(&self, ctx: NodeContext<'_>) -> Result<NodeOutput, NodeError> {
+        let outputs = ctx.inputs().clone();
+        ctx.set_workflow_outputs(outputs.clone());
+        Ok(NodeOutput::new(outputs))
+    }
+}

@@ -1,0 +1,14 @@
+//! `start`: outputs the raw task inputs, undeclared keys included (spec 2).
+
+use async_trait::async_trait;
+
+use crate::workflow::registry::{NodeContext, NodeError, NodeExecutor, NodeOutput};
+
+pub struct StartExecutor;
+
+#[async_trait]
+impl NodeExecutor for StartExecutor {
+    async fn execute(&self, ctx: NodeContext<'_>) -> Result<NodeOutput, NodeError> {
+        Ok(NodeOutput::new(ctx.task_inputs().clone()))
+    }
+}
