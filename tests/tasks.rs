@@ -272,6 +272,31 @@ async fn a_run_survives_the_kill_of_the_worker_holding_it() {
     assert!(llm.requests().len() >= 2, "the run was attempted again");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_whose_attempts_are_used_up_fails_saying_so() {
+    let options = StackOptions::new(Mode::Distributed { workers: 2 }).env("LLMOPS_TASK_MAX_ATTEMPTS", "1");
+    let Some(mut stack) = Stack::start_with(options).await else { return };
+    let llm = MockLlm::start().await;
+    llm.set_latency(Duration::from_secs(3));
+    let inputs = json!({"model_name": "m", "llm_settings": {"temperature": 0.5}, "work": {"role": "r", "task": "t"}});
+    let id = run(&stack, &fixture("basic", &llm), inputs).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let holder = loop {
+        if let Some(i) = stack.workers.iter().position(|w| w.log_text().contains(&format!("task {id} attempt 1 started"))) {
+            break i;
+        }
+        assert!(Instant::now() < deadline, "no worker took the task:\n{}", stack.logs());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    stack.workers[holder].kill9();
+    let out = stack.client.get(stack.url(&format!("/api/task/result?taskID={id}&wait=30000"))).send().await.unwrap();
+    assert_eq!(out.json::<Value>().await.unwrap(), json!({}));
+    let rep = report(&stack, &id).await;
+    assert_eq!(rep["workflowStatus"]["status"], "failed", "{rep}");
+    let message = rep["messages"]["error"][0]["message"].as_str().unwrap();
+    assert!(message.contains("after 1 attempts"), "{message}");
+}
+
 both_modes! {
     async fn bad_requests_get_clear_4xx_and_store_nothing(stack: Stack) {
         let post = |body: Vec<u8>| stack.client.post(stack.url("/api/task/run")).header("content-type", "application/json").body(body).send();

@@ -3,6 +3,7 @@
 //! embedded mode.
 
 pub mod jobs;
+pub mod maintenance;
 pub mod runtime;
 pub mod state;
 

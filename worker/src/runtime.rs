@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use apalis::prelude::*;
 use shared::queue::{
-    DebugChat, FALLBACK_POLL, Job, QueueBackend, QueueSettings, QueueWaker, RunWorkflow,
+    DebugChat, FALLBACK_POLL, Job, QueueBackend, QueueSettings, QueueWaker, Queues, RunWorkflow,
 };
 
 use crate::{jobs, state::WorkerState};
@@ -71,6 +71,11 @@ pub async fn run_workers(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     prepare_backend(&backend).await?;
+    let maintenance = tokio::spawn(crate::maintenance::run(
+        state.db.clone(),
+        Queues::new(backend.clone(), state.signals.clone(), settings.clone()),
+        state.config.task_retention_days,
+    ));
     let workflow_waker = QueueWaker::start(&state.signals, RunWorkflow::QUEUE, FALLBACK_POLL).await?;
     let chat_waker = QueueWaker::start(&state.signals, DebugChat::QUEUE, FALLBACK_POLL).await?;
     let concurrency = state.config.worker_concurrency;
@@ -116,6 +121,7 @@ pub async fn run_workers(
             Ok(())
         })
         .await?;
+    maintenance.abort();
     Ok(())
 }
 

@@ -56,7 +56,9 @@ pub async fn insert_account(db: &Db, new: NewAccount<'_>) -> Result<Account, Ins
         .fetch_one(pool).await);
     inserted.map_err(|e| match &e {
         // The primary key is a fresh v4 UUID, so the email is the only key that can clash.
-        sqlx::Error::Database(db_err) if db_err.is_unique_violation() => InsertAccountError::EmailTaken,
+        sqlx::Error::Database(db_err) if db_err.is_unique_violation() => {
+            InsertAccountError::EmailTaken
+        }
         _ => InsertAccountError::Store(e.into()),
     })
 }
@@ -113,32 +115,50 @@ mod tests {
     #[tokio::test]
     async fn an_inserted_account_is_found_by_email_and_by_id() {
         let db = sqlite().await;
-        let account = insert_account(&db, new_account("ada@example.com")).await.unwrap();
+        let account = insert_account(&db, new_account("ada@example.com"))
+            .await
+            .unwrap();
         assert_eq!(account.avatar, "");
         assert_eq!(account.last_login_at, None);
         assert_eq!(account.created_at, 1_700_000_000_123);
 
-        let by_email = find_account_by_email(&db, "ada@example.com").await.unwrap().unwrap();
+        let by_email = find_account_by_email(&db, "ada@example.com")
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(by_email.id, account.id);
         let by_id = get_account(&db, account.id).await.unwrap().unwrap();
         assert_eq!(by_id.email, "ada@example.com");
         assert!(get_account(&db, Uuid::new_v4()).await.unwrap().is_none());
-        assert!(find_account_by_email(&db, "bob@example.com").await.unwrap().is_none());
+        assert!(
+            find_account_by_email(&db, "bob@example.com")
+                .await
+                .unwrap()
+                .is_none()
+        );
     }
 
     #[tokio::test]
     async fn a_second_account_with_the_same_email_is_email_taken() {
         let db = sqlite().await;
-        insert_account(&db, new_account("ada@example.com")).await.unwrap();
-        let err = insert_account(&db, new_account("ada@example.com")).await.unwrap_err();
+        insert_account(&db, new_account("ada@example.com"))
+            .await
+            .unwrap();
+        let err = insert_account(&db, new_account("ada@example.com"))
+            .await
+            .unwrap_err();
         assert!(matches!(err, InsertAccountError::EmailTaken), "{err:?}");
     }
 
     #[tokio::test]
     async fn touching_the_last_login_records_its_time() {
         let db = sqlite().await;
-        let account = insert_account(&db, new_account("ada@example.com")).await.unwrap();
-        touch_last_login(&db, account.id, 1_800_000_000_000).await.unwrap();
+        let account = insert_account(&db, new_account("ada@example.com"))
+            .await
+            .unwrap();
+        touch_last_login(&db, account.id, 1_800_000_000_000)
+            .await
+            .unwrap();
         let account = get_account(&db, account.id).await.unwrap().unwrap();
         assert_eq!(account.last_login_at, Some(1_800_000_000_000));
         assert_eq!(account.updated_at, 1_800_000_000_000);

@@ -186,12 +186,16 @@ pub async fn cancel_requested(db: &Db, id: Uuid) -> Result<bool, StoreError> {
     Ok(row.is_some_and(|(c,)| c))
 }
 
-/// Running tasks whose attempt has not written for `stale_ms` (their worker presumably died
-/// and the queue lost the job): candidates to push again.
-pub async fn stale_running_tasks(db: &Db, older_than_ms: i64, limit: i64) -> Result<Vec<Uuid>, StoreError> {
+/// Claims running tasks whose attempt has not written since `older_than_ms` (their worker
+/// died and the queue lost the job): bumps their `updated_at` so that one process claims each,
+/// and returns them to be pushed again.
+pub async fn claim_stale_tasks(db: &Db, older_than_ms: i64, at_ms: i64, limit: i64) -> Result<Vec<Uuid>, StoreError> {
     let rows: Vec<(Uuid,)> = with_pool!(db, pool => sqlx::query_as(
-        "SELECT id FROM tasks WHERE status = 'processing' AND updated_at < $1 ORDER BY updated_at LIMIT $2")
-        .bind(older_than_ms).bind(limit).fetch_all(pool).await)?;
+        "UPDATE tasks SET updated_at = $2 WHERE id IN (
+             SELECT id FROM tasks WHERE status = 'processing' AND updated_at < $1 ORDER BY updated_at LIMIT $3)
+         AND updated_at < $1
+         RETURNING id")
+        .bind(older_than_ms).bind(at_ms).bind(limit).fetch_all(pool).await)?;
     Ok(rows.into_iter().map(|(id,)| id).collect())
 }
 

@@ -1,0 +1,61 @@
+//! Housekeeping every worker process runs beside its queues: task retention and the reaper
+//! that re-queues runs whose job the queue lost.
+
+use std::time::Duration;
+
+use shared::{
+    queue::{Queues, RunWorkflow},
+    store::{Db, now_ms, tasks},
+};
+
+/// Terminated tasks deleted per statement: small, so no statement holds up running work.
+const RETENTION_BATCH: i64 = 500;
+/// A run that has not written (progress or heartbeat) for this long lost its worker and, this
+/// far past the queue's own re-delivery, its job too.
+const STALE_AFTER: Duration = Duration::from_secs(120);
+
+/// Runs forever; spawn it.
+pub async fn run(db: Db, queues: Queues, retention_days: u64) {
+    let mut tick = tokio::time::interval(Duration::from_secs(30));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if retention_days > 0
+            && let Err(e) = delete_expired(&db, retention_days).await
+        {
+            tracing::warn!(error = %e, "task retention failed");
+        }
+        if let Err(e) = requeue_stale(&db, &queues).await {
+            tracing::warn!(error = %e, "requeueing stale tasks failed");
+        }
+    }
+}
+
+/// Deletes terminated tasks older than `days`, batch by batch.
+pub async fn delete_expired(db: &Db, days: u64) -> anyhow::Result<u64> {
+    let before = now_ms() - (days as i64) * 24 * 3600 * 1000;
+    let mut total = 0;
+    loop {
+        let n = tasks::delete_finished_before(db, before, RETENTION_BATCH).await?;
+        total += n;
+        if n < RETENTION_BATCH as u64 {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    if total > 0 {
+        tracing::info!(deleted = total, days, "deleted expired tasks");
+    }
+    Ok(total)
+}
+
+/// Pushes again the runs nobody is working on; the attempt counter still bounds them.
+pub async fn requeue_stale(db: &Db, queues: &Queues) -> anyhow::Result<usize> {
+    let now = now_ms();
+    let stale = tasks::claim_stale_tasks(db, now - STALE_AFTER.as_millis() as i64, now, 100).await?;
+    for &task_id in &stale {
+        tracing::warn!(%task_id, "re-queueing a task whose job was lost");
+        queues.push(RunWorkflow { task_id }).await?;
+    }
+    Ok(stale.len())
+}
