@@ -109,7 +109,11 @@ pub struct Page<T> {
 
 impl<T> Page<T> {
     /// One page of `total_record` records, fetched with `pagination`'s offset and limit.
-    pub fn new<const MAX: u64>(list: Vec<T>, pagination: Pagination<MAX>, total_record: u64) -> Self {
+    pub fn new<const MAX: u64>(
+        list: Vec<T>,
+        pagination: Pagination<MAX>,
+        total_record: u64,
+    ) -> Self {
         Self {
             list,
             paginator: Paginator {

@@ -78,7 +78,11 @@ impl FieldErrors {
 
     /// `Ok(())` when nothing was recorded, else the 422 error.
     pub fn into_result(self) -> Result<(), ApiError> {
-        if self.is_empty() { Ok(()) } else { Err(ApiError::Validation(self)) }
+        if self.is_empty() {
+            Ok(())
+        } else {
+            Err(ApiError::Validation(self))
+        }
     }
 }
 
@@ -147,7 +151,9 @@ impl ApiError {
 
     pub fn code(&self) -> Code {
         match self {
-            Self::Validation(_) | Self::MalformedBody(_) | Self::BodyTooLarge => Code::ValidateError,
+            Self::Validation(_) | Self::MalformedBody(_) | Self::BodyTooLarge => {
+                Code::ValidateError
+            }
             Self::Fail(_) | Self::RateLimited { .. } | Self::Internal(_) => Code::Fail,
             Self::Unauthorized(_) => Code::Unauthorized,
             Self::Forbidden(_) => Code::Forbidden,
@@ -174,7 +180,15 @@ impl IntoResponse for ApiError {
             }
             _ => Value::Object(Default::default()),
         };
-        let mut response = (status, Envelope { code, message, data }).into_response();
+        let mut response = (
+            status,
+            Envelope {
+                code,
+                message,
+                data,
+            },
+        )
+            .into_response();
         if let Some(secs) = retry_after {
             response
                 .headers_mut()
@@ -219,15 +233,33 @@ mod tests {
     #[tokio::test]
     async fn each_error_answers_its_code_and_status_in_an_envelope() {
         let cases = [
-            (ApiError::invalid("email", "email is required"), 422, "validate_error"),
-            (ApiError::MalformedBody(FieldErrors::single("body", "not json")), 400, "validate_error"),
+            (
+                ApiError::invalid("email", "email is required"),
+                422,
+                "validate_error",
+            ),
+            (
+                ApiError::MalformedBody(FieldErrors::single("body", "not json")),
+                400,
+                "validate_error",
+            ),
             (ApiError::BodyTooLarge, 413, "validate_error"),
             (ApiError::fail("nope"), 400, "fail"),
-            (ApiError::RateLimited { retry_after_secs: 7 }, 429, "fail"),
+            (
+                ApiError::RateLimited {
+                    retry_after_secs: 7,
+                },
+                429,
+                "fail",
+            ),
             (ApiError::unauthorized("who"), 401, "unauthorized"),
             (ApiError::forbidden("not yours"), 403, "forbidden"),
             (ApiError::not_found("no such app"), 404, "not_found"),
-            (ApiError::Internal(anyhow::anyhow!("db password is hunter2")), 500, "fail"),
+            (
+                ApiError::Internal(anyhow::anyhow!("db password is hunter2")),
+                500,
+                "fail",
+            ),
         ];
         for (error, status, code) in cases {
             let (s, _, body) = render(error).await;
@@ -255,14 +287,18 @@ mod tests {
 
     #[tokio::test]
     async fn an_internal_error_never_leaks_its_cause() {
-        let (_, _, body) = render(ApiError::Internal(anyhow::anyhow!("SELECT secret FROM x"))).await;
+        let (_, _, body) =
+            render(ApiError::Internal(anyhow::anyhow!("SELECT secret FROM x"))).await;
         assert_eq!(body["message"], "internal error");
         assert_eq!(body["data"], json!({}));
     }
 
     #[tokio::test]
     async fn a_rate_limit_says_when_to_retry() {
-        let (_, headers, body) = render(ApiError::RateLimited { retry_after_secs: 42 }).await;
+        let (_, headers, body) = render(ApiError::RateLimited {
+            retry_after_secs: 42,
+        })
+        .await;
         assert_eq!(headers[header::RETRY_AFTER], "42");
         assert!(body["message"].as_str().unwrap().contains("42 seconds"));
     }

@@ -54,7 +54,10 @@ impl RateLimiter {
             return Ok(());
         }
         let limit = self.limit as usize;
-        let mut inner = self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut inner = self
+            .inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         inner.checks += 1;
         if inner.checks.is_multiple_of(SWEEP_EVERY) {
             let window = self.window;
@@ -78,7 +81,11 @@ impl RateLimiter {
             return Err(wait);
         }
         for key in keys {
-            inner.hits.entry(key.as_ref().to_owned()).or_default().push_back(now);
+            inner
+                .hits
+                .entry(key.as_ref().to_owned())
+                .or_default()
+                .push_back(now);
         }
         Ok(())
     }
@@ -86,7 +93,10 @@ impl RateLimiter {
 
 /// Drops the attempts that left the window.
 fn prune(hits: &mut VecDeque<Instant>, now: Instant, window: Duration) {
-    while hits.front().is_some_and(|t| now.saturating_duration_since(*t) >= window) {
+    while hits
+        .front()
+        .is_some_and(|t| now.saturating_duration_since(*t) >= window)
+    {
         hits.pop_front();
     }
 }
@@ -102,14 +112,32 @@ mod tests {
         let limiter = RateLimiter::new(3, MIN);
         let t0 = Instant::now();
         for i in 0..3 {
-            assert!(limiter.check_at(&["email:a"], t0 + Duration::from_secs(i)).is_ok());
+            assert!(
+                limiter
+                    .check_at(&["email:a"], t0 + Duration::from_secs(i))
+                    .is_ok()
+            );
         }
-        let wait = limiter.check_at(&["email:a"], t0 + Duration::from_secs(10)).unwrap_err();
+        let wait = limiter
+            .check_at(&["email:a"], t0 + Duration::from_secs(10))
+            .unwrap_err();
         assert_eq!(wait, Duration::from_secs(50));
         // Refused attempts are not counted: the first slot frees at t0 + 60.
-        assert!(limiter.check_at(&["email:a"], t0 + Duration::from_secs(59)).is_err());
-        assert!(limiter.check_at(&["email:a"], t0 + Duration::from_secs(60)).is_ok());
-        assert!(limiter.check_at(&["email:a"], t0 + Duration::from_secs(60)).is_err());
+        assert!(
+            limiter
+                .check_at(&["email:a"], t0 + Duration::from_secs(59))
+                .is_err()
+        );
+        assert!(
+            limiter
+                .check_at(&["email:a"], t0 + Duration::from_secs(60))
+                .is_ok()
+        );
+        assert!(
+            limiter
+                .check_at(&["email:a"], t0 + Duration::from_secs(60))
+                .is_err()
+        );
     }
 
     #[test]

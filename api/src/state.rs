@@ -28,7 +28,10 @@ pub struct AppState {
 
 impl AppState {
     pub fn new(backends: Backends, config: Arc<Config>, jwt_secret: Secret) -> Self {
-        let jwt = Arc::new(JwtKeys::new(&jwt_secret, Duration::from_secs(config.jwt_ttl_secs)));
+        let jwt = Arc::new(JwtKeys::new(
+            &jwt_secret,
+            Duration::from_secs(config.jwt_ttl_secs),
+        ));
         let login_limiter = Arc::new(RateLimiter::per_minute(config.login_rate_limit));
         Self {
             db: backends.db,

@@ -6,7 +6,7 @@
 //! `LLMOPS_REQUIRE_SERVICES=1` (CI) a skip is a failure.
 
 pub mod echo;
-pub mod mock_llm;
+pub use loadgen::mock_llm;
 pub mod probe;
 pub mod services;
 pub mod stack;

@@ -47,11 +47,20 @@ where
 
 /// `application/json` or `application/<something>+json`, any parameters.
 fn is_json(headers: &HeaderMap) -> bool {
-    let Some(value) = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
+    let Some(value) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
         return false;
     };
-    let essence = value.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
-    essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
+    let essence = value
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
 /// Parses a JSON document into `T`: syntax errors are 400, shape errors 422 on the field.
@@ -69,9 +78,15 @@ fn json_error(bytes: &[u8], path: &str, error: &serde_json::Error) -> ApiError {
         let (field, message) = describe_data_error(path, &message);
         ApiError::Validation(FieldErrors::single(field, message))
     } else if error.is_eof() && bytes.iter().all(u8::is_ascii_whitespace) {
-        ApiError::MalformedBody(FieldErrors::single(BODY, "request body is empty; expected a JSON object"))
+        ApiError::MalformedBody(FieldErrors::single(
+            BODY,
+            "request body is empty; expected a JSON object",
+        ))
     } else {
-        ApiError::MalformedBody(FieldErrors::single(BODY, format!("request body is not valid JSON: {message}")))
+        ApiError::MalformedBody(FieldErrors::single(
+            BODY,
+            format!("request body is not valid JSON: {message}"),
+        ))
     }
 }
 
@@ -87,17 +102,21 @@ where
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        Query::<T>::try_from_uri(&parts.uri).map(|Query(v)| ApiQuery(v)).map_err(|rejection| {
-            // axum's text: "Failed to deserialize query string: <field>: <serde message>".
-            let text = rejection.body_text();
-            let detail = text.split_once(": ").map_or(text.as_str(), |(_, rest)| rest);
-            let (path, message) = match detail.split_once(": ") {
-                Some((path, message)) if !path.contains(' ') => (path, message),
-                _ => (".", detail),
-            };
-            let (field, message) = describe_data_error(path, message);
-            ApiError::Validation(FieldErrors::single(field, message))
-        })
+        Query::<T>::try_from_uri(&parts.uri)
+            .map(|Query(v)| ApiQuery(v))
+            .map_err(|rejection| {
+                // axum's text: "Failed to deserialize query string: <field>: <serde message>".
+                let text = rejection.body_text();
+                let detail = text
+                    .split_once(": ")
+                    .map_or(text.as_str(), |(_, rest)| rest);
+                let (path, message) = match detail.split_once(": ") {
+                    Some((path, message)) if !path.contains(' ') => (path, message),
+                    _ => (".", detail),
+                };
+                let (field, message) = describe_data_error(path, message);
+                ApiError::Validation(FieldErrors::single(field, message))
+            })
     }
 }
 
@@ -112,7 +131,19 @@ fn without_position(message: &str) -> String {
 
 /// Names the field a serde data error is about and says what is wrong in plain words.
 fn describe_data_error(path: &str, message: &str) -> (String, String) {
-    let parent = if path == "." || path.is_empty() { None } else { Some(path) };
+    // A top-level array: serde lets a struct be read from a sequence too.
+    let rooted;
+    let path = if path.starts_with('[') {
+        rooted = format!("{BODY}{path}");
+        rooted.as_str()
+    } else {
+        path
+    };
+    let parent = if path == "." || path.is_empty() {
+        None
+    } else {
+        Some(path)
+    };
     let join = |name: &str| match parent {
         Some(p) if p != name && !p.ends_with(&format!(".{name}")) => format!("{p}.{name}"),
         _ => name.to_owned(),
@@ -173,15 +204,24 @@ mod tests {
 
     fn app() -> Router {
         Router::new()
-            .route("/json", post(|ApiJson(dto): ApiJson<Dto>| async move { dto.email }))
-            .route("/query", get(|ApiQuery(q): ApiQuery<Dto>| async move { q.email }))
+            .route(
+                "/json",
+                post(|ApiJson(dto): ApiJson<Dto>| async move { dto.email }),
+            )
+            .route(
+                "/query",
+                get(|ApiQuery(q): ApiQuery<Dto>| async move { q.email }),
+            )
     }
 
     async fn call(req: Request) -> (u16, Value) {
         let response = app().oneshot(req).await.unwrap();
         let status = response.status().as_u16();
         let bytes = to_bytes(response.into_body(), usize::MAX).await.unwrap();
-        (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
     }
 
     async fn post_json(content_type: Option<&str>, body: &str) -> (u16, Value) {
@@ -213,19 +253,35 @@ mod tests {
             assert_eq!(status, 400, "{body:?}: {json}");
             assert_eq!(json["code"], "validate_error");
             assert!(json["data"]["body"][0].is_string(), "{json}");
-            assert!(!json["message"].as_str().unwrap().contains("line 1"), "{json}");
+            assert!(
+                !json["message"].as_str().unwrap().contains("line 1"),
+                "{json}"
+            );
         }
     }
 
     #[tokio::test]
     async fn a_wrong_or_missing_content_type_is_a_validate_error() {
-        for ct in [None, Some("text/plain"), Some("application/x-www-form-urlencoded")] {
+        for ct in [
+            None,
+            Some("text/plain"),
+            Some("application/x-www-form-urlencoded"),
+        ] {
             let (status, json) = post_json(ct, r#"{"email":"a@b.co"}"#).await;
             assert_eq!(status, 400, "{ct:?}");
             assert_eq!(json["code"], "validate_error");
-            assert!(json["message"].as_str().unwrap().contains("Content-Type: application/json"));
+            assert!(
+                json["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("Content-Type: application/json")
+            );
         }
-        let (status, _) = post_json(Some("application/merge-patch+json"), r#"{"email":"a@b.co"}"#).await;
+        let (status, _) = post_json(
+            Some("application/merge-patch+json"),
+            r#"{"email":"a@b.co"}"#,
+        )
+        .await;
         assert_eq!(status, 200);
     }
 
@@ -234,10 +290,31 @@ mod tests {
         let cases = [
             (r#"{}"#, "email", "email is required"),
             (r#"{"email":"a","x":1}"#, "x", "x is not an accepted field"),
-            (r#"{"email":5}"#, "email", "email must be a string (got integer `5`)"),
-            (r#"{"email":"a","age":-1}"#, "age", "age must be u32 (got integer `-1`)"),
-            (r#"{"email":"a","tags":[1]}"#, "tags[0]", "tags[0] must be a string (got integer `1`)"),
-            (r#"[1]"#, "body", "body must be a JSON object (got sequence)"),
+            (
+                r#"{"email":5}"#,
+                "email",
+                "email must be a string (got integer `5`)",
+            ),
+            (
+                r#"{"email":"a","age":-1}"#,
+                "age",
+                "age must be u32 (got integer `-1`)",
+            ),
+            (
+                r#"{"email":"a","tags":[1]}"#,
+                "tags[0]",
+                "tags[0] must be a string (got integer `1`)",
+            ),
+            (
+                r#""hello""#,
+                "body",
+                "body must be a JSON object (got string \"hello\")",
+            ),
+            (
+                r#"[1]"#,
+                "body[0]",
+                "body[0] must be a string (got integer `1`)",
+            ),
         ];
         for (body, field, message) in cases {
             let (status, json) = post_json(Some("application/json"), body).await;
@@ -250,9 +327,17 @@ mod tests {
 
     #[tokio::test]
     async fn bad_query_parameters_are_422_on_the_parameter() {
-        let (status, json) = call(Request::get("/query?email=a&age=old").body(Body::empty()).unwrap()).await;
+        let (status, json) = call(
+            Request::get("/query?email=a&age=old")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
         assert_eq!(status, 422, "{json}");
-        assert!(json["data"]["age"][0].as_str().unwrap().starts_with("age"), "{json}");
+        assert!(
+            json["data"]["age"][0].as_str().unwrap().starts_with("age"),
+            "{json}"
+        );
         let (status, json) = call(Request::get("/query?age=3").body(Body::empty()).unwrap()).await;
         assert_eq!(status, 422, "{json}");
         assert_eq!(json["data"], json!({"email": ["email is required"]}));

@@ -57,11 +57,18 @@ impl<const MAX: u64> Pagination<MAX> {
             match raw.parse::<u64>() {
                 Ok(n) if (1..=MAX).contains(&n) => page.page_size = n,
                 _ => {
-                    errors.add("page_size", format!("page_size must be an integer from 1 to {MAX}"));
+                    errors.add(
+                        "page_size",
+                        format!("page_size must be an integer from 1 to {MAX}"),
+                    );
                 }
             }
         }
-        if errors.is_empty() { Ok(page) } else { Err(errors) }
+        if errors.is_empty() {
+            Ok(page)
+        } else {
+            Err(errors)
+        }
     }
 
     /// `LIMIT` for the store query.
@@ -95,7 +102,8 @@ where
         // Both fields are strings and unknown keys are ignored, so this cannot fail on values;
         // a query that is not form-encoded at all counts as no parameters.
         let Query(raw) = Query::<PageParams>::try_from_uri(&parts.uri).unwrap_or_default();
-        Self::parse(raw.current_page.as_deref(), raw.page_size.as_deref()).map_err(ApiError::Validation)
+        Self::parse(raw.current_page.as_deref(), raw.page_size.as_deref())
+            .map_err(ApiError::Validation)
     }
 }
 
@@ -107,7 +115,10 @@ mod tests {
     use crate::envelope::Page;
 
     async fn extract<const MAX: u64>(query: &str) -> Result<Pagination<MAX>, ApiError> {
-        let (mut parts, ()) = Request::get(format!("/x{query}")).body(()).unwrap().into_parts();
+        let (mut parts, ()) = Request::get(format!("/x{query}"))
+            .body(())
+            .unwrap()
+            .into_parts();
         Pagination::<MAX>::from_request_parts(&mut parts, &()).await
     }
 
@@ -115,17 +126,27 @@ mod tests {
     async fn defaults_are_page_1_of_20() {
         let p: Pagination = extract("").await.unwrap();
         assert_eq!((p.current_page, p.page_size), (1, 20));
-        let p: Pagination = extract("?current_page=&page_size=&search_word=x").await.unwrap();
+        let p: Pagination = extract("?current_page=&page_size=&search_word=x")
+            .await
+            .unwrap();
         assert_eq!((p.current_page, p.page_size), (1, 20));
     }
 
     #[tokio::test]
     async fn given_values_are_used_up_to_the_maximum() {
         let p: Pagination = extract("?current_page=3&page_size=50").await.unwrap();
-        assert_eq!((p.current_page, p.page_size, p.offset(), p.limit()), (3, 50, 100, 50));
+        assert_eq!(
+            (p.current_page, p.page_size, p.offset(), p.limit()),
+            (3, 50, 100, 50)
+        );
         let err = extract::<50>("?page_size=51").await.unwrap_err();
-        let ApiError::Validation(fields) = err else { panic!("{err:?}") };
-        assert_eq!(fields.get("page_size").unwrap()[0], "page_size must be an integer from 1 to 50");
+        let ApiError::Validation(fields) = err else {
+            panic!("{err:?}")
+        };
+        assert_eq!(
+            fields.get("page_size").unwrap()[0],
+            "page_size must be an integer from 1 to 50"
+        );
     }
 
     #[tokio::test]
@@ -139,10 +160,20 @@ mod tests {
 
     #[tokio::test]
     async fn bad_values_name_each_parameter() {
-        for q in ["?current_page=0", "?current_page=-1", "?current_page=one", "?page_size=0", "?page_size=2.5"] {
-            assert!(matches!(extract::<50>(q).await, Err(ApiError::Validation(_))), "{q}");
+        for q in [
+            "?current_page=0",
+            "?current_page=-1",
+            "?current_page=one",
+            "?page_size=0",
+            "?page_size=2.5",
+        ] {
+            assert!(
+                matches!(extract::<50>(q).await, Err(ApiError::Validation(_))),
+                "{q}"
+            );
         }
-        let Err(ApiError::Validation(fields)) = extract::<50>("?current_page=x&page_size=x").await else {
+        let Err(ApiError::Validation(fields)) = extract::<50>("?current_page=x&page_size=x").await
+        else {
             panic!()
         };
         assert!(fields.get("current_page").is_some() && fields.get("page_size").is_some());
@@ -150,7 +181,10 @@ mod tests {
 
     #[test]
     fn a_page_counts_its_pages() {
-        let p = Pagination::<50> { current_page: 2, page_size: 20 };
+        let p = Pagination::<50> {
+            current_page: 2,
+            page_size: 20,
+        };
         let page = Page::new(vec![1, 2, 3], p, 41);
         assert_eq!(
             serde_json::to_value(&page).unwrap(),

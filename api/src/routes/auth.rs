@@ -57,7 +57,10 @@ impl TryFrom<RegisterRequest> for Registration {
 
     fn try_from(body: RegisterRequest) -> Result<Self, FieldErrors> {
         let mut errors = FieldErrors::new();
-        let email = errors.check("email", Email::parse(body.email.as_deref().unwrap_or_default()));
+        let email = errors.check(
+            "email",
+            Email::parse(body.email.as_deref().unwrap_or_default()),
+        );
         let password = errors.check(
             "password",
             NewPassword::parse(body.password.as_deref().unwrap_or_default()),
@@ -97,7 +100,10 @@ fn email_taken() -> ApiError {
         (status = 422, description = "a field breaks a rule, or the email is taken", body = ErrorEnvelope),
     ))]
 #[tracing::instrument(skip_all)]
-async fn register(State(state): State<AppState>, ApiJson(body): ApiJson<RegisterRequest>) -> ApiResult<RegisteredAccount> {
+async fn register(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<RegisterRequest>,
+) -> ApiResult<RegisteredAccount> {
     let registration = Registration::try_from(body).map_err(ApiError::Validation)?;
     // Saves the hashing work for the common case; the unique key decides races.
     if accounts::find_account_by_email(&state.db, registration.email.as_str())
@@ -164,7 +170,10 @@ async fn password_login(
     ApiJson(body): ApiJson<PasswordLoginRequest>,
 ) -> ApiResult<AccessToken> {
     let mut errors = FieldErrors::new();
-    let email = errors.check("email", Email::parse(body.email.as_deref().unwrap_or_default()));
+    let email = errors.check(
+        "email",
+        Email::parse(body.email.as_deref().unwrap_or_default()),
+    );
     let password = body.password.filter(|p| !p.is_empty());
     if password.is_none() {
         errors.add("password", "password is required");
@@ -219,20 +228,33 @@ mod tests {
 
     #[test]
     fn a_good_registration_is_normalised_and_named_after_the_email() {
-        let r = Registration::try_from(body(Some(" Ada@Example.com "), Some("abcdefg1"), None)).unwrap();
+        let r = Registration::try_from(body(Some(" Ada@Example.com "), Some("abcdefg1"), None))
+            .unwrap();
         assert_eq!(r.email.as_str(), "ada@example.com");
         assert_eq!(r.name.as_str(), "ada");
-        let r = Registration::try_from(body(Some("ada@example.com"), Some("abcdefg1"), Some(" Ada L. "))).unwrap();
+        let r = Registration::try_from(body(
+            Some("ada@example.com"),
+            Some("abcdefg1"),
+            Some(" Ada L. "),
+        ))
+        .unwrap();
         assert_eq!(r.name.as_str(), "Ada L.");
     }
 
     #[test]
     fn every_broken_field_is_reported_at_once() {
-        let errors = Registration::try_from(body(Some("nope"), Some("short"), Some(""))).err().unwrap();
-        assert_eq!(errors.get("email").unwrap(), ["email is not a valid address"]);
+        let errors = Registration::try_from(body(Some("nope"), Some("short"), Some("")))
+            .err()
+            .unwrap();
+        assert_eq!(
+            errors.get("email").unwrap(),
+            ["email is not a valid address"]
+        );
         assert!(errors.get("password").unwrap()[0].starts_with("password must be 8 to 64"));
         assert!(errors.get("name").unwrap()[0].starts_with("name"));
-        let errors = Registration::try_from(body(None, None, None)).err().unwrap();
+        let errors = Registration::try_from(body(None, None, None))
+            .err()
+            .unwrap();
         assert_eq!(errors.get("email").unwrap(), ["email is required"]);
         assert_eq!(errors.get("password").unwrap(), ["password is required"]);
         assert!(errors.get("name").is_none());

@@ -1,0 +1,6 @@
+//! The llmops load generator's parts: the OpenAI-compatible mock LLM (also used by the test
+//! suites), latency statistics and server CPU accounting.
+
+pub mod cpu;
+pub mod mock_llm;
+pub mod stats;

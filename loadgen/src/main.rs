@@ -1,0 +1,261 @@
+//! `llmops-loadgen`: drives a running llmops server over keep-alive HTTP connections and
+//! prints throughput, end-to-end latency percentiles, errors and the server processes' CPU
+//! seconds per operation.
+//!
+//!   llmops-loadgen workflow --schema loadgen/schemas/start-llm-end.json --mock-llm -n 20000 -c 64
+//!
+//! A workflow run is `POST /api/task/run` then `GET /api/task/result?wait=…`, which the
+//! server answers when the run finishes (no client-side polling loop).
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand};
+use loadgen::{cpu, mock_llm::MockLlm, stats};
+use serde_json::{Value, json};
+use tokio::sync::Mutex;
+
+#[derive(Parser)]
+#[command(version, about = "Load generator for llmops")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Submit workflow runs and wait for each result.
+    Workflow(WorkflowArgs),
+}
+
+#[derive(Args, Clone)]
+struct Common {
+    /// Server base URL.
+    #[arg(long, default_value = "http://127.0.0.1:4000")]
+    url: String,
+    /// Operations in total.
+    #[arg(short = 'n', long, default_value_t = 10_000)]
+    total: usize,
+    /// Operations in flight at once.
+    #[arg(short = 'c', long, default_value_t = 64)]
+    concurrency: usize,
+    /// Open-loop rate (operations per second); without it, closed loop at full speed.
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Operations run first and left out of the figures.
+    #[arg(long, default_value_t = 200)]
+    warmup: usize,
+    /// Start an OpenAI-compatible mock LLM on loopback; `{{MOCK_LLM}}` in the schema becomes its URL.
+    #[arg(long)]
+    mock_llm: bool,
+    /// The mock LLM's latency before answering, in milliseconds.
+    #[arg(long, default_value_t = 0)]
+    mock_latency_ms: u64,
+    /// Bearer token to send.
+    #[arg(long)]
+    token: Option<String>,
+    /// Process names whose CPU time is reported (comma separated).
+    #[arg(long, default_value = "llmops-api,llmops-worker,postgres,redis-server")]
+    cpu_of: String,
+}
+
+#[derive(Args, Clone)]
+struct WorkflowArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Workflow schema file (FlowGram JSON).
+    #[arg(long)]
+    schema: std::path::PathBuf,
+    /// Start inputs (JSON object).
+    #[arg(long, default_value = r#"{"prompt":"Say hi"}"#)]
+    inputs: String,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Workflow(args) => workflow(args).await,
+    }
+}
+
+/// One workflow run, end to end; returns its latency.
+async fn one_run(client: &reqwest::Client, url: &str, body: &Value, token: Option<&str>) -> anyhow::Result<Duration> {
+    let start = Instant::now();
+    let mut req = client.post(format!("{url}/api/task/run")).json(body);
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let r = req.send().await?;
+    if !r.status().is_success() {
+        bail!("run answered {}: {}", r.status(), r.text().await.unwrap_or_default());
+    }
+    let id = r.json::<Value>().await?["taskID"].as_str().context("no taskID")?.to_owned();
+    let mut req = client.get(format!("{url}/api/task/result?taskID={id}&wait=30000"));
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let r = req.send().await?;
+    if !r.status().is_success() {
+        bail!("result answered {}", r.status());
+    }
+    let result: Value = r.json().await?;
+    if result.is_null() || result.as_object().is_some_and(|m| m.is_empty()) {
+        let report: Value = client.get(format!("{url}/api/task/report?taskID={id}")).send().await?.json().await?;
+        bail!("run {id} did not succeed: {}", report["messages"]["error"]);
+    }
+    Ok(start.elapsed())
+}
+
+async fn workflow(args: WorkflowArgs) -> anyhow::Result<()> {
+    let common = args.common.clone();
+    let mut schema = std::fs::read_to_string(&args.schema).with_context(|| format!("reading {}", args.schema.display()))?;
+    let _mock = if common.mock_llm {
+        let mock = MockLlm::start().await;
+        mock.set_latency(Duration::from_millis(common.mock_latency_ms));
+        schema = schema.replace("{{MOCK_LLM}}", &mock.base_url);
+        Some(mock)
+    } else {
+        None
+    };
+    let inputs: Value = serde_json::from_str(&args.inputs).context("--inputs is not JSON")?;
+    let body = Arc::new(json!({"schema": schema, "inputs": inputs}));
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(common.concurrency * 2)
+        .timeout(Duration::from_secs(60))
+        .build()?;
+
+    let run = {
+        let (client, url, body, token) = (client.clone(), common.url.clone(), body.clone(), common.token.clone());
+        move || {
+            let (client, url, body, token) = (client.clone(), url.clone(), body.clone(), token.clone());
+            async move { one_run(&client, &url, &body, token.as_deref()).await }
+        }
+    };
+    drive("workflow runs", &common, run).await
+}
+
+/// Runs `op` `total` times (after a warm-up) at the configured concurrency or rate and prints
+/// the figures.
+async fn drive<F, Fut>(label: &str, common: &Common, op: F) -> anyhow::Result<()>
+where
+    F: Fn() -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = anyhow::Result<Duration>> + Send,
+{
+    // Warm-up: connections, caches, JIT-free but allocator-warm.
+    let warm = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..common.concurrency.min(common.warmup.max(1)) {
+        let (op, warm, n) = (op.clone(), warm.clone(), common.warmup);
+        tasks.push(tokio::spawn(async move {
+            while warm.fetch_add(1, Ordering::SeqCst) < n {
+                let _ = op().await;
+            }
+        }));
+    }
+    for t in tasks {
+        t.await?;
+    }
+
+    let names: Vec<&str> = common.cpu_of.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
+    let procs = cpu::find_processes(&names);
+    let cpu_before = cpu::snapshot(&procs);
+    let latencies = Arc::new(Mutex::new(Vec::with_capacity(common.total)));
+    let errors = Arc::new(AtomicUsize::new(0));
+    let first_error = Arc::new(Mutex::new(None::<String>));
+    let started = Instant::now();
+    match common.rate {
+        None => {
+            let next = Arc::new(AtomicUsize::new(0));
+            let mut tasks = Vec::new();
+            for _ in 0..common.concurrency {
+                let (op, next, total) = (op.clone(), next.clone(), common.total);
+                let (latencies, errors, first_error) = (latencies.clone(), errors.clone(), first_error.clone());
+                tasks.push(tokio::spawn(async move {
+                    while next.fetch_add(1, Ordering::SeqCst) < total {
+                        record(op().await, &latencies, &errors, &first_error).await;
+                    }
+                }));
+            }
+            for t in tasks {
+                t.await?;
+            }
+        }
+        Some(rate) => {
+            let permits = Arc::new(tokio::sync::Semaphore::new(common.concurrency));
+            let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+            let mut handles = Vec::with_capacity(common.total);
+            for _ in 0..common.total {
+                tick.tick().await;
+                let permit = permits.clone().acquire_owned().await?;
+                let op = op.clone();
+                let (latencies, errors, first_error) = (latencies.clone(), errors.clone(), first_error.clone());
+                handles.push(tokio::spawn(async move {
+                    record(op().await, &latencies, &errors, &first_error).await;
+                    drop(permit);
+                }));
+            }
+            for h in handles {
+                h.await?;
+            }
+        }
+    }
+    let elapsed = started.elapsed();
+    let cpu_after = cpu::snapshot(&procs);
+
+    let mut samples = latencies.lock().await.clone();
+    let ok = samples.len();
+    let errors = errors.load(Ordering::SeqCst);
+    println!("{label}: {ok} ok, {errors} errors in {:.2} s", elapsed.as_secs_f64());
+    println!("  throughput: {:.0} /s{}", ok as f64 / elapsed.as_secs_f64(),
+        common.rate.map(|r| format!(" (offered {r:.0} /s)")).unwrap_or_default());
+    if let Some(p) = stats::percentiles(&mut samples) {
+        println!(
+            "  latency: p50 {:.2} ms  p95 {:.2} ms  p99 {:.2} ms  max {:.2} ms",
+            stats::ms(p.p50), stats::ms(p.p95), stats::ms(p.p99), stats::ms(p.max)
+        );
+    }
+    let mut app_cpu = 0.0;
+    for (name, before) in &cpu_before {
+        let used = cpu_after.get(name).copied().unwrap_or(*before) - before;
+        if name.starts_with("llmops") {
+            app_cpu += used;
+        }
+        println!(
+            "  cpu {name:<14} {used:>7.2} s  ({:.3} ms per op, {} process(es))",
+            used * 1e3 / ok.max(1) as f64,
+            procs.get(name).map_or(0, Vec::len)
+        );
+    }
+    let total_cpu: f64 = cpu_after.values().sum::<f64>() - cpu_before.values().sum::<f64>();
+    println!(
+        "  cpu per op: llmops {:.3} ms, with datastores {:.3} ms",
+        app_cpu * 1e3 / ok.max(1) as f64,
+        total_cpu * 1e3 / ok.max(1) as f64
+    );
+    if let Some(e) = first_error.lock().await.as_ref() {
+        println!("  first error: {e}");
+    }
+    Ok(())
+}
+
+async fn record(
+    outcome: anyhow::Result<Duration>,
+    latencies: &Mutex<Vec<Duration>>,
+    errors: &AtomicUsize,
+    first_error: &Mutex<Option<String>>,
+) {
+    match outcome {
+        Ok(d) => latencies.lock().await.push(d),
+        Err(e) => {
+            errors.fetch_add(1, Ordering::SeqCst);
+            first_error.lock().await.get_or_insert_with(|| format!("{e:#}"));
+        }
+    }
+}
