@@ -375,3 +375,61 @@ async fn oversize_post(stack: &Stack, path: &str, len: usize) -> (u16, String) {
     let body = text.split("\r\n\r\n").nth(1).unwrap_or("").to_owned();
     (status, body)
 }
+
+/// Registers an account and returns its access token.
+async fn sign_up(stack: &Stack, email: &str) -> String {
+    let creds = json!({"email": email, "password": "passw0rd-long"});
+    let r = stack.client.post(stack.url("/api/auth/register")).json(&creds).send().await.unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let r = stack.client.post(stack.url("/api/auth/password-login")).json(&creds).send().await.unwrap();
+    r.json::<Value>().await.unwrap()["data"]["access_token"].as_str().unwrap().to_owned()
+}
+
+both_modes! {
+    async fn a_run_made_with_a_token_belongs_to_that_account(stack: Stack) {
+        let llm = MockLlm::start().await;
+        let alice = sign_up(&stack, "alice@example.com").await;
+        let bob = sign_up(&stack, "bob@example.com").await;
+        let body = json!({"schema": fixture("end-constant", &llm).to_string(), "inputs": {}});
+        let r = stack.client.post(stack.url("/api/task/run")).bearer_auth(&alice).json(&body).send().await.unwrap();
+        let id = r.json::<Value>().await.unwrap()["taskID"].as_str().unwrap().to_owned();
+
+        let r = stack.client.get(stack.url(&format!("/api/task/result?taskID={id}&wait=10000"))).bearer_auth(&alice).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.json::<Value>().await.unwrap()["str"], "ABC");
+        for (who, token) in [("bob", Some(&bob)), ("anonymous", None)] {
+            for path in [format!("/api/task/result?taskID={id}"), format!("/api/task/report?taskID={id}")] {
+                let mut req = stack.client.get(stack.url(&path));
+                if let Some(t) = token {
+                    req = req.bearer_auth(t);
+                }
+                let r = req.send().await.unwrap();
+                assert_eq!(r.status(), 404, "{who} must not see alice's task");
+                assert_eq!(r.json::<Value>().await.unwrap()["code"], "not_found");
+            }
+            let mut req = stack.client.put(stack.url("/api/task/cancel")).json(&json!({"taskID": id}));
+            if let Some(t) = token {
+                req = req.bearer_auth(t);
+            }
+            assert_eq!(req.send().await.unwrap().json::<Value>().await.unwrap(), json!({"success": false}));
+        }
+        // A bad token is refused, not treated as anonymous.
+        let r = stack.client.post(stack.url("/api/task/run")).bearer_auth("not-a-token").json(&body).send().await.unwrap();
+        assert_eq!(r.status(), 401);
+        assert_eq!(r.json::<Value>().await.unwrap()["code"], "unauthorized");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn required_task_auth_refuses_calls_without_a_token() {
+    let options = StackOptions::new(Mode::Embedded).env("LLMOPS_TASK_AUTH", "required");
+    let Some(stack) = Stack::start_with(options).await else { return };
+    let llm = MockLlm::start().await;
+    let body = json!({"schema": fixture("end-constant", &llm).to_string(), "inputs": {}});
+    let r = stack.client.post(stack.url("/api/task/run")).json(&body).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(r.json::<Value>().await.unwrap()["code"], "unauthorized");
+    let token = sign_up(&stack, "carol@example.com").await;
+    let r = stack.client.post(stack.url("/api/task/run")).bearer_auth(&token).json(&body).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+}

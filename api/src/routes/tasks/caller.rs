@@ -2,10 +2,11 @@
 //! (the run then belongs to that account), `required` refuses calls without one.
 
 use axum::{extract::FromRequestParts, http::request::Parts};
+use shared::config::TaskAuth;
 use uuid::Uuid;
 
 use super::error::TaskError;
-use crate::state::AppState;
+use crate::{extract::auth::MaybeAccount, state::AppState};
 
 /// The caller of a task route: an account, or anonymous.
 #[derive(Debug, Clone, Copy)]
@@ -21,7 +22,14 @@ impl FromRequestParts<AppState> for TaskCaller {
     type Rejection = TaskError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let _ = (parts, state);
-        Ok(TaskCaller(None))
+        let account = MaybeAccount::from_request_parts(parts, state)
+            .await
+            .map_err(|e| TaskError::Unauthorized(e.to_string()))?;
+        match (account.id(), state.config.task_auth) {
+            (None, TaskAuth::Required) => Err(TaskError::Unauthorized(
+                "an access token is required (Authorization: Bearer <access_token>)".into(),
+            )),
+            (id, _) => Ok(TaskCaller(id)),
+        }
     }
 }
