@@ -46,7 +46,9 @@ both_modes! {
 #[tokio::test]
 async fn an_oversize_body_is_refused_with_413_json() {
     let options = StackOptions::new(Mode::Embedded).env("LLMOPS_BODY_LIMIT", "1KB");
-    let Some(stack) = Stack::start_with(options).await else { return };
+    let Some(stack) = Stack::start_with(options).await else {
+        return;
+    };
     let r = stack
         .client
         .post(stack.url("/healthz"))
@@ -63,7 +65,9 @@ async fn an_oversize_body_is_refused_with_413_json() {
 
 #[tokio::test]
 async fn cors_allows_the_editor_from_another_origin() {
-    let Some(stack) = Stack::start(Mode::Embedded).await else { return };
+    let Some(stack) = Stack::start(Mode::Embedded).await else {
+        return;
+    };
     let r = stack
         .client
         .request(reqwest::Method::OPTIONS, stack.url("/healthz"))
@@ -94,12 +98,18 @@ async fn the_embedded_default_keeps_a_private_jwt_secret_in_the_data_directory()
         .spawn()
         .unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while reqwest::get(format!("http://127.0.0.1:{port}/healthz")).await.is_err() {
+    while reqwest::get(format!("http://127.0.0.1:{port}/healthz"))
+        .await
+        .is_err()
+    {
         assert!(std::time::Instant::now() < deadline, "api did not start");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let secret = dir.join("data/jwt_secret");
-    assert!(dir.join("data/llmops.db").is_file(), "SQLite file under ./data");
+    assert!(
+        dir.join("data/llmops.db").is_file(),
+        "SQLite file under ./data"
+    );
     {
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(&secret).unwrap().permissions().mode();
@@ -114,7 +124,10 @@ async fn the_embedded_default_keeps_a_private_jwt_secret_in_the_data_directory()
 fn a_bad_setting_exits_with_one_line_naming_it() {
     let cases: [(&[(&str, &str)], &str); 4] = [
         (&[("LLMOPS_LISTEN", "not-an-address")], "LLMOPS_LISTEN"),
-        (&[("DATABASE_URL", "postgres://u@127.0.0.1:1/x")], "JWT_SECRET"),
+        (
+            &[("DATABASE_URL", "postgres://u@127.0.0.1:1/x")],
+            "JWT_SECRET",
+        ),
         (&[("LLMOPS_TASK_AUTH", "sometimes")], "LLMOPS_TASK_AUTH"),
         (&[("LLMOPS_BODY_LIMIT", "ten")], "LLMOPS_BODY_LIMIT"),
     ];
@@ -129,14 +142,20 @@ fn a_bad_setting_exits_with_one_line_naming_it() {
             assert!(!out.status.success(), "{bin} accepted {env:?}");
             let stderr = String::from_utf8_lossy(&out.stderr);
             assert_eq!(stderr.trim().lines().count(), 1, "{bin} {env:?}: {stderr}");
-            assert!(stderr.contains(named), "{bin} {env:?} should name {named}: {stderr}");
+            assert!(
+                stderr.contains(named),
+                "{bin} {env:?} should name {named}: {stderr}"
+            );
         }
     }
 }
 
 #[test]
 fn help_documents_every_setting() {
-    let out = Command::new(binary("llmops-api")).arg("--help").output().unwrap();
+    let out = Command::new(binary("llmops-api"))
+        .arg("--help")
+        .output()
+        .unwrap();
     assert!(out.status.success());
     let help = String::from_utf8_lossy(&out.stdout);
     for name in shared::config::Config::env_names() {

@@ -26,12 +26,27 @@ fn settings() -> QueueSettings {
 async fn drain(backend: QueueBackend, signals: Signals, expected: usize) {
     let probe = Probe::default();
     let stop = CancellationToken::new();
-    let worker = tokio::spawn(run_probe_worker(backend, signals, settings(), 64, probe.clone(), stop.clone()));
+    let worker = tokio::spawn(run_probe_worker(
+        backend,
+        signals,
+        settings(),
+        64,
+        probe.clone(),
+        stop.clone(),
+    ));
     let started = Instant::now();
     let deadline = started + Duration::from_secs(300);
     while probe.count() < expected {
-        assert!(!worker.is_finished(), "the worker stopped after {} of {expected} jobs", probe.count());
-        assert!(Instant::now() < deadline, "only {} of {expected} jobs drained", probe.count());
+        assert!(
+            !worker.is_finished(),
+            "the worker stopped after {} of {expected} jobs",
+            probe.count()
+        );
+        assert!(
+            Instant::now() < deadline,
+            "only {} of {expected} jobs drained",
+            probe.count()
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     eprintln!("drained {expected} jobs in {:?}", started.elapsed());
@@ -49,21 +64,39 @@ async fn a_redis_backlog_of_50000_jobs_drains_when_workers_start_afterwards() {
     let mut storage = redis_storage::<RunWorkflow>(conn.clone(), &settings());
     for _ in 0..50 {
         let chunk: Vec<_> = (0..1000)
-            .map(|_| TaskBuilder::new(RunWorkflow { task_id: Uuid::new_v4() }).max_attempts(1).build())
+            .map(|_| {
+                TaskBuilder::new(RunWorkflow {
+                    task_id: Uuid::new_v4(),
+                })
+                .max_attempts(1)
+                .build()
+            })
             .collect();
         for task in chunk {
             storage.push_task(task).await.unwrap();
         }
     }
     let mut c = conn.clone();
-    let scheduled: u64 = redis::cmd("ZCARD").arg("llmops-workflow:scheduled").query_async(&mut c).await.unwrap();
+    let scheduled: u64 = redis::cmd("ZCARD")
+        .arg("llmops-workflow:scheduled")
+        .query_async(&mut c)
+        .await
+        .unwrap();
     assert_eq!(scheduled, 50_000, "the backlog sits in the scheduled set");
 
     let signals = Signals::redis(&redis.url()).await.unwrap();
     drain(QueueBackend::Redis(conn.clone()), signals, 50_000).await;
 
-    let active: u64 = redis::cmd("LLEN").arg("llmops-workflow:active").query_async(&mut c).await.unwrap();
-    let scheduled: u64 = redis::cmd("ZCARD").arg("llmops-workflow:scheduled").query_async(&mut c).await.unwrap();
+    let active: u64 = redis::cmd("LLEN")
+        .arg("llmops-workflow:active")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    let scheduled: u64 = redis::cmd("ZCARD")
+        .arg("llmops-workflow:scheduled")
+        .query_async(&mut c)
+        .await
+        .unwrap();
     assert_eq!((active, scheduled), (0, 0));
 }
 
@@ -78,9 +111,18 @@ async fn an_embedded_backlog_drains_when_workers_start_afterwards() {
     let db = shared::store::Db::connect(&config).await.unwrap();
     let pool = db.as_sqlite().unwrap().clone();
     let signals = Signals::in_process();
-    let queues = Queues::new(QueueBackend::Sqlite(pool.clone()), signals.clone(), settings());
+    let queues = Queues::new(
+        QueueBackend::Sqlite(pool.clone()),
+        signals.clone(),
+        settings(),
+    );
     for _ in 0..5000 {
-        queues.push(RunWorkflow { task_id: Uuid::new_v4() }).await.unwrap();
+        queues
+            .push(RunWorkflow {
+                task_id: Uuid::new_v4(),
+            })
+            .await
+            .unwrap();
     }
     let _ = sqlite_storage::<RunWorkflow>;
     drain(QueueBackend::Sqlite(pool), signals, 5000).await;

@@ -15,7 +15,8 @@ use uuid::Uuid;
 
 async fn sqlite() -> (Db, std::path::PathBuf) {
     let dir = std::env::temp_dir().join(format!("llmops-store-{}", Uuid::new_v4()));
-    let config = Config::try_parse_from(["t".to_string(), format!("--data-dir={}", dir.display())]).unwrap();
+    let config =
+        Config::try_parse_from(["t".to_string(), format!("--data-dir={}", dir.display())]).unwrap();
     (Db::connect(&config).await.unwrap(), dir)
 }
 
@@ -59,25 +60,77 @@ async fn check_retention_and_reaper(db: &Db) {
     }
     let recent = insert(db, status::FAILED, now - day).await;
     let old_pending = insert(db, status::PENDING, now - 10 * day).await;
-    let deleted = llmops_worker::maintenance::delete_expired(db, 7).await.unwrap();
+    let deleted = llmops_worker::maintenance::delete_expired(db, 7)
+        .await
+        .unwrap();
     assert_eq!(deleted, 1200);
-    assert!(tasks::get_task_report(db, recent).await.unwrap().is_some(), "younger than the retention");
-    assert!(tasks::get_task_report(db, old_pending).await.unwrap().is_some(), "never deletes unfinished work");
+    assert!(
+        tasks::get_task_report(db, recent).await.unwrap().is_some(),
+        "younger than the retention"
+    );
+    assert!(
+        tasks::get_task_report(db, old_pending)
+            .await
+            .unwrap()
+            .is_some(),
+        "never deletes unfinished work"
+    );
 
     // A run whose attempt stopped writing long ago is claimed once.
     let stale = insert(db, status::PENDING, now - day).await;
-    let run = tasks::start_attempt(db, stale, now - day).await.unwrap().unwrap();
+    let run = tasks::start_attempt(db, stale, now - day)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(run.attempt, 1);
-    let claimed = tasks::claim_stale_tasks(db, now - 60_000, now, 100).await.unwrap();
+    let claimed = tasks::claim_stale_tasks(db, now - 60_000, now, 100)
+        .await
+        .unwrap();
     assert_eq!(claimed, vec![stale]);
-    assert!(tasks::claim_stale_tasks(db, now - 60_000, now, 100).await.unwrap().is_empty(), "claimed once");
+    assert!(
+        tasks::claim_stale_tasks(db, now - 60_000, now, 100)
+            .await
+            .unwrap()
+            .is_empty(),
+        "claimed once"
+    );
 
     // Attempt 2 takes over; attempt 1's late result is refused.
     let second = tasks::start_attempt(db, stale, now).await.unwrap().unwrap();
     assert_eq!(second.attempt, 2);
-    assert!(!tasks::finish_task(db, stale, 1, status::SUCCEEDED, &Map::new(), &json!({}), now).await.unwrap());
-    assert!(tasks::finish_task(db, stale, 2, status::SUCCEEDED, &Map::new(), &json!({"ok": true}), now).await.unwrap());
-    assert!(tasks::start_attempt(db, stale, now).await.unwrap().is_none(), "a finished task is never run again");
+    assert!(
+        !tasks::finish_task(
+            db,
+            stale,
+            1,
+            status::SUCCEEDED,
+            &Map::new(),
+            &json!({}),
+            now
+        )
+        .await
+        .unwrap()
+    );
+    assert!(
+        tasks::finish_task(
+            db,
+            stale,
+            2,
+            status::SUCCEEDED,
+            &Map::new(),
+            &json!({"ok": true}),
+            now
+        )
+        .await
+        .unwrap()
+    );
+    assert!(
+        tasks::start_attempt(db, stale, now)
+            .await
+            .unwrap()
+            .is_none(),
+        "a finished task is never run again"
+    );
 }
 
 #[tokio::test]
@@ -89,7 +142,9 @@ async fn sqlite_retention_reaper_and_attempt_ownership() {
 
 #[tokio::test]
 async fn postgres_retention_reaper_and_attempt_ownership() {
-    let Some(pg) = tokio::task::spawn_blocking(Postgres::start).await.unwrap() else { return };
+    let Some(pg) = tokio::task::spawn_blocking(Postgres::start).await.unwrap() else {
+        return;
+    };
     let db = postgres(&pg).await;
     check_retention_and_reaper(&db).await;
 }

@@ -4,13 +4,18 @@
 
 use std::time::{Duration, Instant};
 
-use harness::{MockLlm, Mode, Stack, StackOptions, both_modes, echo::Echo, mock_llm::mock_sentence};
+use harness::{
+    MockLlm, Mode, Stack, StackOptions, both_modes, echo::Echo, mock_llm::mock_sentence,
+};
 use serde_json::{Value, json};
 
 const MOCK_HOST: &str = "https://mock-ai-url/api/v3";
 
 fn fixture(name: &str, llm: &MockLlm) -> Value {
-    let path = format!("{}/../shared/tests/fixtures/{name}.json", env!("CARGO_MANIFEST_DIR"));
+    let path = format!(
+        "{}/../shared/tests/fixtures/{name}.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
     serde_json::from_str(&text.replace(MOCK_HOST, &llm.base_url)).unwrap()
 }
@@ -48,7 +53,12 @@ async fn result(stack: &Stack, id: &str) -> Value {
 }
 
 async fn report(stack: &Stack, id: &str) -> Value {
-    let r = stack.client.get(stack.url(&format!("/api/task/report?taskID={id}"))).send().await.unwrap();
+    let r = stack
+        .client
+        .get(stack.url(&format!("/api/task/report?taskID={id}")))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     r.json().await.unwrap()
 }
@@ -68,7 +78,9 @@ fn node_status(report: &Value, node: &str) -> Value {
 }
 
 fn snapshot_count(report: &Value, node: &str) -> usize {
-    report["reports"][node]["snapshots"].as_array().map_or(0, Vec::len)
+    report["reports"][node]["snapshots"]
+        .as_array()
+        .map_or(0, Vec::len)
 }
 
 both_modes! {
@@ -244,17 +256,26 @@ both_modes! {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_survives_the_kill_of_the_worker_holding_it() {
     let options = StackOptions::new(Mode::Distributed { workers: 2 });
-    let Some(mut stack) = Stack::start_with(options).await else { return };
+    let Some(mut stack) = Stack::start_with(options).await else {
+        return;
+    };
     let llm = MockLlm::start().await;
     llm.set_latency(Duration::from_secs(3));
     let inputs = json!({"model_name": "m", "llm_settings": {"temperature": 0.5}, "work": {"role": "r", "task": "t"}});
     let id = run(&stack, &fixture("basic", &llm), inputs).await;
     let deadline = Instant::now() + Duration::from_secs(10);
     let holder = loop {
-        if let Some(i) = stack.workers.iter().position(|w| w.log_text().contains(&format!("task {id} attempt 1 started"))) {
+        if let Some(i) = stack.workers.iter().position(|w| {
+            w.log_text()
+                .contains(&format!("task {id} attempt 1 started"))
+        }) {
             break i;
         }
-        assert!(Instant::now() < deadline, "no worker took the task:\n{}", stack.logs());
+        assert!(
+            Instant::now() < deadline,
+            "no worker took the task:\n{}",
+            stack.logs()
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     stack.workers[holder].kill9();
@@ -265,31 +286,56 @@ async fn a_run_survives_the_kill_of_the_worker_holding_it() {
         .await
         .unwrap();
     let out: Value = r.json().await.unwrap();
-    assert!(out["llm_res"].as_str().is_some_and(|s| s.starts_with("Hi, I am an AI model")), "{out}\n{}", stack.logs());
+    assert!(
+        out["llm_res"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("Hi, I am an AI model")),
+        "{out}\n{}",
+        stack.logs()
+    );
     let rep = report(&stack, &id).await;
     assert_eq!(rep["workflowStatus"]["status"], "succeeded");
-    assert_eq!(snapshot_count(&rep, "llm_0"), 1, "the retried attempt replaced the partial report");
+    assert_eq!(
+        snapshot_count(&rep, "llm_0"),
+        1,
+        "the retried attempt replaced the partial report"
+    );
     assert!(llm.requests().len() >= 2, "the run was attempted again");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_whose_attempts_are_used_up_fails_saying_so() {
-    let options = StackOptions::new(Mode::Distributed { workers: 2 }).env("LLMOPS_TASK_MAX_ATTEMPTS", "1");
-    let Some(mut stack) = Stack::start_with(options).await else { return };
+    let options =
+        StackOptions::new(Mode::Distributed { workers: 2 }).env("LLMOPS_TASK_MAX_ATTEMPTS", "1");
+    let Some(mut stack) = Stack::start_with(options).await else {
+        return;
+    };
     let llm = MockLlm::start().await;
     llm.set_latency(Duration::from_secs(3));
     let inputs = json!({"model_name": "m", "llm_settings": {"temperature": 0.5}, "work": {"role": "r", "task": "t"}});
     let id = run(&stack, &fixture("basic", &llm), inputs).await;
     let deadline = Instant::now() + Duration::from_secs(10);
     let holder = loop {
-        if let Some(i) = stack.workers.iter().position(|w| w.log_text().contains(&format!("task {id} attempt 1 started"))) {
+        if let Some(i) = stack.workers.iter().position(|w| {
+            w.log_text()
+                .contains(&format!("task {id} attempt 1 started"))
+        }) {
             break i;
         }
-        assert!(Instant::now() < deadline, "no worker took the task:\n{}", stack.logs());
+        assert!(
+            Instant::now() < deadline,
+            "no worker took the task:\n{}",
+            stack.logs()
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     stack.workers[holder].kill9();
-    let out = stack.client.get(stack.url(&format!("/api/task/result?taskID={id}&wait=30000"))).send().await.unwrap();
+    let out = stack
+        .client
+        .get(stack.url(&format!("/api/task/result?taskID={id}&wait=30000")))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(out.json::<Value>().await.unwrap(), json!({}));
     let rep = report(&stack, &id).await;
     assert_eq!(rep["workflowStatus"]["status"], "failed", "{rep}");
@@ -365,13 +411,19 @@ async fn oversize_post(stack: &Stack, path: &str, len: usize) -> (u16, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let addr = stack.base.trim_start_matches("http://").to_owned();
     let mut conn = tokio::net::TcpStream::connect(&addr).await.unwrap();
-    let head = format!("POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {len}\r\nConnection: close\r\n\r\n");
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {len}\r\nConnection: close\r\n\r\n"
+    );
     conn.write_all(head.as_bytes()).await.unwrap();
     let _ = conn.write_all(&vec![b'a'; 64 << 10]).await;
     let mut answer = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(10), conn.read_to_end(&mut answer)).await;
     let text = String::from_utf8_lossy(&answer).into_owned();
-    let status = text.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
     let body = text.split("\r\n\r\n").nth(1).unwrap_or("").to_owned();
     (status, body)
 }
@@ -379,10 +431,25 @@ async fn oversize_post(stack: &Stack, path: &str, len: usize) -> (u16, String) {
 /// Registers an account and returns its access token.
 async fn sign_up(stack: &Stack, email: &str) -> String {
     let creds = json!({"email": email, "password": "passw0rd-long"});
-    let r = stack.client.post(stack.url("/api/auth/register")).json(&creds).send().await.unwrap();
+    let r = stack
+        .client
+        .post(stack.url("/api/auth/register"))
+        .json(&creds)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
-    let r = stack.client.post(stack.url("/api/auth/password-login")).json(&creds).send().await.unwrap();
-    r.json::<Value>().await.unwrap()["data"]["access_token"].as_str().unwrap().to_owned()
+    let r = stack
+        .client
+        .post(stack.url("/api/auth/password-login"))
+        .json(&creds)
+        .send()
+        .await
+        .unwrap();
+    r.json::<Value>().await.unwrap()["data"]["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned()
 }
 
 both_modes! {
@@ -423,13 +490,28 @@ both_modes! {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn required_task_auth_refuses_calls_without_a_token() {
     let options = StackOptions::new(Mode::Embedded).env("LLMOPS_TASK_AUTH", "required");
-    let Some(stack) = Stack::start_with(options).await else { return };
+    let Some(stack) = Stack::start_with(options).await else {
+        return;
+    };
     let llm = MockLlm::start().await;
     let body = json!({"schema": fixture("end-constant", &llm).to_string(), "inputs": {}});
-    let r = stack.client.post(stack.url("/api/task/run")).json(&body).send().await.unwrap();
+    let r = stack
+        .client
+        .post(stack.url("/api/task/run"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401);
     assert_eq!(r.json::<Value>().await.unwrap()["code"], "unauthorized");
     let token = sign_up(&stack, "carol@example.com").await;
-    let r = stack.client.post(stack.url("/api/task/run")).bearer_auth(&token).json(&body).send().await.unwrap();
+    let r = stack
+        .client
+        .post(stack.url("/api/task/run"))
+        .bearer_auth(&token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
 }

@@ -22,6 +22,8 @@ use utoipa_swagger_ui::SwaggerUi;
         (name = "auth", description = "Register and sign in (access tokens)"),
         (name = "account", description = "The signed-in account"),
         (name = "task", description = "FlowGram workflow runtime: bare JSON bodies, as the FlowGram editor's client expects"),
+        (name = "apps", description = "LLM apps: CRUD, draft and published configs, long-term memory, debug chat (through the `chat` queue)"),
+        (name = "messages", description = "The debug conversation's messages: list, soft delete, stop a generation"),
     )
 )]
 struct ApiDoc;
@@ -31,15 +33,18 @@ struct BearerAuth;
 
 impl Modify for BearerAuth {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        openapi.components.get_or_insert_default().add_security_scheme(
-            "bearer",
-            SecurityScheme::Http(
-                HttpBuilder::new()
-                    .scheme(HttpAuthScheme::Bearer)
-                    .bearer_format("JWT")
-                    .build(),
-            ),
-        );
+        openapi
+            .components
+            .get_or_insert_default()
+            .add_security_scheme(
+                "bearer",
+                SecurityScheme::Http(
+                    HttpBuilder::new()
+                        .scheme(HttpAuthScheme::Bearer)
+                        .bearer_format("JWT")
+                        .build(),
+                ),
+            );
     }
 }
 

@@ -51,7 +51,14 @@ pub fn layers(router: Router, config: &Config) -> Router {
 
 fn cors(origins: &str) -> CorsLayer {
     let layer = CorsLayer::new()
-        .allow_methods([Method::GET, Method::POST, Method::PUT, Method::DELETE, Method::PATCH, Method::OPTIONS])
+        .allow_methods([
+            Method::GET,
+            Method::POST,
+            Method::PUT,
+            Method::DELETE,
+            Method::PATCH,
+            Method::OPTIONS,
+        ])
         .allow_headers(Any)
         .expose_headers([REQUEST_ID]);
     if origins.trim() == "*" {
@@ -87,7 +94,11 @@ async fn method_not_allowed(req: Request) -> Response {
     error_body(
         StatusCode::METHOD_NOT_ALLOWED,
         "fail",
-        format!("method {} is not allowed on {}", req.method(), req.uri().path()),
+        format!(
+            "method {} is not allowed on {}",
+            req.method(),
+            req.uri().path()
+        ),
     )
 }
 

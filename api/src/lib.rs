@@ -11,7 +11,7 @@ pub mod routes;
 pub mod startup;
 pub mod state;
 
-pub use startup::Application;
-pub use state::AppState;
 pub use envelope::{ApiResult, Envelope};
 pub use error::ApiError;
+pub use startup::Application;
+pub use state::AppState;

@@ -28,7 +28,9 @@ impl Application {
     }
 
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener.local_addr().expect("bound listener has an address")
+        self.listener
+            .local_addr()
+            .expect("bound listener has an address")
     }
 
     pub fn state(&self) -> &AppState {
@@ -37,7 +39,10 @@ impl Application {
 
     /// Serves until `shutdown` resolves: stops accepting, finishes in-flight requests, then lets
     /// in-process workers finish or hand back their jobs.
-    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
         let addr = self.local_addr();
         let stop = CancellationToken::new();
         let workers = self.spawn_workers(stop.clone());
@@ -81,7 +86,13 @@ impl Application {
         let backend = self.state.queues.backend().clone();
         let settings = self.state.queues.settings().clone();
         Some(tokio::spawn(async move {
-            llmops_worker::run_workers(state, backend, settings, async move { stop.cancelled().await }).await
+            llmops_worker::run_workers(
+                state,
+                backend,
+                settings,
+                async move { stop.cancelled().await },
+            )
+            .await
         }))
     }
 }

@@ -20,12 +20,25 @@ pub fn process_cpu_secs(pid: u32) -> Option<f64> {
 /// Processes whose command name is one of `names`, grouped by name.
 pub fn find_processes(names: &[&str]) -> BTreeMap<String, Vec<u32>> {
     let mut found: BTreeMap<String, Vec<u32>> = BTreeMap::new();
-    let Ok(entries) = std::fs::read_dir("/proc") else { return found };
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return found;
+    };
     for entry in entries.flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
-        let Ok(comm) = std::fs::read_to_string(format!("/proc/{pid}/comm")) else { continue };
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(comm) = std::fs::read_to_string(format!("/proc/{pid}/comm")) else {
+            continue;
+        };
         let comm = comm.trim();
-        if let Some(name) = names.iter().find(|n| comm == **n || (n.len() > 15 && n.starts_with(comm))) {
+        if let Some(name) = names
+            .iter()
+            .find(|n| comm == **n || (n.len() > 15 && n.starts_with(comm)))
+        {
             found.entry((*name).to_owned()).or_default().push(pid);
         }
     }
@@ -36,7 +49,12 @@ pub fn find_processes(names: &[&str]) -> BTreeMap<String, Vec<u32>> {
 pub fn snapshot(groups: &BTreeMap<String, Vec<u32>>) -> BTreeMap<String, f64> {
     groups
         .iter()
-        .map(|(name, pids)| (name.clone(), pids.iter().filter_map(|p| process_cpu_secs(*p)).sum()))
+        .map(|(name, pids)| {
+            (
+                name.clone(),
+                pids.iter().filter_map(|p| process_cpu_secs(*p)).sum(),
+            )
+        })
         .collect()
 }
 

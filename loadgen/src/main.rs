@@ -6,6 +6,12 @@
 //!
 //! A workflow run is `POST /api/task/run` then `GET /api/task/result?wait=…`, which the
 //! server answers when the run finishes (no client-side polling loop).
+//!
+//!   llmops-loadgen chat --mock-llm --mock-port 4100 -c 1 -n 2000
+//!
+//! A debug chat is `POST /api/apps/{id}/debug` (see `chat.rs`).
+
+mod chat;
 
 use std::{
     sync::{
@@ -32,6 +38,8 @@ struct Cli {
 enum Command {
     /// Submit workflow runs and wait for each result.
     Workflow(WorkflowArgs),
+    /// Debug chats on one app (signs up, creates and configures the app first).
+    Chat(chat::ChatArgs),
 }
 
 #[derive(Args, Clone)]
@@ -42,6 +50,9 @@ struct Common {
     /// Operations in total.
     #[arg(short = 'n', long, default_value_t = 10_000)]
     total: usize,
+    /// Stop starting operations after this many seconds (closed loop), even before `-n`.
+    #[arg(long)]
+    duration_secs: Option<u64>,
     /// Operations in flight at once.
     #[arg(short = 'c', long, default_value_t = 64)]
     concurrency: usize,
@@ -81,11 +92,17 @@ struct WorkflowArgs {
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Workflow(args) => workflow(args).await,
+        Command::Chat(args) => chat::chat(args).await,
     }
 }
 
 /// One workflow run, end to end; returns its latency.
-async fn one_run(client: &reqwest::Client, url: &str, body: &Value, token: Option<&str>) -> anyhow::Result<Duration> {
+async fn one_run(
+    client: &reqwest::Client,
+    url: &str,
+    body: &Value,
+    token: Option<&str>,
+) -> anyhow::Result<Duration> {
     let start = Instant::now();
     let mut req = client.post(format!("{url}/api/task/run")).json(body);
     if let Some(t) = token {
@@ -93,9 +110,16 @@ async fn one_run(client: &reqwest::Client, url: &str, body: &Value, token: Optio
     }
     let r = req.send().await?;
     if !r.status().is_success() {
-        bail!("run answered {}: {}", r.status(), r.text().await.unwrap_or_default());
+        bail!(
+            "run answered {}: {}",
+            r.status(),
+            r.text().await.unwrap_or_default()
+        );
     }
-    let id = r.json::<Value>().await?["taskID"].as_str().context("no taskID")?.to_owned();
+    let id = r.json::<Value>().await?["taskID"]
+        .as_str()
+        .context("no taskID")?
+        .to_owned();
     let mut req = client.get(format!("{url}/api/task/result?taskID={id}&wait=30000"));
     if let Some(t) = token {
         req = req.bearer_auth(t);
@@ -106,7 +130,12 @@ async fn one_run(client: &reqwest::Client, url: &str, body: &Value, token: Optio
     }
     let result: Value = r.json().await?;
     if result.is_null() || result.as_object().is_some_and(|m| m.is_empty()) {
-        let report: Value = client.get(format!("{url}/api/task/report?taskID={id}")).send().await?.json().await?;
+        let report: Value = client
+            .get(format!("{url}/api/task/report?taskID={id}"))
+            .send()
+            .await?
+            .json()
+            .await?;
         bail!("run {id} did not succeed: {}", report["messages"]["error"]);
     }
     Ok(start.elapsed())
@@ -114,7 +143,8 @@ async fn one_run(client: &reqwest::Client, url: &str, body: &Value, token: Optio
 
 async fn workflow(args: WorkflowArgs) -> anyhow::Result<()> {
     let common = args.common.clone();
-    let mut schema = std::fs::read_to_string(&args.schema).with_context(|| format!("reading {}", args.schema.display()))?;
+    let mut schema = std::fs::read_to_string(&args.schema)
+        .with_context(|| format!("reading {}", args.schema.display()))?;
     let _mock = if common.mock_llm {
         let mock = MockLlm::start().await;
         mock.set_latency(Duration::from_millis(common.mock_latency_ms));
@@ -131,18 +161,28 @@ async fn workflow(args: WorkflowArgs) -> anyhow::Result<()> {
         .build()?;
 
     let run = {
-        let (client, url, body, token) = (client.clone(), common.url.clone(), body.clone(), common.token.clone());
+        let (client, url, body, token) = (
+            client.clone(),
+            common.url.clone(),
+            body.clone(),
+            common.token.clone(),
+        );
         move || {
-            let (client, url, body, token) = (client.clone(), url.clone(), body.clone(), token.clone());
+            let (client, url, body, token) =
+                (client.clone(), url.clone(), body.clone(), token.clone());
             async move { one_run(&client, &url, &body, token.as_deref()).await }
         }
     };
-    drive("workflow runs", &common, run).await
+    drive("workflow runs", &common, run).await.map(|_| ())
 }
 
-/// Runs `op` `total` times (after a warm-up) at the configured concurrency or rate and prints
-/// the figures.
-async fn drive<F, Fut>(label: &str, common: &Common, op: F) -> anyhow::Result<()>
+/// Runs `op` `total` times (or for `duration_secs`) after a warm-up, at the configured
+/// concurrency or rate, prints the figures and returns the latency percentiles.
+async fn drive<F, Fut>(
+    label: &str,
+    common: &Common,
+    op: F,
+) -> anyhow::Result<Option<stats::Percentiles>>
 where
     F: Fn() -> Fut + Clone + Send + Sync + 'static,
     Fut: std::future::Future<Output = anyhow::Result<Duration>> + Send,
@@ -162,9 +202,15 @@ where
         t.await?;
     }
 
-    let names: Vec<&str> = common.cpu_of.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
+    let names: Vec<&str> = common
+        .cpu_of
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect();
     let procs = cpu::find_processes(&names);
     let cpu_before = cpu::snapshot(&procs);
+    let own_before = cpu::process_cpu_secs(std::process::id()).unwrap_or(0.0);
     let latencies = Arc::new(Mutex::new(Vec::with_capacity(common.total)));
     let errors = Arc::new(AtomicUsize::new(0));
     let first_error = Arc::new(Mutex::new(None::<String>));
@@ -172,12 +218,18 @@ where
     match common.rate {
         None => {
             let next = Arc::new(AtomicUsize::new(0));
+            let deadline = common
+                .duration_secs
+                .map(|s| started + Duration::from_secs(s));
             let mut tasks = Vec::new();
             for _ in 0..common.concurrency {
                 let (op, next, total) = (op.clone(), next.clone(), common.total);
-                let (latencies, errors, first_error) = (latencies.clone(), errors.clone(), first_error.clone());
+                let (latencies, errors, first_error) =
+                    (latencies.clone(), errors.clone(), first_error.clone());
                 tasks.push(tokio::spawn(async move {
-                    while next.fetch_add(1, Ordering::SeqCst) < total {
+                    while deadline.is_none_or(|d| Instant::now() < d)
+                        && next.fetch_add(1, Ordering::SeqCst) < total
+                    {
                         record(op().await, &latencies, &errors, &first_error).await;
                     }
                 }));
@@ -195,7 +247,8 @@ where
                 tick.tick().await;
                 let permit = permits.clone().acquire_owned().await?;
                 let op = op.clone();
-                let (latencies, errors, first_error) = (latencies.clone(), errors.clone(), first_error.clone());
+                let (latencies, errors, first_error) =
+                    (latencies.clone(), errors.clone(), first_error.clone());
                 handles.push(tokio::spawn(async move {
                     record(op().await, &latencies, &errors, &first_error).await;
                     drop(permit);
@@ -208,17 +261,31 @@ where
     }
     let elapsed = started.elapsed();
     let cpu_after = cpu::snapshot(&procs);
+    let own = cpu::process_cpu_secs(std::process::id()).unwrap_or(0.0) - own_before;
 
     let mut samples = latencies.lock().await.clone();
     let ok = samples.len();
     let errors = errors.load(Ordering::SeqCst);
-    println!("{label}: {ok} ok, {errors} errors in {:.2} s", elapsed.as_secs_f64());
-    println!("  throughput: {:.0} /s{}", ok as f64 / elapsed.as_secs_f64(),
-        common.rate.map(|r| format!(" (offered {r:.0} /s)")).unwrap_or_default());
-    if let Some(p) = stats::percentiles(&mut samples) {
+    println!(
+        "{label}: {ok} ok, {errors} errors in {:.2} s",
+        elapsed.as_secs_f64()
+    );
+    println!(
+        "  throughput: {:.0} /s{}",
+        ok as f64 / elapsed.as_secs_f64(),
+        common
+            .rate
+            .map(|r| format!(" (offered {r:.0} /s)"))
+            .unwrap_or_default()
+    );
+    let percentiles = stats::percentiles(&mut samples);
+    if let Some(p) = percentiles {
         println!(
             "  latency: p50 {:.2} ms  p95 {:.2} ms  p99 {:.2} ms  max {:.2} ms",
-            stats::ms(p.p50), stats::ms(p.p95), stats::ms(p.p99), stats::ms(p.max)
+            stats::ms(p.p50),
+            stats::ms(p.p95),
+            stats::ms(p.p99),
+            stats::ms(p.max)
         );
     }
     let mut app_cpu = 0.0;
@@ -239,10 +306,14 @@ where
         app_cpu * 1e3 / ok.max(1) as f64,
         total_cpu * 1e3 / ok.max(1) as f64
     );
+    println!(
+        "  cpu of this load generator (and its mock LLM): {own:.2} s ({:.3} ms per op)",
+        own * 1e3 / ok.max(1) as f64
+    );
     if let Some(e) = first_error.lock().await.as_ref() {
         println!("  first error: {e}");
     }
-    Ok(())
+    Ok(percentiles)
 }
 
 async fn record(
@@ -255,7 +326,10 @@ async fn record(
         Ok(d) => latencies.lock().await.push(d),
         Err(e) => {
             errors.fetch_add(1, Ordering::SeqCst);
-            first_error.lock().await.get_or_insert_with(|| format!("{e:#}"));
+            first_error
+                .lock()
+                .await
+                .get_or_insert_with(|| format!("{e:#}"));
         }
     }
 }

@@ -46,28 +46,38 @@ pub struct MockLlm {
 
 impl MockLlm {
     pub async fn start() -> Self {
+        Self::start_on(0).await.expect("bind mock llm")
+    }
+
+    /// Starts on a given loopback port (0 picks a free one), so that a server can be pointed
+    /// at it before it runs (`llmops-loadgen chat --mock-port`).
+    pub async fn start_on(port: u16) -> std::io::Result<Self> {
         let state = Arc::new(MockState::default());
         let app = Router::new()
             .route("/{*path}", post(chat_completions))
             .with_state(state.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind mock llm");
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
         let addr = listener.local_addr().expect("mock llm addr");
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        Self {
+        Ok(Self {
             base_url: format!("http://{addr}/v1"),
             state,
-        }
+        })
     }
 
     /// Delay before the first byte of every answer.
     pub fn set_latency(&self, latency: Duration) {
-        self.state.latency_ms.store(latency.as_millis() as u64, Ordering::SeqCst);
+        self.state
+            .latency_ms
+            .store(latency.as_millis() as u64, Ordering::SeqCst);
     }
     /// Delay between streamed chunks.
     pub fn set_chunk_delay(&self, delay: Duration) {
-        self.state.chunk_delay_ms.store(delay.as_millis() as u64, Ordering::SeqCst);
+        self.state
+            .chunk_delay_ms
+            .store(delay.as_millis() as u64, Ordering::SeqCst);
     }
     /// A fixed answer instead of the mock sentence (`None` restores the sentence).
     pub fn set_reply(&self, reply: Option<&str>) {
@@ -161,7 +171,10 @@ async fn chat_completions(
     if let Some(status) = *state.fail_status.lock().unwrap() {
         guard.finish();
         let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        return (status, Json(json!({"error": {"message": "mock failure", "type": "server_error"}})))
+        return (
+            status,
+            Json(json!({"error": {"message": "mock failure", "type": "server_error"}})),
+        )
             .into_response();
     }
     let reply = state
@@ -183,10 +196,7 @@ async fn chat_completions(
     }
     // Stream word by word; the guard travels with the stream so a client that hangs up midway
     // is counted as dropped.
-    let pieces: Vec<String> = reply
-        .split_inclusive(' ')
-        .map(str::to_owned)
-        .collect();
+    let pieces: Vec<String> = reply.split_inclusive(' ').map(str::to_owned).collect();
     let delay = Duration::from_millis(state.chunk_delay_ms.load(Ordering::SeqCst));
     let events = stream::unfold(
         (pieces.into_iter(), Some(guard), 0usize),
@@ -199,13 +209,19 @@ async fn chat_completions(
                     }
                     let data = json!({"id": "chatcmpl-mock", "object": "chat.completion.chunk", "model": model,
                         "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": null}]});
-                    return Some((Ok::<_, std::convert::Infallible>(Event::default().data(data.to_string())), (pieces, guard, stage)));
+                    return Some((
+                        Ok::<_, std::convert::Infallible>(Event::default().data(data.to_string())),
+                        (pieces, guard, stage),
+                    ));
                 }
                 match stage {
                     0 => {
                         let data = json!({"id": "chatcmpl-mock", "object": "chat.completion.chunk", "model": model, "choices": [],
                             "usage": {"prompt_tokens": 10, "completion_tokens": completion_tokens, "total_tokens": 10 + completion_tokens}});
-                        Some((Ok(Event::default().data(data.to_string())), (pieces, guard, 1)))
+                        Some((
+                            Ok(Event::default().data(data.to_string())),
+                            (pieces, guard, 1),
+                        ))
                     }
                     1 => {
                         if let Some(g) = guard {

@@ -16,7 +16,8 @@ pub fn percentiles(samples: &mut [Duration]) -> Option<Percentiles> {
         return None;
     }
     samples.sort_unstable();
-    let at = |p: f64| samples[((samples.len() as f64 * p).ceil() as usize).clamp(1, samples.len()) - 1];
+    let at =
+        |p: f64| samples[((samples.len() as f64 * p).ceil() as usize).clamp(1, samples.len()) - 1];
     Some(Percentiles {
         p50: at(0.50),
         p95: at(0.95),
@@ -37,7 +38,15 @@ mod tests {
     fn percentiles_use_the_nearest_rank() {
         let mut s: Vec<Duration> = (1..=100).map(Duration::from_millis).collect();
         let p = percentiles(&mut s).unwrap();
-        assert_eq!((p.p50, p.p95, p.p99, p.max), (Duration::from_millis(50), Duration::from_millis(95), Duration::from_millis(99), Duration::from_millis(100)));
+        assert_eq!(
+            (p.p50, p.p95, p.p99, p.max),
+            (
+                Duration::from_millis(50),
+                Duration::from_millis(95),
+                Duration::from_millis(99),
+                Duration::from_millis(100)
+            )
+        );
         assert!(percentiles(&mut []).is_none());
     }
 }

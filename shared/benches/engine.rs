@@ -75,7 +75,11 @@ fn chain(n: usize) -> String {
     let mut edges = vec![json!({"sourceNodeID": "start_0", "targetNodeID": "llm_0"})];
     for i in 0..count {
         nodes.push(llm(i));
-        let next = if i + 1 < count { format!("llm_{}", i + 1) } else { "end_0".to_owned() };
+        let next = if i + 1 < count {
+            format!("llm_{}", i + 1)
+        } else {
+            "end_0".to_owned()
+        };
         edges.push(json!({"sourceNodeID": format!("llm_{i}"), "targetNodeID": next}));
     }
     nodes.push(json!({
@@ -91,7 +95,12 @@ fn chain(n: usize) -> String {
 async fn run_once(engine: &Engine, schema: &Arc<WorkflowSchema>, inputs: &Map<String, Value>) {
     let report = ReportHandle::new("bench", inputs.clone());
     let outcome = engine
-        .run(schema.clone(), inputs.clone(), CancellationToken::new(), report)
+        .run(
+            schema.clone(),
+            inputs.clone(),
+            CancellationToken::new(),
+            report,
+        )
         .await;
     assert_eq!(outcome.status, WorkflowStatus::Succeeded);
 }

@@ -25,8 +25,12 @@ impl Backends {
             .with_context(|| format!("cannot open the store ({:?})", config.store_kind()))?;
         let (backend, signals) = match &config.redis_url {
             Some(url) => {
-                let conn = connect_redis(url).await.context("cannot connect to REDIS_URL")?;
-                let signals = Signals::redis(url).await.context("cannot subscribe on REDIS_URL")?;
+                let conn = connect_redis(url)
+                    .await
+                    .context("cannot connect to REDIS_URL")?;
+                let signals = Signals::redis(url)
+                    .await
+                    .context("cannot subscribe on REDIS_URL")?;
                 (QueueBackend::Redis(conn), signals)
             }
             None => {

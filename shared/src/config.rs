@@ -8,7 +8,10 @@ use clap::{Parser, ValueEnum, builder::BoolishValueParser, error::ContextKind};
 /// Settings shared by `llmops-api` and `llmops-worker`. Both read the same names, so one
 /// environment serves a whole deployment.
 #[derive(Parser, Clone)]
-#[command(version, about = "llmops: an LLMOps backend (workflow runtime + LLM apps)")]
+#[command(
+    version,
+    about = "llmops: an LLMOps backend (workflow runtime + LLM apps)"
+)]
 pub struct Config {
     /// Address the HTTP API listens on.
     #[arg(long, env = "LLMOPS_LISTEN", default_value = "127.0.0.1:4000")]
@@ -305,9 +308,9 @@ impl Config {
 
     /// The store URL, defaulting to a SQLite file in the data directory.
     pub fn database_url(&self) -> String {
-        self.database_url.clone().unwrap_or_else(|| {
-            format!("sqlite://{}", self.data_dir.join("llmops.db").display())
-        })
+        self.database_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("llmops.db").display()))
     }
 
     /// Whether this process should consume jobs (always true for `llmops-worker`).
@@ -341,7 +344,11 @@ fn one_line(err: clap::Error) -> ConfigError {
         .map(|arg| arg.to_string())
         .and_then(|arg| {
             let long = arg.trim_start_matches("--");
-            let long = long.split([' ', '=', '<']).next().unwrap_or(long).to_owned();
+            let long = long
+                .split([' ', '=', '<'])
+                .next()
+                .unwrap_or(long)
+                .to_owned();
             let cmd = <Config as clap::CommandFactory>::command();
             cmd.get_arguments()
                 .find(|a| a.get_long() == Some(long.as_str()))
@@ -398,7 +405,13 @@ mod tests {
     fn redis_turns_off_in_process_workers_unless_asked() {
         let c = parse(&["--redis-url", "redis://127.0.0.1:6379"]).unwrap();
         assert!(!c.api_runs_workers());
-        let c = parse(&["--redis-url", "redis://127.0.0.1:6379", "--run-workers", "true"]).unwrap();
+        let c = parse(&[
+            "--redis-url",
+            "redis://127.0.0.1:6379",
+            "--run-workers",
+            "true",
+        ])
+        .unwrap();
         assert!(c.api_runs_workers());
     }
 

@@ -2,6 +2,7 @@
 
 pub mod auth;
 pub mod backends;
+pub mod chat;
 pub mod config;
 pub mod llm;
 pub mod queue;

@@ -114,7 +114,10 @@ impl LlmClient {
             .send_with_retry(&url, api_key, &body, |request| {
                 let timeout = self.timeout;
                 async move {
-                    let response = request.send().await.map_err(|e| map_send_error(e, timeout))?;
+                    let response = request
+                        .send()
+                        .await
+                        .map_err(|e| map_send_error(e, timeout))?;
                     let status = response.status();
                     let text = response
                         .text()
@@ -148,7 +151,10 @@ impl LlmClient {
         let timeout = self.timeout;
         let response = self
             .send_with_retry(&url, api_key, &body, |request| async move {
-                let response = request.send().await.map_err(|e| map_send_error(e, timeout))?;
+                let response = request
+                    .send()
+                    .await
+                    .map_err(|e| map_send_error(e, timeout))?;
                 let status = response.status();
                 if !status.is_success() {
                     let text = response.text().await.unwrap_or_default();
@@ -173,7 +179,10 @@ impl LlmClient {
                     let next = match tokio::time::timeout(timeout, events.next()).await {
                         Err(_) => {
                             done = true;
-                            return Some((Err(LlmError::Timeout(timeout)), (events, pending, done)));
+                            return Some((
+                                Err(LlmError::Timeout(timeout)),
+                                (events, pending, done),
+                            ));
                         }
                         Ok(next) => next,
                     };
@@ -358,10 +367,7 @@ mod tests {
         let parsed = parse_completion(&body.to_string()).unwrap();
         assert_eq!(parsed.content, "hi");
         assert_eq!(parsed.usage.unwrap().total_tokens, 4);
-        assert!(matches!(
-            parse_completion("{}"),
-            Err(LlmError::Decode(_))
-        ));
+        assert!(matches!(parse_completion("{}"), Err(LlmError::Decode(_))));
     }
 
     #[test]

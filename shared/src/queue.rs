@@ -169,7 +169,10 @@ pub fn redis_storage<J: Job>(
 }
 
 /// The apalis SQLite storage of a job type, in the store's own file.
-pub fn sqlite_storage<J: Job>(pool: &sqlx::SqlitePool, settings: &QueueSettings) -> SqliteStorage<J> {
+pub fn sqlite_storage<J: Job>(
+    pool: &sqlx::SqlitePool,
+    settings: &QueueSettings,
+) -> SqliteStorage<J> {
     SqliteStorage::new(pool).with_config(
         apalis_sqlite::Config::default()
             .queue(J::QUEUE)
@@ -233,7 +236,11 @@ pub struct QueueWaker {
 
 impl QueueWaker {
     /// Subscribes to `queue:<name>:available` and relays it to the wake streams.
-    pub async fn start(signals: &Signals, queue: &str, fallback: Duration) -> Result<Self, SignalError> {
+    pub async fn start(
+        signals: &Signals,
+        queue: &str,
+        fallback: Duration,
+    ) -> Result<Self, SignalError> {
         let notify = Arc::new(Notify::new());
         let mut sub = signals.subscribe(&channel::queue_available(queue)).await?;
         let relay = notify.clone();

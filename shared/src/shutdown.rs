@@ -6,9 +6,11 @@ use std::future::Future;
 /// not fatal) and returns a future that resolves when either arrives.
 pub fn signal() -> impl Future<Output = ()> + Send + 'static {
     #[cfg(unix)]
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    let mut terminate =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
     #[cfg(unix)]
-    let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).ok();
+    let mut interrupt =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).ok();
     async move {
         #[cfg(unix)]
         {

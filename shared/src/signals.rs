@@ -16,6 +16,11 @@ use futures::{Stream, StreamExt};
 use redis::aio::{ConnectionManager, PubSubSink};
 use tokio::sync::broadcast;
 
+/// Channel families every process pattern-subscribes to once at start-up, so that the many
+/// short-lived per-task subscriptions cost no Redis round trip (SUBSCRIBE + UNSUBSCRIBE per
+/// run would). Chat channels stay per-channel: their deltas only go where someone listens.
+const PATTERN_FAMILIES: [&str; 2] = ["task:", "queue:"];
+
 /// Capacity of one channel's in-process fan-out. A subscriber that falls this far behind
 /// (a stalled SSE client) misses messages rather than stalling the publisher.
 const CHANNEL_CAPACITY: usize = 1024;
@@ -52,6 +57,13 @@ pub mod channel {
     }
 }
 
+/// The payload of `task:<id>:done`: the task's final status and result.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct TaskDone<S = String, O = serde_json::Map<String, serde_json::Value>> {
+    pub status: S,
+    pub outputs: O,
+}
+
 /// The signal bus of this process.
 #[derive(Clone)]
 pub struct Signals {
@@ -86,7 +98,10 @@ impl Signals {
     pub async fn redis(url: &str) -> Result<Self, SignalError> {
         let client = redis::Client::open(url)?;
         let publisher = ConnectionManager::new(client.clone()).await?;
-        let (sink, mut stream) = client.get_async_pubsub().await?.split();
+        let (mut sink, mut stream) = client.get_async_pubsub().await?.split();
+        for family in PATTERN_FAMILIES {
+            sink.psubscribe(format!("{family}*")).await?;
+        }
         let inner = Arc::new(Inner {
             local: Mutex::new(HashMap::new()),
             redis: Some(RedisBus {
@@ -136,7 +151,10 @@ impl Signals {
                 }
             }
         };
-        if first && let Some(bus) = &self.inner.redis {
+        if first
+            && !is_pattern_family(channel)
+            && let Some(bus) = &self.inner.redis
+        {
             // SUBSCRIBE returns after Redis confirmed it, so nothing published afterwards is missed.
             bus.sink.lock().await.subscribe(channel).await?;
         }
@@ -179,7 +197,7 @@ impl Signals {
                 _ => false,
             }
         };
-        if last && self.inner.redis.is_some() {
+        if last && self.inner.redis.is_some() && !is_pattern_family(channel) {
             let inner = self.inner.clone();
             let channel = channel.to_owned();
             tokio::spawn(async move {
@@ -197,6 +215,10 @@ impl Signals {
             });
         }
     }
+}
+
+fn is_pattern_family(channel: &str) -> bool {
+    PATTERN_FAMILIES.iter().any(|f| channel.starts_with(f))
 }
 
 impl Inner {

@@ -13,7 +13,12 @@ pub fn init(format: LogFormat) {
     let _ = match format {
         LogFormat::Text => registry.with(fmt::layer()).try_init(),
         LogFormat::Json => registry
-            .with(fmt::layer().json().flatten_event(true).with_current_span(false))
+            .with(
+                fmt::layer()
+                    .json()
+                    .flatten_event(true)
+                    .with_current_span(false),
+            )
             .try_init(),
     };
 }

@@ -29,7 +29,11 @@ fn schema(nodes: Vec<Value>, edges: Vec<Value>) -> String {
 }
 
 fn start(properties: Value) -> Value {
-    node("start_0", "start", json!({"outputs": {"type": "object", "properties": properties}}))
+    node(
+        "start_0",
+        "start",
+        json!({"outputs": {"type": "object", "properties": properties}}),
+    )
 }
 
 /// An end node returning `refs` (`key -> [node, key...]`) declared with `types`.
@@ -40,7 +44,11 @@ fn end(refs: Value, types: Value) -> Value {
         .iter()
         .map(|(k, path)| (k.clone(), json!({"type": "ref", "content": path})))
         .collect();
-    node("end_0", "end", json!({"inputsValues": values, "inputs": {"type": "object", "properties": types}}))
+    node(
+        "end_0",
+        "end",
+        json!({"inputsValues": values, "inputs": {"type": "object", "properties": types}}),
+    )
 }
 
 fn llm_node(id: &str, api_host: &str, model: &str) -> Value {
@@ -65,7 +73,11 @@ fn llm_node(id: &str, api_host: &str, model: &str) -> Value {
 }
 
 fn code_node(id: &str, script: &str) -> Value {
-    node(id, "code", json!({"script": {"language": "javascript", "content": script}}))
+    node(
+        id,
+        "code",
+        json!({"script": {"language": "javascript", "content": script}}),
+    )
 }
 
 fn http_node(id: &str, url: &str, extra: Value) -> Value {
@@ -87,7 +99,11 @@ fn http_node(id: &str, url: &str, extra: Value) -> Value {
 fn single(middle: Value, key: &str, ty: &str) -> String {
     let id = middle["id"].as_str().unwrap().to_owned();
     schema(
-        vec![start(json!({})), middle, end(json!({"out": [id, key]}), json!({"out": {"type": ty}}))],
+        vec![
+            start(json!({})),
+            middle,
+            end(json!({"out": [id, key]}), json!({"out": {"type": ty}})),
+        ],
         vec![edge("start_0", &id), edge(&id, "end_0")],
     )
 }
@@ -103,7 +119,11 @@ fn engine_with(f: impl FnOnce(&mut EngineConfig)) -> Engine {
 #[tokio::test]
 async fn cancel_drops_an_inflight_llm_request_and_cancels_the_run() {
     let llm = MockLlm::start().await;
-    let schema = single(llm_node("llm_0", &llm.api_host(), "slow"), "result", "string");
+    let schema = single(
+        llm_node("llm_0", &llm.api_host(), "slow"),
+        "result",
+        "string",
+    );
     let cancel = CancellationToken::new();
     let canceller = {
         let (cancel, stats) = (cancel.clone(), llm.stats.clone());
@@ -131,7 +151,11 @@ async fn cancel_drops_an_inflight_llm_request_and_cancels_the_run() {
 
 #[tokio::test]
 async fn cancel_interrupts_a_running_script() {
-    let schema = single(code_node("code_0", "function main() { while (true) {} }"), "result", "string");
+    let schema = single(
+        code_node("code_0", "function main() { while (true) {} }"),
+        "result",
+        "string",
+    );
     let cancel = CancellationToken::new();
     {
         let cancel = cancel.clone();
@@ -148,7 +172,11 @@ async fn cancel_interrupts_a_running_script() {
     // The blocking thread was interrupted too: a fresh script runs right away.
     let ran = run_with(
         &Engine::new(test_config()),
-        &single(code_node("code_0", "function main() { return 1; }"), "result", "integer"),
+        &single(
+            code_node("code_0", "function main() { return 1; }"),
+            "result",
+            "integer",
+        ),
         json!({}),
     )
     .await;
@@ -159,7 +187,13 @@ async fn cancel_interrupts_a_running_script() {
 async fn cancel_before_the_run_starts_cancels_it_at_once() {
     let cancel = CancellationToken::new();
     cancel.cancel();
-    let ran = run_cancellable(&Engine::new(test_config()), &fixture("end-constant"), json!({}), cancel).await;
+    let ran = run_cancellable(
+        &Engine::new(test_config()),
+        &fixture("end-constant"),
+        json!({}),
+        cancel,
+    )
+    .await;
     assert_eq!(ran.outcome.status, WorkflowStatus::Canceled);
 }
 
@@ -185,12 +219,19 @@ async fn the_node_limit_fails_the_run_and_names_the_limit() {
 #[tokio::test]
 async fn the_loop_iteration_limit_fails_the_loop_node() {
     let engine = engine_with(|c| c.max_loop_iterations = 2);
-    let ran = run_with(&engine, &fixture("loop-object"), json!({"taskMap": {"a": "1", "b": "2", "c": "3"}})).await;
+    let ran = run_with(
+        &engine,
+        &fixture("loop-object"),
+        json!({"taskMap": {"a": "1", "b": "2", "c": "3"}}),
+    )
+    .await;
     assert_eq!(ran.outcome.status, WorkflowStatus::Failed);
     assert_eq!(ran.status_of("loop_0"), Some("failed"));
     assert_eq!(
         ran.errors(),
-        vec!["Loop \"loopFor\" has 3 items, more than the limit of 2 iterations (max_loop_iterations)"]
+        vec![
+            "Loop \"loopFor\" has 3 items, more than the limit of 2 iterations (max_loop_iterations)"
+        ]
     );
 }
 
@@ -199,10 +240,22 @@ async fn the_run_time_limit_fails_the_run_and_cancels_running_nodes() {
     let llm = MockLlm::start().await;
     let engine = engine_with(|c| c.max_run_time = Duration::from_millis(300));
     let started = Instant::now();
-    let ran = run_with(&engine, &single(llm_node("llm_0", &llm.api_host(), "slow"), "result", "string"), json!({})).await;
+    let ran = run_with(
+        &engine,
+        &single(
+            llm_node("llm_0", &llm.api_host(), "slow"),
+            "result",
+            "string",
+        ),
+        json!({}),
+    )
+    .await;
     assert!(started.elapsed() < Duration::from_secs(2));
     assert_eq!(ran.outcome.status, WorkflowStatus::Failed);
-    assert_eq!(ran.errors(), vec!["Run exceeded the time limit of 300ms (max_run_time)"]);
+    assert_eq!(
+        ran.errors(),
+        vec!["Run exceeded the time limit of 300ms (max_run_time)"]
+    );
     assert_eq!(ran.status_of("llm_0"), Some("canceled"));
 }
 
@@ -219,7 +272,12 @@ impl NodeExecutor for InstantLlm {
         let mut outputs = serde_json::Map::new();
         outputs.insert(
             "result".into(),
-            json!(mock_sentence(&text("modelName"), &text("temperature"), &text("systemPrompt"), &text("prompt"))),
+            json!(mock_sentence(
+                &text("modelName"),
+                &text("temperature"),
+                &text("systemPrompt"),
+                &text("prompt")
+            )),
         );
         Ok(NodeOutput::new(outputs))
     }
@@ -231,7 +289,11 @@ struct Shout;
 #[async_trait]
 impl NodeExecutor for Shout {
     async fn execute(&self, ctx: NodeContext<'_>) -> Result<NodeOutput, NodeError> {
-        let text = ctx.inputs().get("text").and_then(Value::as_str).unwrap_or_default();
+        let text = ctx
+            .inputs()
+            .get("text")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
         let mut outputs = serde_json::Map::new();
         outputs.insert("loud".into(), json!(text.to_uppercase()));
         Ok(NodeOutput::new(outputs))
@@ -246,7 +308,12 @@ async fn a_registered_executor_replaces_the_built_in_llm_node() {
     assert_eq!(ran.outcome.status, WorkflowStatus::Succeeded);
     assert_eq!(
         ran.outcome.outputs["outputs"],
-        json!([mock_sentence("AI_MODEL_1", "0.6", "You are a helpful assistant No.0", "TASK - A")])
+        json!([mock_sentence(
+            "AI_MODEL_1",
+            "0.6",
+            "You are a helpful assistant No.0",
+            "TASK - A"
+        )])
     );
 }
 
@@ -265,28 +332,50 @@ async fn a_new_node_type_is_one_executor_and_one_registration() {
         }),
     );
     let schema = schema(
-        vec![start(json!({"name": {"type": "string"}})), shout, end(json!({"out": ["shout_0", "loud"]}), json!({"out": {"type": "string"}}))],
+        vec![
+            start(json!({"name": {"type": "string"}})),
+            shout,
+            end(
+                json!({"out": ["shout_0", "loud"]}),
+                json!({"out": {"type": "string"}}),
+            ),
+        ],
         vec![edge("start_0", "shout_0"), edge("shout_0", "end_0")],
     );
     let ran = run_with(&engine, &schema, json!({"name": "bob"})).await;
-    assert_eq!(Value::Object(ran.outcome.outputs), json!({"out": "HEY BOB"}));
+    assert_eq!(
+        Value::Object(ran.outcome.outputs),
+        json!({"out": "HEY BOB"})
+    );
 }
 
 #[tokio::test]
 async fn reaching_a_node_without_an_executor_fails_it() {
     let schema = schema(
-        vec![start(json!({})), node("note", "comment", json!({})), node("end_0", "end", json!({}))],
+        vec![
+            start(json!({})),
+            node("note", "comment", json!({})),
+            node("end_0", "end", json!({})),
+        ],
         vec![edge("start_0", "note"), edge("note", "end_0")],
     );
     let ran = run_with(&Engine::new(test_config()), &schema, json!({})).await;
     assert_eq!(ran.outcome.status, WorkflowStatus::Failed);
-    assert_eq!(ran.errors(), vec!["No executor found for node type comment"]);
+    assert_eq!(
+        ran.errors(),
+        vec!["No executor found for node type comment"]
+    );
 }
 
 #[tokio::test]
 async fn comment_and_group_nodes_are_accepted_and_never_run() {
     let schema = schema(
-        vec![start(json!({})), node("note", "comment", json!({})), node("g", "group", json!({})), node("end_0", "end", json!({}))],
+        vec![
+            start(json!({})),
+            node("note", "comment", json!({})),
+            node("g", "group", json!({})),
+            node("end_0", "end", json!({})),
+        ],
         vec![edge("start_0", "end_0")],
     );
     let ran = run_with(&Engine::new(test_config()), &schema, json!({})).await;
@@ -315,7 +404,10 @@ impl NodeExecutor for Sleep {
 }
 
 fn sleep_engine() -> Engine {
-    Engine::with_registry(test_config(), NodeRegistry::default_nodes().with("sleep", Arc::new(Sleep)))
+    Engine::with_registry(
+        test_config(),
+        NodeRegistry::default_nodes().with("sleep", Arc::new(Sleep)),
+    )
 }
 
 fn sleep_node(id: &str, ms: u64, fail: bool) -> Value {
@@ -331,22 +423,47 @@ async fn parallel_branches_run_concurrently_and_the_join_waits_for_both() {
             start(json!({})),
             sleep_node("a", 300, false),
             sleep_node("b", 300, false),
-            end(json!({"a": ["a", "done"], "b": ["b", "done"]}), json!({"a": {"type": "integer"}, "b": {"type": "integer"}})),
+            end(
+                json!({"a": ["a", "done"], "b": ["b", "done"]}),
+                json!({"a": {"type": "integer"}, "b": {"type": "integer"}}),
+            ),
         ],
-        vec![edge("start_0", "a"), edge("start_0", "b"), edge("a", "end_0"), edge("b", "end_0")],
+        vec![
+            edge("start_0", "a"),
+            edge("start_0", "b"),
+            edge("a", "end_0"),
+            edge("b", "end_0"),
+        ],
     );
     let started = Instant::now();
     let ran = run_with(&sleep_engine(), &schema, json!({})).await;
-    assert!(started.elapsed() < Duration::from_millis(550), "{:?}", started.elapsed());
-    assert_eq!(Value::Object(ran.outcome.outputs), json!({"a": 300, "b": 300}));
+    assert!(
+        started.elapsed() < Duration::from_millis(550),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        Value::Object(ran.outcome.outputs),
+        json!({"a": 300, "b": 300})
+    );
     assert_eq!(ran.report.reports["end_0"].snapshots.len(), 1);
 }
 
 #[tokio::test]
 async fn a_failing_branch_fails_the_run_and_cancels_its_siblings() {
     let schema = schema(
-        vec![start(json!({})), sleep_node("bad", 10, true), sleep_node("slow", 5_000, false), node("end_0", "end", json!({}))],
-        vec![edge("start_0", "bad"), edge("start_0", "slow"), edge("bad", "end_0"), edge("slow", "end_0")],
+        vec![
+            start(json!({})),
+            sleep_node("bad", 10, true),
+            sleep_node("slow", 5_000, false),
+            node("end_0", "end", json!({})),
+        ],
+        vec![
+            edge("start_0", "bad"),
+            edge("start_0", "slow"),
+            edge("bad", "end_0"),
+            edge("slow", "end_0"),
+        ],
     );
     let started = Instant::now();
     let ran = run_with(&sleep_engine(), &schema, json!({})).await;
@@ -362,7 +479,11 @@ async fn a_failing_branch_fails_the_run_and_cancels_its_siblings() {
 #[tokio::test]
 async fn a_node_without_next_nodes_fails_the_run_without_a_message() {
     let schema = schema(
-        vec![start(json!({})), sleep_node("dead_end", 0, false), node("end_0", "end", json!({}))],
+        vec![
+            start(json!({})),
+            sleep_node("dead_end", 0, false),
+            node("end_0", "end", json!({})),
+        ],
         vec![edge("start_0", "dead_end")],
     );
     let ran = run_with(&sleep_engine(), &schema, json!({})).await;
@@ -381,7 +502,15 @@ async fn expression_values_fail_with_the_reference_error() {
             "inputs": {"type": "object", "properties": {"x": {"type": "number"}}}
         }),
     );
-    let ran = run_with(&Engine::new(test_config()), &schema(vec![start(json!({})), middle], vec![edge("start_0", "end_0")]), json!({})).await;
+    let ran = run_with(
+        &Engine::new(test_config()),
+        &schema(
+            vec![start(json!({})), middle],
+            vec![edge("start_0", "end_0")],
+        ),
+        json!({}),
+    )
+    .await;
     assert_eq!(ran.outcome.status, WorkflowStatus::Failed);
     assert_eq!(ran.errors(), vec!["Unknown flow value type: expression"]);
     assert_eq!(ran.raw_snapshots[1].inputs, serde_json::Map::new());
@@ -390,12 +519,21 @@ async fn expression_values_fail_with_the_reference_error() {
 #[tokio::test]
 async fn a_failing_loop_body_fails_the_loop_with_the_reference_message() {
     let mut schema: Value = serde_json::from_str(&fixture("loop")).unwrap();
-    schema["nodes"][2]["blocks"][2]["data"]["inputsValues"]["apiHost"]["content"] = json!("ftp://nowhere");
-    let ran = run_with(&Engine::new(test_config()), &schema.to_string(), json!({"tasks": ["a"]})).await;
+    schema["nodes"][2]["blocks"][2]["data"]["inputsValues"]["apiHost"]["content"] =
+        json!("ftp://nowhere");
+    let ran = run_with(
+        &Engine::new(test_config()),
+        &schema.to_string(),
+        json!({"tasks": ["a"]}),
+    )
+    .await;
     assert_eq!(ran.outcome.status, WorkflowStatus::Failed);
     assert_eq!(
         ran.errors(),
-        vec!["Invalid API host protocol - ftp:", "Loop block execute error"]
+        vec![
+            "Invalid API host protocol - ftp:",
+            "Loop block execute error"
+        ]
     );
     assert_eq!(ran.status_of("llm_0"), Some("failed"));
     assert_eq!(ran.status_of("loop_0"), Some("failed"));
@@ -411,17 +549,37 @@ async fn loop_input_errors_use_the_reference_messages() {
     };
     let engine = Engine::new(test_config());
     let cases = [
-        (json!({"type": "object"}), json!({}), "Loop \"loopFor\" is required"),
-        (json!({"type": "string"}), json!({"taskMap": "abc"}), "Loop \"loopFor\" must be an array or object"),
-        (json!({"type": "array"}), json!({"taskMap": [1]}), "Loop \"loopFor.items\" must be array items"),
+        (
+            json!({"type": "object"}),
+            json!({}),
+            "Loop \"loopFor\" is required",
+        ),
+        (
+            json!({"type": "string"}),
+            json!({"taskMap": "abc"}),
+            "Loop \"loopFor\" must be an array or object",
+        ),
+        (
+            json!({"type": "array"}),
+            json!({"taskMap": [1]}),
+            "Loop \"loopFor.items\" must be array items",
+        ),
     ];
     for (declared, inputs, message) in cases {
         let ran = run_with(&engine, &loop_schema(declared), inputs).await;
         assert_eq!(ran.errors(), vec![message.to_string()]);
     }
     // Mixed item types cannot form one output array.
-    let ran = run_with(&engine, &loop_schema(json!({"type": "object"})), json!({"taskMap": {"a": "x", "b": 1}})).await;
-    assert_eq!(ran.errors(), vec!["Array items type must be same, expect string, but got integer"]);
+    let ran = run_with(
+        &engine,
+        &loop_schema(json!({"type": "object"})),
+        json!({"taskMap": {"a": "x", "b": 1}}),
+    )
+    .await;
+    assert_eq!(
+        ran.errors(),
+        vec!["Array items type must be same, expect string, but got integer"]
+    );
 }
 
 #[tokio::test]
@@ -447,13 +605,26 @@ async fn the_variable_node_declares_and_assigns_variables() {
         ],
         vec![edge("start_0", "variable_0"), edge("variable_0", "end_0")],
     );
-    let ran = run_with(&Engine::new(test_config()), &schema, json!({"name": "ann", "profile": {"age": 1}})).await;
-    assert_eq!(ran.outcome.status, WorkflowStatus::Succeeded, "{:?}", ran.errors());
+    let ran = run_with(
+        &Engine::new(test_config()),
+        &schema,
+        json!({"name": "ann", "profile": {"age": 1}}),
+    )
+    .await;
+    assert_eq!(
+        ran.outcome.status,
+        WorkflowStatus::Succeeded,
+        "{:?}",
+        ran.errors()
+    );
     assert_eq!(
         Value::Object(ran.outcome.outputs.clone()),
         json!({"sum": 5, "greeting": "hi ann", "profile": {"age": 5}})
     );
-    assert_eq!(ran.snapshots_of("variable_0")[0]["outputs"], json!({"sum": 1, "greeting": "hi ann"}));
+    assert_eq!(
+        ran.snapshots_of("variable_0")[0]["outputs"],
+        json!({"sum": 1, "greeting": "hi ann"})
+    );
 }
 
 // ------------------------------------------------------------------ llm node
@@ -461,8 +632,22 @@ async fn the_variable_node_declares_and_assigns_variables() {
 #[tokio::test]
 async fn llm_retries_server_errors_then_succeeds() {
     let llm = MockLlm::start().await;
-    let ran = run_with(&Engine::new(test_config()), &single(llm_node("llm_0", &llm.api_host(), "flaky-2"), "result", "string"), json!({})).await;
-    assert_eq!(ran.outcome.status, WorkflowStatus::Succeeded, "{:?}", ran.errors());
+    let ran = run_with(
+        &Engine::new(test_config()),
+        &single(
+            llm_node("llm_0", &llm.api_host(), "flaky-2"),
+            "result",
+            "string",
+        ),
+        json!({}),
+    )
+    .await;
+    assert_eq!(
+        ran.outcome.status,
+        WorkflowStatus::Succeeded,
+        "{:?}",
+        ran.errors()
+    );
     assert_eq!(llm.stats.requests.load(Ordering::SeqCst), 3);
     assert_eq!(
         ran.outcome.outputs["out"],
@@ -473,7 +658,16 @@ async fn llm_retries_server_errors_then_succeeds() {
 #[tokio::test]
 async fn llm_client_errors_are_not_retried_and_fail_the_node() {
     let llm = MockLlm::start().await;
-    let ran = run_with(&Engine::new(test_config()), &single(llm_node("llm_0", &llm.api_host(), "status-401"), "result", "string"), json!({})).await;
+    let ran = run_with(
+        &Engine::new(test_config()),
+        &single(
+            llm_node("llm_0", &llm.api_host(), "status-401"),
+            "result",
+            "string",
+        ),
+        json!({}),
+    )
+    .await;
     assert_eq!(ran.outcome.status, WorkflowStatus::Failed);
     assert_eq!(ran.errors(), vec!["401 mock status 401"]);
     assert_eq!(llm.stats.requests.load(Ordering::SeqCst), 1);
@@ -481,18 +675,38 @@ async fn llm_client_errors_are_not_retried_and_fail_the_node() {
 
 #[tokio::test]
 async fn an_unreachable_llm_host_reports_a_network_error() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let host = format!("http://127.0.0.1:{port}/v1");
-    let ran = run_with(&Engine::new(test_config()), &single(llm_node("llm_0", &host, "m"), "result", "string"), json!({})).await;
-    assert_eq!(ran.errors(), vec![format!("Network error: unreachable api \"{host}\"")]);
+    let ran = run_with(
+        &Engine::new(test_config()),
+        &single(llm_node("llm_0", &host, "m"), "result", "string"),
+        json!({}),
+    )
+    .await;
+    assert_eq!(
+        ran.errors(),
+        vec![format!("Network error: unreachable api \"{host}\"")]
+    );
 }
 
 #[tokio::test]
 async fn llm_missing_inputs_are_listed() {
     let mut n = llm_node("llm_0", "http://x", "");
     n["data"]["inputsValues"]["apiKey"]["content"] = json!("");
-    let ran = run_with(&Engine::new(test_config()), &single(n, "result", "string"), json!({})).await;
-    assert_eq!(ran.errors(), vec!["LLM node missing required inputs: \"modelName\", \"apiKey\""]);
+    let ran = run_with(
+        &Engine::new(test_config()),
+        &single(n, "result", "string"),
+        json!({}),
+    )
+    .await;
+    assert_eq!(
+        ran.errors(),
+        vec!["LLM node missing required inputs: \"modelName\", \"apiKey\""]
+    );
 }
 
 // ------------------------------------------------------------------ http node
@@ -501,14 +715,46 @@ async fn llm_missing_inputs_are_listed() {
 async fn the_egress_policy_refuses_loopback_by_default() {
     let echo = EchoServer::start().await;
     let engine = engine_with(|c| c.http_allow_private = false);
-    for host in [echo.origin.clone(), echo.origin.replace("127.0.0.1", "localhost")] {
-        let ran = run_with(&engine, &single(http_node("http_0", &format!("{host}/x"), json!({})), "statusCode", "integer"), json!({})).await;
+    for host in [
+        echo.origin.clone(),
+        echo.origin.replace("127.0.0.1", "localhost"),
+    ] {
+        let ran = run_with(
+            &engine,
+            &single(
+                http_node("http_0", &format!("{host}/x"), json!({})),
+                "statusCode",
+                "integer",
+            ),
+            json!({}),
+        )
+        .await;
         assert_eq!(ran.outcome.status, WorkflowStatus::Failed);
         let error = &ran.errors()[0];
-        assert!(error.contains("refused") && error.contains("http_allow_private"), "{error}");
+        assert!(
+            error.contains("refused") && error.contains("http_allow_private"),
+            "{error}"
+        );
     }
-    let metadata = run_with(&engine, &single(http_node("http_0", "http://169.254.169.254/latest/meta-data", json!({})), "statusCode", "integer"), json!({})).await;
-    assert!(metadata.errors()[0].contains("169.254.169.254"), "{:?}", metadata.errors());
+    let metadata = run_with(
+        &engine,
+        &single(
+            http_node(
+                "http_0",
+                "http://169.254.169.254/latest/meta-data",
+                json!({}),
+            ),
+            "statusCode",
+            "integer",
+        ),
+        json!({}),
+    )
+    .await;
+    assert!(
+        metadata.errors()[0].contains("169.254.169.254"),
+        "{:?}",
+        metadata.errors()
+    );
     assert_eq!(echo.requests.load(Ordering::SeqCst), 0);
 }
 
@@ -532,10 +778,26 @@ async fn http_sends_params_headers_and_each_body_type() {
     });
     let template = |s: &str| json!({"type": "template", "content": s});
     let cases = [
-        (json!({"bodyType": "JSON", "json": template("{\"a\": 1}")}), "application/json", "{\"a\": 1}"),
-        (json!({"bodyType": "raw-text", "rawText": template("plain text")}), "text/plain", "plain text"),
-        (json!({"bodyType": "binary", "binary": template("bytes")}), "application/octet-stream", "bytes"),
-        (json!({"bodyType": "x-www-form-urlencoded"}), "application/x-www-form-urlencoded", "a=x+y&n=2"),
+        (
+            json!({"bodyType": "JSON", "json": template("{\"a\": 1}")}),
+            "application/json",
+            "{\"a\": 1}",
+        ),
+        (
+            json!({"bodyType": "raw-text", "rawText": template("plain text")}),
+            "text/plain",
+            "plain text",
+        ),
+        (
+            json!({"bodyType": "binary", "binary": template("bytes")}),
+            "application/octet-stream",
+            "bytes",
+        ),
+        (
+            json!({"bodyType": "x-www-form-urlencoded"}),
+            "application/x-www-form-urlencoded",
+            "a=x+y&n=2",
+        ),
         (json!({"bodyType": "none"}), "", ""),
     ];
     for (body, content_type, expected_body) in cases {
@@ -545,12 +807,26 @@ async fn http_sends_params_headers_and_each_body_type() {
         }
         let mut extra = base.clone();
         extra["body"] = body;
-        let ran = run_with(&engine, &single(http_node("http_0", "", extra), "body", "string"), json!({})).await;
-        assert_eq!(ran.outcome.status, WorkflowStatus::Succeeded, "{:?}", ran.errors());
-        let echoed: Value = serde_json::from_str(ran.outcome.outputs["out"].as_str().unwrap()).unwrap();
+        let ran = run_with(
+            &engine,
+            &single(http_node("http_0", "", extra), "body", "string"),
+            json!({}),
+        )
+        .await;
+        assert_eq!(
+            ran.outcome.status,
+            WorkflowStatus::Succeeded,
+            "{:?}",
+            ran.errors()
+        );
+        let echoed: Value =
+            serde_json::from_str(ran.outcome.outputs["out"].as_str().unwrap()).unwrap();
         assert_eq!(echoed["query"], "keep=1&q=a+b&n=3");
         assert_eq!(echoed["headers"]["x-token"], "secret");
-        assert_eq!(echoed["headers"]["content-type"].as_str().unwrap_or(""), content_type);
+        assert_eq!(
+            echoed["headers"]["content-type"].as_str().unwrap_or(""),
+            content_type
+        );
         assert_eq!(echoed["body"], expected_body);
         let inputs = &ran.snapshots_of("http_0")[0]["inputs"];
         assert_eq!(inputs["url"], format!("{}/echo?keep=1", echo.origin));
@@ -563,17 +839,41 @@ async fn http_sends_params_headers_and_each_body_type() {
         body[k] = v.clone();
     }
     extra["body"] = body;
-    let ran = run_with(&engine, &single(http_node("http_0", "", extra), "body", "string"), json!({})).await;
+    let ran = run_with(
+        &engine,
+        &single(http_node("http_0", "", extra), "body", "string"),
+        json!({}),
+    )
+    .await;
     let echoed: Value = serde_json::from_str(ran.outcome.outputs["out"].as_str().unwrap()).unwrap();
-    assert!(echoed["headers"]["content-type"].as_str().unwrap().starts_with("multipart/form-data; boundary="));
-    assert!(echoed["body"].as_str().unwrap().contains("name=\"a\"\r\n\r\nx y\r\n"));
+    assert!(
+        echoed["headers"]["content-type"]
+            .as_str()
+            .unwrap()
+            .starts_with("multipart/form-data; boundary=")
+    );
+    assert!(
+        echoed["body"]
+            .as_str()
+            .unwrap()
+            .contains("name=\"a\"\r\n\r\nx y\r\n")
+    );
 }
 
 #[tokio::test]
 async fn http_caps_the_response_body() {
     let echo = EchoServer::start().await;
     let engine = engine_with(|c| c.http_max_response_bytes = 1024 * 1024);
-    let ran = run_with(&engine, &single(http_node("http_0", &format!("{}/big", echo.origin), json!({})), "body", "string"), json!({})).await;
+    let ran = run_with(
+        &engine,
+        &single(
+            http_node("http_0", &format!("{}/big", echo.origin), json!({})),
+            "body",
+            "string",
+        ),
+        json!({}),
+    )
+    .await;
     assert_eq!(ran.outcome.status, WorkflowStatus::Failed);
     assert_eq!(
         ran.errors(),
@@ -586,7 +886,16 @@ async fn http_times_out_and_retries_the_configured_number_of_times() {
     let echo = EchoServer::start().await;
     let extra = json!({"timeout": {"timeout": 100, "retryTimes": 2}});
     let started = Instant::now();
-    let ran = run_with(&Engine::new(test_config()), &single(http_node("http_0", &format!("{}/slow", echo.origin), extra), "body", "string"), json!({})).await;
+    let ran = run_with(
+        &Engine::new(test_config()),
+        &single(
+            http_node("http_0", &format!("{}/slow", echo.origin), extra),
+            "body",
+            "string",
+        ),
+        json!({}),
+    )
+    .await;
     assert!(started.elapsed() < Duration::from_secs(3));
     assert_eq!(ran.errors(), vec!["HTTP request timed out after 100ms"]);
     assert_eq!(echo.requests.load(Ordering::SeqCst), 3);
@@ -596,14 +905,38 @@ async fn http_times_out_and_retries_the_configured_number_of_times() {
 async fn http_input_errors_use_the_reference_messages() {
     let engine = Engine::new(test_config());
     let cases = [
-        (json!({"api": {"method": "GET", "url": {"type": "template", "content": ""}}}), "HTTP url is required"),
-        (json!({"body": {"bodyType": "JSON"}}), "HTTP json body is required"),
-        (json!({"body": {"bodyType": "form-data"}}), "HTTP form-data body is required"),
-        (json!({"body": {"bodyType": "xml"}}), "HTTP invalid body type \"xml\""),
-        (json!({"api": {"method": "GET", "url": {"type": "template", "content": "not a url"}}}), "Invalid URL"),
+        (
+            json!({"api": {"method": "GET", "url": {"type": "template", "content": ""}}}),
+            "HTTP url is required",
+        ),
+        (
+            json!({"body": {"bodyType": "JSON"}}),
+            "HTTP json body is required",
+        ),
+        (
+            json!({"body": {"bodyType": "form-data"}}),
+            "HTTP form-data body is required",
+        ),
+        (
+            json!({"body": {"bodyType": "xml"}}),
+            "HTTP invalid body type \"xml\"",
+        ),
+        (
+            json!({"api": {"method": "GET", "url": {"type": "template", "content": "not a url"}}}),
+            "Invalid URL",
+        ),
     ];
     for (extra, message) in cases {
-        let ran = run_with(&engine, &single(http_node("http_0", "http://127.0.0.1:9/", extra), "body", "string"), json!({})).await;
+        let ran = run_with(
+            &engine,
+            &single(
+                http_node("http_0", "http://127.0.0.1:9/", extra),
+                "body",
+                "string",
+            ),
+            json!({}),
+        )
+        .await;
         assert_eq!(ran.errors(), vec![message.to_string()]);
     }
 }
@@ -614,7 +947,16 @@ async fn http_input_errors_use_the_reference_messages() {
 async fn an_infinite_loop_fails_the_code_node_at_its_time_limit() {
     let engine = engine_with(|c| c.code_timeout = Duration::from_millis(200));
     let started = Instant::now();
-    let ran = run_with(&engine, &single(code_node("code_0", "function main() { while (true) {} }"), "result", "string"), json!({})).await;
+    let ran = run_with(
+        &engine,
+        &single(
+            code_node("code_0", "function main() { while (true) {} }"),
+            "result",
+            "string",
+        ),
+        json!({}),
+    )
+    .await;
     assert!(started.elapsed() < Duration::from_secs(2));
     assert_eq!(ran.outcome.status, WorkflowStatus::Failed);
     assert_eq!(
@@ -626,12 +968,20 @@ async fn an_infinite_loop_fails_the_code_node_at_its_time_limit() {
 #[tokio::test]
 async fn a_memory_bomb_fails_the_code_node_and_the_process_stays_healthy() {
     let engine = engine_with(|c| c.code_memory_bytes = 16 * 1024 * 1024);
-    let bomb = "function main() { const a = []; for (;;) { a.push(new Array(100000).fill(a.length)); } }";
-    let ran = run_with(&engine, &single(code_node("code_0", bomb), "result", "string"), json!({})).await;
+    let bomb =
+        "function main() { const a = []; for (;;) { a.push(new Array(100000).fill(a.length)); } }";
+    let ran = run_with(
+        &engine,
+        &single(code_node("code_0", bomb), "result", "string"),
+        json!({}),
+    )
+    .await;
     assert_eq!(ran.outcome.status, WorkflowStatus::Failed);
     assert_eq!(
         ran.errors(),
-        vec!["Code execution failed: out of memory: the script exceeded its 16 MB memory limit (code_memory_bytes)"]
+        vec![
+            "Code execution failed: out of memory: the script exceeded its 16 MB memory limit (code_memory_bytes)"
+        ]
     );
     let ran = run_with(&engine, &fixture("code"), json!({"input": "ok"})).await;
     assert_eq!(ran.outcome.status, WorkflowStatus::Succeeded);
@@ -641,9 +991,26 @@ async fn a_memory_bomb_fails_the_code_node_and_the_process_stays_healthy() {
 async fn code_input_errors_use_the_reference_messages() {
     let engine = Engine::new(test_config());
     let cases = [
-        (node("code_0", "code", json!({"script": {"language": "javascript", "content": ""}})), "Code content is required"),
-        (node("code_0", "code", json!({"script": {"language": "python", "content": "x"}})), "Unsupported code language \"python\""),
-        (code_node("code_0", "const x = 1;"), "Code execution failed: main function is required in the script"),
+        (
+            node(
+                "code_0",
+                "code",
+                json!({"script": {"language": "javascript", "content": ""}}),
+            ),
+            "Code content is required",
+        ),
+        (
+            node(
+                "code_0",
+                "code",
+                json!({"script": {"language": "python", "content": "x"}}),
+            ),
+            "Unsupported code language \"python\"",
+        ),
+        (
+            code_node("code_0", "const x = 1;"),
+            "Code execution failed: main function is required in the script",
+        ),
     ];
     for (n, message) in cases {
         let ran = run_with(&engine, &single(n, "result", "string"), json!({})).await;
@@ -659,12 +1026,32 @@ async fn the_report_serializes_with_the_reference_keys() {
     let handle = ReportHandle::new("task-42", serde_json::Map::new());
     let engine = Engine::new(test_config());
     engine
-        .run(schema, serde_json::Map::new(), CancellationToken::new(), handle.clone())
+        .run(
+            schema,
+            serde_json::Map::new(),
+            CancellationToken::new(),
+            handle.clone(),
+        )
         .await;
     let value = serde_json::to_value(handle.snapshot()).unwrap();
     assert_eq!(value["id"], "task-42");
-    let keys: Vec<&str> = value.as_object().unwrap().keys().map(String::as_str).collect();
-    assert_eq!(keys, ["id", "inputs", "outputs", "workflowStatus", "reports", "messages"]);
+    let keys: Vec<&str> = value
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "id",
+            "inputs",
+            "outputs",
+            "workflowStatus",
+            "reports",
+            "messages"
+        ]
+    );
     let status = &value["workflowStatus"];
     assert_eq!(status["status"], "succeeded");
     assert_eq!(status["terminated"], true);
@@ -673,8 +1060,24 @@ async fn the_report_serializes_with_the_reference_keys() {
         status["endTime"].as_i64().unwrap() - status["startTime"].as_i64().unwrap()
     );
     let start = &value["reports"]["start_0"];
-    let keys: Vec<&str> = start.as_object().unwrap().keys().map(String::as_str).collect();
-    assert_eq!(keys, ["id", "status", "terminated", "startTime", "endTime", "timeCost", "snapshots"]);
+    let keys: Vec<&str> = start
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "id",
+            "status",
+            "terminated",
+            "startTime",
+            "endTime",
+            "timeCost",
+            "snapshots"
+        ]
+    );
     let snapshot = &start["snapshots"][0];
     assert!(snapshot["id"].as_str().unwrap().len() == 36);
     assert_eq!(snapshot["nodeID"], "start_0");

@@ -57,7 +57,10 @@ async fn basic_runs_start_llm_end_and_returns_the_end_inputs() {
     }
     assert_eq!(ran.report.workflow_status.status, WorkflowStatus::Succeeded);
     assert!(ran.report.workflow_status.terminated);
-    assert_eq!(llm.stats.requests.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert_eq!(
+        llm.stats.requests.load(std::sync::atomic::Ordering::SeqCst),
+        1
+    );
 }
 
 #[tokio::test]
@@ -66,7 +69,9 @@ async fn a_run_is_processing_while_its_nodes_execute() {
     let schema = std::sync::Arc::new(
         shared::workflow::parse_schema(&llm.rewrite(&fixture("basic"))).unwrap(),
     );
-    let inputs = object(json!({"model_name": "slow", "work": {"role": "r", "task": "t"}, "llm_settings": {"temperature": 1}}));
+    let inputs = object(
+        json!({"model_name": "slow", "work": {"role": "r", "task": "t"}, "llm_settings": {"temperature": 1}}),
+    );
     let handle = shared::workflow::ReportHandle::new("task", inputs.clone());
     let cancel = tokio_util::sync::CancellationToken::new();
     let run = tokio::spawn({
@@ -79,7 +84,10 @@ async fn a_run_is_processing_while_its_nodes_execute() {
     let report = handle.snapshot();
     assert_eq!(report.workflow_status.status, WorkflowStatus::Processing);
     assert!(!report.workflow_status.terminated);
-    assert_eq!(report.reports["llm_0"].status.status, WorkflowStatus::Processing);
+    assert_eq!(
+        report.reports["llm_0"].status.status,
+        WorkflowStatus::Processing
+    );
     cancel.cancel();
     assert_eq!(run.await.unwrap().status, WorkflowStatus::Canceled);
 }
@@ -99,10 +107,18 @@ async fn check_branch(model_id: i64, prompt: &str, chosen: &str, branch: &str, t
     let ran = run_with(&engine(), &llm.rewrite(&fixture("branch")), inputs.clone()).await;
 
     let n = &chosen[4..];
-    let answer = mock_sentence(&format!("AI_MODEL_{n}"), temp, &format!("I'm Model {n}."), prompt);
+    let answer = mock_sentence(
+        &format!("AI_MODEL_{n}"),
+        temp,
+        &format!("I'm Model {n}."),
+        prompt,
+    );
     let key = format!("m{n}_res");
     assert_eq!(ran.outcome.status, WorkflowStatus::Succeeded);
-    assert_eq!(Value::Object(ran.outcome.outputs.clone()), json!({key.clone(): answer}));
+    assert_eq!(
+        Value::Object(ran.outcome.outputs.clone()),
+        json!({key.clone(): answer})
+    );
     assert_eq!(ran.snapshots.len(), 4);
     assert_eq!(
         ran.snapshots[0],
@@ -128,7 +144,10 @@ async fn check_branch(model_id: i64, prompt: &str, chosen: &str, branch: &str, t
     for node in ["start_0", "condition_0", chosen, "end_0"] {
         assert_eq!(ran.status_of(node), Some("succeeded"), "{node}");
     }
-    for node in ["llm_1", "llm_2", "llm_3"].into_iter().filter(|n| *n != chosen) {
+    for node in ["llm_1", "llm_2", "llm_3"]
+        .into_iter()
+        .filter(|n| *n != chosen)
+    {
         assert!(ran.report.reports.get(node).is_none(), "{node} was skipped");
     }
 }
@@ -158,7 +177,10 @@ async fn a_branch_without_a_port_fails_the_condition_node() {
     assert_eq!(ran.outcome.status, WorkflowStatus::Failed);
     assert_eq!(ran.status_of("condition_0"), Some("failed"));
     assert_eq!(ran.errors(), vec!["Branch \"else\" not found"]);
-    assert_eq!(ran.report.messages.error[0].node_id.as_deref(), Some("condition_0"));
+    assert_eq!(
+        ran.report.messages.error[0].node_id.as_deref(),
+        Some("condition_0")
+    );
     assert!(ran.report.reports.get("end_0").is_none());
 }
 
@@ -169,14 +191,34 @@ async fn branch_two_layers_chains_two_llms_on_the_chosen_side() {
     let llm = MockLlm::start().await;
     let schema = llm.rewrite(&fixture("branch-two-layers"));
     for (model_id, prompt, first, second, key) in [
-        (1, "Tell me a joke", ("AI_MODEL_1", "0.5", "I'm Model 1"), ("AI_MODEL_3", "0.5", "I'm Model 3"), "m3_res"),
-        (2, "Tell me a story", ("AI_MODEL_2", "0.6", "I'm Model 2"), ("AI_MODEL_4", "0.5", "I'm Model 4"), "m4_res"),
+        (
+            1,
+            "Tell me a joke",
+            ("AI_MODEL_1", "0.5", "I'm Model 1"),
+            ("AI_MODEL_3", "0.5", "I'm Model 3"),
+            "m3_res",
+        ),
+        (
+            2,
+            "Tell me a story",
+            ("AI_MODEL_2", "0.6", "I'm Model 2"),
+            ("AI_MODEL_4", "0.5", "I'm Model 4"),
+            "m4_res",
+        ),
     ] {
-        let ran = run_with(&engine(), &schema, json!({"model_id": model_id, "prompt": prompt})).await;
+        let ran = run_with(
+            &engine(),
+            &schema,
+            json!({"model_id": model_id, "prompt": prompt}),
+        )
+        .await;
         let inner = mock_sentence(first.0, first.1, first.2, prompt);
         let outer = mock_sentence(second.0, second.1, second.2, &inner);
         assert_eq!(ran.outcome.status, WorkflowStatus::Succeeded);
-        assert_eq!(Value::Object(ran.outcome.outputs.clone()), json!({key: outer}));
+        assert_eq!(
+            Value::Object(ran.outcome.outputs.clone()),
+            json!({key: outer})
+        );
         let (taken, skipped): (&[&str], &[&str]) = if model_id == 1 {
             (&["llm_1", "llm_3"], &["llm_2", "llm_4"])
         } else {
@@ -186,7 +228,10 @@ async fn branch_two_layers_chains_two_llms_on_the_chosen_side() {
             assert_eq!(ran.status_of(node), Some("succeeded"), "{node}");
         }
         for node in skipped {
-            assert!(ran.report.reports.get(*node).is_none(), "{node} was skipped");
+            assert!(
+                ran.report.reports.get(*node).is_none(),
+                "{node} was skipped"
+            );
         }
     }
 }
@@ -201,17 +246,36 @@ fn tasks(letters: &str) -> Vec<String> {
 async fn loop_runs_the_body_once_per_item_and_collects_outputs() {
     let llm = MockLlm::start().await;
     let items = tasks("ABCDEFGH");
-    let ran = run_with(&engine(), &llm.rewrite(&fixture("loop")), json!({"tasks": items})).await;
+    let ran = run_with(
+        &engine(),
+        &llm.rewrite(&fixture("loop")),
+        json!({"tasks": items}),
+    )
+    .await;
 
     let answers: Vec<String> = items
         .iter()
         .enumerate()
-        .map(|(i, t)| mock_sentence("AI_MODEL_1", "0.6", &format!("You are a helpful assistant No.{i}"), t))
+        .map(|(i, t)| {
+            mock_sentence(
+                "AI_MODEL_1",
+                "0.6",
+                &format!("You are a helpful assistant No.{i}"),
+                t,
+            )
+        })
         .collect();
     assert_eq!(ran.outcome.status, WorkflowStatus::Succeeded);
-    assert_eq!(Value::Object(ran.outcome.outputs.clone()), json!({"outputs": answers}));
+    assert_eq!(
+        Value::Object(ran.outcome.outputs.clone()),
+        json!({"outputs": answers})
+    );
 
-    let order: Vec<&str> = ran.snapshots.iter().map(|s| s["nodeID"].as_str().unwrap()).collect();
+    let order: Vec<&str> = ran
+        .snapshots
+        .iter()
+        .map(|s| s["nodeID"].as_str().unwrap())
+        .collect();
     let mut expected = vec!["start_0", "loop_0"];
     for _ in 0..8 {
         expected.extend(["block_start_0", "llm_0", "block_end_0"]);
@@ -245,9 +309,15 @@ async fn loop_runs_the_body_once_per_item_and_collects_outputs() {
 
 #[tokio::test]
 async fn loop_iterates_object_entries_with_keys() {
-    let inputs = json!({"taskMap": {"first": "TASK - A", "second": "TASK - B", "third": "TASK - C"}});
+    let inputs =
+        json!({"taskMap": {"first": "TASK - A", "second": "TASK - B", "third": "TASK - C"}});
     let ran = run_with(&engine(), &fixture("loop-object"), inputs).await;
-    assert_eq!(ran.outcome.status, WorkflowStatus::Succeeded, "{:?}", ran.errors());
+    assert_eq!(
+        ran.outcome.status,
+        WorkflowStatus::Succeeded,
+        "{:?}",
+        ran.errors()
+    );
     assert_eq!(
         Value::Object(ran.outcome.outputs),
         json!({
@@ -261,7 +331,12 @@ async fn loop_iterates_object_entries_with_keys() {
 #[tokio::test]
 async fn loop_with_an_empty_array_produces_empty_outputs() {
     let llm = MockLlm::start().await;
-    let ran = run_with(&engine(), &llm.rewrite(&fixture("loop")), json!({"tasks": []})).await;
+    let ran = run_with(
+        &engine(),
+        &llm.rewrite(&fixture("loop")),
+        json!({"tasks": []}),
+    )
+    .await;
     assert_eq!(ran.outcome.status, WorkflowStatus::Succeeded);
     assert_eq!(Value::Object(ran.outcome.outputs), json!({"outputs": []}));
     assert!(ran.report.reports.get("llm_0").is_none());
@@ -282,28 +357,58 @@ async fn loop_break_continue_skips_early_items_and_stops_at_the_break() {
 
     let answers: Vec<String> = (3..=6)
         .map(|i| {
-            mock_sentence("AI_MODEL_1", "0.6", &format!("You are a helpful assistant No.{i}"), &items[i])
+            mock_sentence(
+                "AI_MODEL_1",
+                "0.6",
+                &format!("You are a helpful assistant No.{i}"),
+                &items[i],
+            )
         })
         .collect();
-    assert_eq!(ran.outcome.status, WorkflowStatus::Succeeded, "{:?}", ran.errors());
-    assert_eq!(Value::Object(ran.outcome.outputs.clone()), json!({"outputs": answers}));
-    assert_eq!(ran.snapshots_of("start_0")[0]["outputs"]["tasks"], json!(items));
+    assert_eq!(
+        ran.outcome.status,
+        WorkflowStatus::Succeeded,
+        "{:?}",
+        ran.errors()
+    );
+    assert_eq!(
+        Value::Object(ran.outcome.outputs.clone()),
+        json!({"outputs": answers})
+    );
+    assert_eq!(
+        ran.snapshots_of("start_0")[0]["outputs"]["tasks"],
+        json!(items)
+    );
 
     let loop_outputs = &ran.snapshots_of("loop_0")[0]["outputs"];
     assert_eq!(loop_outputs["results"], json!(answers));
-    assert_eq!(loop_outputs["items"], json!(["TASK - D", "TASK - E", "TASK - F", "TASK - G"]));
+    assert_eq!(
+        loop_outputs["items"],
+        json!(["TASK - D", "TASK - E", "TASK - F", "TASK - G"])
+    );
     assert_eq!(loop_outputs["indexes"], json!([3, 4, 5, 6]));
 
     let llm_snapshots = ran.snapshots_of("llm_0");
     assert_eq!(llm_snapshots.len(), 4);
     for (n, snapshot) in llm_snapshots.iter().enumerate() {
         let i = n + 3;
-        assert_eq!(snapshot["inputs"]["systemPrompt"], format!("You are a helpful assistant No.{i}"));
+        assert_eq!(
+            snapshot["inputs"]["systemPrompt"],
+            format!("You are a helpful assistant No.{i}")
+        );
         assert_eq!(snapshot["inputs"]["prompt"], items[i]);
     }
     assert_eq!(ran.snapshots_of("continue_0").len(), 3);
     assert_eq!(ran.snapshots_of("break_0").len(), 1);
-    for node in ["start_0", "loop_0", "llm_0", "end_0", "condition_0", "continue_0", "break_0"] {
+    for node in [
+        "start_0",
+        "loop_0",
+        "llm_0",
+        "end_0",
+        "condition_0",
+        "continue_0",
+        "break_0",
+    ] {
         assert_eq!(ran.status_of(node), Some("succeeded"), "{node}");
     }
     assert_eq!(ran.report.reports["llm_0"].snapshots.len(), 4);
@@ -381,9 +486,19 @@ async fn global_variables_resolve_through_the_global_root() {
 async fn http_posts_the_rendered_request_and_returns_the_body_and_status() {
     let echo = EchoServer::start().await;
     let schema = fixture("http").replace("https://{{start_0.host}}", "http://{{start_0.host}}");
-    let ran = run_with(&engine(), &schema, json!({"host": echo.host(), "path": "/post"})).await;
+    let ran = run_with(
+        &engine(),
+        &schema,
+        json!({"host": echo.host(), "path": "/post"}),
+    )
+    .await;
 
-    assert_eq!(ran.outcome.status, WorkflowStatus::Succeeded, "{:?}", ran.errors());
+    assert_eq!(
+        ran.outcome.status,
+        WorkflowStatus::Succeeded,
+        "{:?}",
+        ran.errors()
+    );
     assert_eq!(echo.requests.load(std::sync::atomic::Ordering::SeqCst), 1);
     let inputs = &ran.snapshots_of("http_0")[0]["inputs"];
     assert_eq!(
@@ -449,7 +564,12 @@ async fn http_fails_the_workflow_when_the_request_cannot_be_sent() {
     let error = &ran.errors()[0];
     assert!(error.starts_with("HTTP request failed"), "{error}");
     assert_eq!(ran.raw_snapshots[1].error.as_deref(), Some(error.as_str()));
-    assert!(Value::Object(ran.outcome.outputs).as_object().unwrap().is_empty());
+    assert!(
+        Value::Object(ran.outcome.outputs)
+            .as_object()
+            .unwrap()
+            .is_empty()
+    );
 }
 
 // ------------------------------------------------------ 5.7 validate-inputs
@@ -470,7 +590,12 @@ fn valid_inputs() -> Vec<Value> {
 async fn validate_inputs_returns_valid_inputs_unchanged() {
     for inputs in valid_inputs() {
         let ran = run_with(&engine(), &fixture("validate-inputs"), inputs.clone()).await;
-        assert_eq!(ran.outcome.status, WorkflowStatus::Succeeded, "{:?}", ran.errors());
+        assert_eq!(
+            ran.outcome.status,
+            WorkflowStatus::Succeeded,
+            "{:?}",
+            ran.errors()
+        );
         assert_eq!(Value::Object(ran.outcome.outputs), inputs);
     }
 }
@@ -484,15 +609,48 @@ async fn validate_inputs_fails_the_task_with_the_reference_messages() {
         v
     };
     let cases = [
-        (with(&|v| { v.as_object_mut().unwrap().remove("AA"); }), "Missing required property \"AA\" at root"),
-        (with(&|v| v["AA"] = json!(123)), "Expected string at AA, but got: number"),
-        (with(&|v| v["BB"] = json!("test-string")), "Expected integer at BB, but got: \"test-string\""),
-        (with(&|v| { v["CC"].as_object_mut().unwrap().remove("CA"); }), "Missing required property \"CA\" at CC"),
-        (with(&|v| v["CC"]["CE"] = json!({})), "Missing required property \"CEA\" at CC.CE"),
-        (with(&|v| v["CC"]["CF"] = json!([1, 2, 3])), "Expected string at CC.CF[0], but got: number"),
-        (with(&|v| v["DD"] = json!("not an array")), "Expected array at DD, but got: string"),
-        (with(&|v| { v.as_object_mut().unwrap().remove("EE"); }), "Missing required property \"EE\" at root"),
-        (with(&|v| v["EE"]["EA"]["EAA"] = json!(true)), "Expected string at EE.EA.EAA, but got: boolean"),
+        (
+            with(&|v| {
+                v.as_object_mut().unwrap().remove("AA");
+            }),
+            "Missing required property \"AA\" at root",
+        ),
+        (
+            with(&|v| v["AA"] = json!(123)),
+            "Expected string at AA, but got: number",
+        ),
+        (
+            with(&|v| v["BB"] = json!("test-string")),
+            "Expected integer at BB, but got: \"test-string\"",
+        ),
+        (
+            with(&|v| {
+                v["CC"].as_object_mut().unwrap().remove("CA");
+            }),
+            "Missing required property \"CA\" at CC",
+        ),
+        (
+            with(&|v| v["CC"]["CE"] = json!({})),
+            "Missing required property \"CEA\" at CC.CE",
+        ),
+        (
+            with(&|v| v["CC"]["CF"] = json!([1, 2, 3])),
+            "Expected string at CC.CF[0], but got: number",
+        ),
+        (
+            with(&|v| v["DD"] = json!("not an array")),
+            "Expected array at DD, but got: string",
+        ),
+        (
+            with(&|v| {
+                v.as_object_mut().unwrap().remove("EE");
+            }),
+            "Missing required property \"EE\" at root",
+        ),
+        (
+            with(&|v| v["EE"]["EA"]["EAA"] = json!(true)),
+            "Expected string at EE.EA.EAA, but got: boolean",
+        ),
     ];
     for (inputs, message) in cases {
         let ran = run_with(&engine(), &fixture("validate-inputs"), inputs).await;
@@ -522,9 +680,19 @@ fn code_result(input: &str) -> Value {
 #[tokio::test]
 async fn code_runs_an_async_main_and_maps_its_object_to_outputs() {
     let ran = run_with(&engine(), &fixture("code"), json!({"input": "hello~"})).await;
-    assert_eq!(ran.outcome.status, WorkflowStatus::Succeeded, "{:?}", ran.errors());
-    assert_eq!(Value::Object(ran.outcome.outputs.clone()), code_result("hello~"));
-    let script = serde_json::from_str::<Value>(&fixture("code")).unwrap()["nodes"][2]["data"]["script"].clone();
+    assert_eq!(
+        ran.outcome.status,
+        WorkflowStatus::Succeeded,
+        "{:?}",
+        ran.errors()
+    );
+    assert_eq!(
+        Value::Object(ran.outcome.outputs.clone()),
+        code_result("hello~")
+    );
+    let script =
+        serde_json::from_str::<Value>(&fixture("code")).unwrap()["nodes"][2]["data"]["script"]
+            .clone();
     assert_eq!(
         ran.snapshots,
         vec![
@@ -570,11 +738,20 @@ async fn code_wraps_results_that_are_not_plain_objects() {
     ];
     for (expression, outputs) in cases {
         let mut schema: Value = serde_json::from_str(&fixture("code")).unwrap();
-        schema["nodes"][2]["data"]["script"]["content"] =
-            json!(format!("function main({{ params }}) {{ return {expression}; }}"));
+        schema["nodes"][2]["data"]["script"]["content"] = json!(format!(
+            "function main({{ params }}) {{ return {expression}; }}"
+        ));
         let ran = run_with(&engine(), &schema.to_string(), json!({"input": "hello"})).await;
-        assert_eq!(ran.outcome.status, WorkflowStatus::Succeeded, "{expression}");
-        assert_eq!(ran.snapshots_of("code_0")[0]["outputs"], outputs, "{expression}");
+        assert_eq!(
+            ran.outcome.status,
+            WorkflowStatus::Succeeded,
+            "{expression}"
+        );
+        assert_eq!(
+            ran.snapshots_of("code_0")[0]["outputs"],
+            outputs,
+            "{expression}"
+        );
     }
 }
 
@@ -601,14 +778,28 @@ async fn run_string_condition(value: Option<Value>, conditions: Value) -> (Strin
     }
     schema["globalVariable"] = json!({"type": "object", "properties": {"text": text}});
     schema["nodes"][2]["data"]["conditions"] = conditions;
-    let ran = run_with(&engine(), &schema.to_string(), json!({"model_id": 1, "prompt": "hello"})).await;
-    assert_eq!(ran.outcome.status, WorkflowStatus::Succeeded, "{:?}", ran.errors());
-    let branch = ran.snapshots_of("condition_0")[0]["branch"].as_str().unwrap().to_owned();
+    let ran = run_with(
+        &engine(),
+        &schema.to_string(),
+        json!({"model_id": 1, "prompt": "hello"}),
+    )
+    .await;
+    assert_eq!(
+        ran.outcome.status,
+        WorkflowStatus::Succeeded,
+        "{:?}",
+        ran.errors()
+    );
+    let branch = ran.snapshots_of("condition_0")[0]["branch"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     (branch, Value::Object(ran.outcome.outputs))
 }
 
 fn string_condition(operator: &str, key: &str, right: Option<Value>) -> Value {
-    let mut value = json!({"left": {"type": "ref", "content": ["global", "text"]}, "operator": operator});
+    let mut value =
+        json!({"left": {"type": "ref", "content": ["global", "text"]}, "operator": operator});
     if let Some(right) = right {
         value["right"] = right;
     }
@@ -616,7 +807,11 @@ fn string_condition(operator: &str, key: &str, right: Option<Value>) -> Value {
 }
 
 fn expected_branch_outputs(branch: &str) -> Value {
-    let (model, temperature) = if branch == "if_1" { (1, "0.5") } else { (3, "0.7") };
+    let (model, temperature) = if branch == "if_1" {
+        (1, "0.5")
+    } else {
+        (3, "0.7")
+    };
     json!({
         format!("m{model}_res"): mock_sentence(&format!("AI_MODEL_{model}"), temperature, &format!("I'm Model {model}."), "hello")
     })
@@ -632,10 +827,17 @@ async fn string_unary_conditions_treat_only_nil_as_empty() {
         (None, true),
     ] {
         for operator in ["is_empty", "is_not_empty"] {
-            let holds = if operator == "is_empty" { empty } else { !empty };
+            let holds = if operator == "is_empty" {
+                empty
+            } else {
+                !empty
+            };
             let expected = if holds { "if_1" } else { "else" };
-            let (branch, outputs) =
-                run_string_condition(value.clone(), json!([string_condition(operator, "if_1", None)])).await;
+            let (branch, outputs) = run_string_condition(
+                value.clone(),
+                json!([string_condition(operator, "if_1", None)]),
+            )
+            .await;
             assert_eq!(branch, expected, "{operator} on {value:?}");
             assert_eq!(outputs, expected_branch_outputs(expected));
         }
@@ -645,7 +847,11 @@ async fn string_unary_conditions_treat_only_nil_as_empty() {
 #[tokio::test]
 async fn string_eq_and_neq_compare_with_the_right_operand() {
     for (operator, expected) in [("eq", "if_1"), ("neq", "else")] {
-        let item = string_condition(operator, "if_1", Some(json!({"type": "constant", "content": "hello"})));
+        let item = string_condition(
+            operator,
+            "if_1",
+            Some(json!({"type": "constant", "content": "hello"})),
+        );
         let (branch, outputs) = run_string_condition(Some(json!("hello")), json!([item])).await;
         assert_eq!(branch, expected);
         assert_eq!(outputs, expected_branch_outputs(expected));

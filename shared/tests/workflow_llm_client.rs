@@ -30,7 +30,10 @@ async fn chat_returns_the_content_and_usage() {
         .chat(&llm.api_host(), "sk-test", body("m"))
         .await
         .unwrap();
-    assert_eq!(completion.content, mock_sentence("m", "0.7", "sys", "hello"));
+    assert_eq!(
+        completion.content,
+        mock_sentence("m", "0.7", "sys", "hello")
+    );
     assert_eq!(
         completion.usage,
         Some(Usage {
@@ -56,7 +59,10 @@ async fn chat_retries_503_answers_up_to_three_attempts() {
         .chat(&llm.api_host(), "k", body("flaky-5"))
         .await
         .unwrap_err();
-    assert!(matches!(error, LlmError::Status { status: 503, .. }), "{error:?}");
+    assert!(
+        matches!(error, LlmError::Status { status: 503, .. }),
+        "{error:?}"
+    );
     assert_eq!(llm.stats.requests.load(Ordering::SeqCst), 3);
 }
 

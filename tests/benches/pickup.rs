@@ -49,7 +49,10 @@ async fn measure(label: &str, backend: QueueBackend, signals: Signals) {
         notified.as_mut().enable();
         // Measured from the call to push, so the push itself (and its wake-up signal) counts.
         let pushed = Instant::now();
-        queues.push(RunWorkflow { task_id: id }).await.expect("push");
+        queues
+            .push(RunWorkflow { task_id: id })
+            .await
+            .expect("push");
         loop {
             if let Some(started) = probe.started.lock().unwrap().get(&id).copied() {
                 samples.push(started.saturating_duration_since(pushed));
@@ -80,18 +83,35 @@ async fn measure(label: &str, backend: QueueBackend, signals: Signals) {
 #[tokio::main]
 async fn main() {
     let dir = std::env::temp_dir().join(format!("llmops-pickup-{}", Uuid::new_v4()));
-    let config = shared::config::Config::try_parse_from(["bench".to_string(), format!("--data-dir={}", dir.display())])
-        .expect("config");
-    let db = shared::store::Db::connect(&config).await.expect("sqlite store");
+    let config = shared::config::Config::try_parse_from([
+        "bench".to_string(),
+        format!("--data-dir={}", dir.display()),
+    ])
+    .expect("config");
+    let db = shared::store::Db::connect(&config)
+        .await
+        .expect("sqlite store");
     let pool = db.as_sqlite().expect("sqlite").clone();
-    measure("embedded (SQLite queue, in-process)", QueueBackend::Sqlite(pool), Signals::in_process()).await;
+    measure(
+        "embedded (SQLite queue, in-process)",
+        QueueBackend::Sqlite(pool),
+        Signals::in_process(),
+    )
+    .await;
     let _ = std::fs::remove_dir_all(&dir);
 
     match Redis::start() {
         Some(redis) => {
-            let conn = shared::queue::connect_redis(&redis.url()).await.expect("redis");
+            let conn = shared::queue::connect_redis(&redis.url())
+                .await
+                .expect("redis");
             let signals = Signals::redis(&redis.url()).await.expect("redis signals");
-            measure("distributed (Redis queue, pub/sub)", QueueBackend::Redis(conn), signals).await;
+            measure(
+                "distributed (Redis queue, pub/sub)",
+                QueueBackend::Redis(conn),
+                signals,
+            )
+            .await;
         }
         None => println!("distributed: skipped (no redis-server)"),
     }

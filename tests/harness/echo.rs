@@ -12,18 +12,24 @@ pub struct Echo {
 impl Echo {
     pub async fn start() -> Self {
         let app = Router::new().fallback(echo);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind echo");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind echo");
         let addr = listener.local_addr().expect("echo addr");
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        Self { host: addr.to_string() }
+        Self {
+            host: addr.to_string(),
+        }
     }
 }
 
 async fn echo(req: Request) -> Json<Value> {
     let (parts, body) = req.into_parts();
-    let body: Bytes = axum::body::to_bytes(body, usize::MAX).await.unwrap_or_default();
+    let body: Bytes = axum::body::to_bytes(body, usize::MAX)
+        .await
+        .unwrap_or_default();
     let headers: HeaderMap = parts.headers;
     Json(json!({
         "method": parts.method.as_str(),

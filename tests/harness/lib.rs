@@ -29,7 +29,9 @@ pub fn skip(reason: &str) {
     if std::env::var("LLMOPS_REQUIRE_SERVICES").is_ok_and(|v| v == "1" || v == "true") {
         panic!("LLMOPS_REQUIRE_SERVICES=1 but {reason}");
     }
-    eprintln!("\n!!!!!!!! SKIPPED: {reason} (set LLMOPS_REQUIRE_SERVICES=1 to make this a failure) !!!!!!!!\n");
+    eprintln!(
+        "\n!!!!!!!! SKIPPED: {reason} (set LLMOPS_REQUIRE_SERVICES=1 to make this a failure) !!!!!!!!\n"
+    );
 }
 
 /// Runs the same async test body against the embedded and the distributed stack.

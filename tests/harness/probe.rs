@@ -53,7 +53,16 @@ pub async fn run_probe_worker(
     llmops_worker::runtime::prepare_backend(&backend).await?;
     let waker = QueueWaker::start(&signals, "llmops-workflow", FALLBACK_POLL).await?;
     let monitor = Monitor::new();
-    let monitor = llmops_worker::register_worker!(monitor, backend, settings, waker, concurrency, RunWorkflow, probe, probe_job);
+    let monitor = llmops_worker::register_worker!(
+        monitor,
+        backend,
+        settings,
+        waker,
+        concurrency,
+        RunWorkflow,
+        probe,
+        probe_job
+    );
     monitor
         .on_event(|w, e| {
             if let Event::Error(err) = e {

@@ -63,7 +63,10 @@ impl Postgres {
                 .arg(&dir)
                 .status()
                 .is_ok_and(|s| s.success());
-            assert!(ok, "cannot chown the Postgres temp dir to the postgres user");
+            assert!(
+                ok,
+                "cannot chown the Postgres temp dir to the postgres user"
+            );
         }
         let data = dir.join("data");
         let out = pg_command(&bin, "initdb")
@@ -72,7 +75,11 @@ impl Postgres {
             .args(["-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"])
             .output()
             .expect("run initdb");
-        assert!(out.status.success(), "initdb failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "initdb failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let port = free_port();
         let opts = format!(
             "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off \
@@ -126,7 +133,16 @@ impl Redis {
     pub fn start() -> Option<Self> {
         let port = free_port();
         let child = match Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -139,7 +155,10 @@ impl Redis {
         };
         let deadline = Instant::now() + Duration::from_secs(10);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not start on port {port}");
+            assert!(
+                Instant::now() < deadline,
+                "redis-server did not start on port {port}"
+            );
             std::thread::sleep(Duration::from_millis(10));
         }
         Some(Self { port, child })

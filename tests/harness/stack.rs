@@ -25,7 +25,10 @@ pub struct StackOptions {
 
 impl StackOptions {
     pub fn new(mode: Mode) -> Self {
-        Self { mode, env: Vec::new() }
+        Self {
+            mode,
+            env: Vec::new(),
+        }
     }
     pub fn env(mut self, key: &str, value: impl Into<String>) -> Self {
         self.env.push((key.to_owned(), value.into()));
@@ -47,7 +50,10 @@ impl Proc {
     }
     /// SIGTERM, as an orchestrator would; returns the exit status once the process stopped.
     pub fn terminate(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
-        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
         let deadline = Instant::now() + within;
         while Instant::now() < deadline {
             if let Ok(Some(status)) = self.child.try_wait() {
@@ -88,7 +94,13 @@ pub fn binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("current exe");
     let dir = exe
         .parent()
-        .and_then(|d| if d.ends_with("deps") { d.parent() } else { Some(d) })
+        .and_then(|d| {
+            if d.ends_with("deps") {
+                d.parent()
+            } else {
+                Some(d)
+            }
+        })
         .expect("target dir");
     let path = dir.join(name);
     assert!(
@@ -112,9 +124,15 @@ impl Stack {
         let port = free_port();
         let mut env: Vec<(String, String)> = vec![
             ("LLMOPS_LISTEN".into(), format!("127.0.0.1:{port}")),
-            ("LLMOPS_DATA_DIR".into(), dir.join("data").display().to_string()),
+            (
+                "LLMOPS_DATA_DIR".into(),
+                dir.join("data").display().to_string(),
+            ),
             ("LLMOPS_HTTP_ALLOW_PRIVATE".into(), "true".into()),
-            ("RUST_LOG".into(), "info,sqlx=warn,apalis=warn,apalis_core=warn".into()),
+            (
+                "RUST_LOG".into(),
+                "info,sqlx=warn,apalis=warn,apalis_core=warn".into(),
+            ),
             ("JWT_SECRET".into(), "test-secret-0123456789abcdef".into()),
         ];
         let (mut postgres, mut redis) = (None, None);
@@ -122,7 +140,9 @@ impl Stack {
             let (pg, rd) = tokio::task::spawn_blocking(|| (Postgres::start(), Redis::start()))
                 .await
                 .expect("start services");
-            let (Some(pg), Some(rd)) = (pg, rd) else { return None };
+            let (Some(pg), Some(rd)) = (pg, rd) else {
+                return None;
+            };
             env.push(("DATABASE_URL".into(), pg.url()));
             env.push(("REDIS_URL".into(), rd.url()));
             postgres = Some(pg);

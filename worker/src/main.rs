@@ -15,7 +15,10 @@ async fn main() -> anyhow::Result<()> {
         backends.signals.clone(),
         std::sync::Arc::new(config),
     );
-    tracing::info!(concurrency = state.config.worker_concurrency, "llmops-worker started");
+    tracing::info!(
+        concurrency = state.config.worker_concurrency,
+        "llmops-worker started"
+    );
     run_workers(
         state,
         backends.queues.backend().clone(),

@@ -52,7 +52,8 @@ pub async fn delete_expired(db: &Db, days: u64) -> anyhow::Result<u64> {
 /// Pushes again the runs nobody is working on; the attempt counter still bounds them.
 pub async fn requeue_stale(db: &Db, queues: &Queues) -> anyhow::Result<usize> {
     let now = now_ms();
-    let stale = tasks::claim_stale_tasks(db, now - STALE_AFTER.as_millis() as i64, now, 100).await?;
+    let stale =
+        tasks::claim_stale_tasks(db, now - STALE_AFTER.as_millis() as i64, now, 100).await?;
     for &task_id in &stale {
         tracing::warn!(%task_id, "re-queueing a task whose job was lost");
         queues.push(RunWorkflow { task_id }).await?;

@@ -76,7 +76,8 @@ pub async fn run_workers(
         Queues::new(backend.clone(), state.signals.clone(), settings.clone()),
         state.config.task_retention_days,
     ));
-    let workflow_waker = QueueWaker::start(&state.signals, RunWorkflow::QUEUE, FALLBACK_POLL).await?;
+    let workflow_waker =
+        QueueWaker::start(&state.signals, RunWorkflow::QUEUE, FALLBACK_POLL).await?;
     let chat_waker = QueueWaker::start(&state.signals, DebugChat::QUEUE, FALLBACK_POLL).await?;
     let concurrency = state.config.worker_concurrency;
 

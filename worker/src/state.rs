@@ -4,6 +4,7 @@ use std::{sync::Arc, time::Duration};
 
 use shared::{
     config::Config,
+    llm::LlmClient,
     signals::Signals,
     store::Db,
     workflow::{Engine, EngineConfig},
@@ -15,16 +16,20 @@ pub struct WorkerState {
     pub signals: Signals,
     pub config: Arc<Config>,
     pub engine: Engine,
+    /// The provider client of debug chats (one connection pool per process).
+    pub llm: LlmClient,
 }
 
 impl WorkerState {
     pub fn new(db: Db, signals: Signals, config: Arc<Config>) -> Self {
         let engine = Engine::new(engine_config(&config));
+        let llm = shared::chat::llm_client(&config);
         Self {
             db,
             signals,
             config,
             engine,
+            llm,
         }
     }
 }

@@ -8,7 +8,9 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(healthz)).routes(routes!(readyz))
+    OpenApiRouter::new()
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
 }
 
 #[derive(Serialize, ToSchema)]
@@ -44,7 +46,11 @@ async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
     let queue = queue.is_ok() && signals.is_ok();
     let ready = store && queue;
     (
-        if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE },
+        if ready {
+            StatusCode::OK
+        } else {
+            StatusCode::SERVICE_UNAVAILABLE
+        },
         Json(Health {
             status: if ready { "ready" } else { "unavailable" },
             store: Some(store),

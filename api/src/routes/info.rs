@@ -8,7 +8,9 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(server_info)).routes(routes!(server_info_root))
+    OpenApiRouter::new()
+        .routes(routes!(server_info))
+        .routes(routes!(server_info_root))
 }
 
 #[derive(Serialize, ToSchema)]

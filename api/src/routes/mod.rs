@@ -1,6 +1,7 @@
 //! The router: one module per resource, merged here with the docs UIs and the HTTP layers.
 
 pub mod account;
+pub mod apps;
 pub mod auth;
 pub mod health;
 pub mod info;
@@ -19,6 +20,7 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         .merge(account::router())
         .merge(info::router())
         .merge(tasks::router())
+        .merge(apps::router())
 }
 
 /// The complete application router.

@@ -48,9 +48,9 @@ fn looks_like_an_address(email: &str) -> bool {
         && !local.starts_with('.')
         && !local.ends_with('.')
         && !local.contains("..")
-        && local.chars().all(|c| {
-            c.is_alphanumeric() || "!#$%&'*+-/=?^_`{|}~.".contains(c)
-        });
+        && local
+            .chars()
+            .all(|c| c.is_alphanumeric() || "!#$%&'*+-/=?^_`{|}~.".contains(c));
     let labels: Vec<&str> = domain.split('.').collect();
     let domain_ok = labels.len() >= 2
         && labels.iter().all(|l| {
@@ -60,7 +60,9 @@ fn looks_like_an_address(email: &str) -> bool {
                 && !l.ends_with('-')
                 && l.chars().all(|c| c.is_alphanumeric() || c == '-')
         })
-        && labels.last().is_some_and(|tld| tld.chars().all(char::is_alphabetic) && tld.len() >= 2);
+        && labels
+            .last()
+            .is_some_and(|tld| tld.chars().all(char::is_alphabetic) && tld.len() >= 2);
     local_ok && domain_ok
 }
 
@@ -119,7 +121,10 @@ impl AccountName {
             return Err("name must not be empty".into());
         }
         if name.chars().count() > Self::MAX_LEN {
-            return Err(format!("name must be at most {} characters long", Self::MAX_LEN));
+            return Err(format!(
+                "name must be at most {} characters long",
+                Self::MAX_LEN
+            ));
         }
         if name.chars().any(char::is_control) {
             return Err("name must not contain control characters".into());
@@ -151,8 +156,20 @@ mod tests {
     #[test]
     fn malformed_emails_are_refused_naming_the_field() {
         for bad in [
-            "plain", "@example.com", "a@", "a@b", "a@@b.com", "a b@c.com", "a@b..com", "a@-b.com",
-            "a@b.c", ".a@b.com", "a..b@c.com", "a@b.com.", "a\"b@c.com", "a@b_c.com",
+            "plain",
+            "@example.com",
+            "a@",
+            "a@b",
+            "a@@b.com",
+            "a b@c.com",
+            "a@b..com",
+            "a@-b.com",
+            "a@b.c",
+            ".a@b.com",
+            "a..b@c.com",
+            "a@b.com.",
+            "a\"b@c.com",
+            "a@b_c.com",
         ] {
             let err = Email::parse(bad).unwrap_err();
             assert_eq!(err, "email is not a valid address", "{bad}");
@@ -164,7 +181,12 @@ mod tests {
 
     #[test]
     fn ordinary_emails_are_accepted() {
-        for good in ["a@b.co", "first.last@sub.example.org", "x_y-z+tag@my-host.io", "用户@例子.中国"] {
+        for good in [
+            "a@b.co",
+            "first.last@sub.example.org",
+            "x_y-z+tag@my-host.io",
+            "用户@例子.中国",
+        ] {
             assert!(Email::parse(good).is_ok(), "{good}");
         }
     }
@@ -176,9 +198,21 @@ mod tests {
         assert!(NewPassword::parse("pässwörd9").is_ok());
         assert_eq!(NewPassword::parse("").unwrap_err(), "password is required");
         assert!(NewPassword::parse("abc1").unwrap_err().contains("8 to 64"));
-        assert!(NewPassword::parse(&format!("a1{}", "x".repeat(63))).unwrap_err().contains("8 to 64"));
-        assert!(NewPassword::parse("abcdefgh").unwrap_err().contains("letter and one digit"));
-        assert!(NewPassword::parse("12345678").unwrap_err().contains("letter and one digit"));
+        assert!(
+            NewPassword::parse(&format!("a1{}", "x".repeat(63)))
+                .unwrap_err()
+                .contains("8 to 64")
+        );
+        assert!(
+            NewPassword::parse("abcdefgh")
+                .unwrap_err()
+                .contains("letter and one digit")
+        );
+        assert!(
+            NewPassword::parse("12345678")
+                .unwrap_err()
+                .contains("letter and one digit")
+        );
     }
 
     #[test]
@@ -191,7 +225,11 @@ mod tests {
     fn names_are_trimmed_and_1_to_30_characters() {
         assert_eq!(AccountName::parse("  Ada ").unwrap().as_str(), "Ada");
         assert!(AccountName::parse("   ").unwrap_err().contains("empty"));
-        assert!(AccountName::parse(&"n".repeat(31)).unwrap_err().contains("at most 30"));
+        assert!(
+            AccountName::parse(&"n".repeat(31))
+                .unwrap_err()
+                .contains("at most 30")
+        );
         assert!(AccountName::parse(&"名".repeat(30)).is_ok());
         assert!(AccountName::parse("a\u{0}b").is_err());
     }

@@ -55,7 +55,9 @@ pub struct JwtKeys {
 
 impl std::fmt::Debug for JwtKeys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("JwtKeys").field("ttl", &self.ttl).finish_non_exhaustive()
+        f.debug_struct("JwtKeys")
+            .field("ttl", &self.ttl)
+            .finish_non_exhaustive()
     }
 }
 
@@ -120,10 +122,14 @@ mod tests {
     }
 
     fn b64(bytes: &[u8]) -> String {
-        const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+        const ALPHABET: &[u8; 64] =
+            b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
         let mut out = String::new();
         for chunk in bytes.chunks(3) {
-            let n = chunk.iter().enumerate().fold(0u32, |n, (i, b)| n | (u32::from(*b) << (16 - 8 * i)));
+            let n = chunk
+                .iter()
+                .enumerate()
+                .fold(0u32, |n, (i, b)| n | (u32::from(*b) << (16 - 8 * i)));
             for i in 0..=chunk.len() {
                 out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
             }
@@ -145,8 +151,13 @@ mod tests {
 
     #[test]
     fn a_token_signed_with_another_key_is_invalid() {
-        let token = keys("another-secret-entirely").issue(Uuid::new_v4()).unwrap().token;
-        let err = keys("a-secret-of-enough-length").verify(&token).unwrap_err();
+        let token = keys("another-secret-entirely")
+            .issue(Uuid::new_v4())
+            .unwrap()
+            .token;
+        let err = keys("a-secret-of-enough-length")
+            .verify(&token)
+            .unwrap_err();
         assert!(matches!(err, JwtError::Invalid(_)), "{err:?}");
     }
 
@@ -169,7 +180,10 @@ mod tests {
             &EncodingKey::from_secret(secret.as_bytes()),
         )
         .unwrap();
-        assert!(matches!(keys(secret).verify(&token), Err(JwtError::Invalid(_))));
+        assert!(matches!(
+            keys(secret).verify(&token),
+            Err(JwtError::Invalid(_))
+        ));
     }
 
     #[test]
@@ -179,11 +193,18 @@ mod tests {
         let key = EncodingKey::from_secret(secret.as_bytes());
         let no_sub = serde_json::json!({"iss": ISSUER, "iat": now, "exp": now + 60});
         let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &no_sub, &key).unwrap();
-        assert!(matches!(keys(secret).verify(&token), Err(JwtError::Invalid(_))));
+        assert!(matches!(
+            keys(secret).verify(&token),
+            Err(JwtError::Invalid(_))
+        ));
 
-        let claims = serde_json::json!({"sub": Uuid::new_v4(), "iss": ISSUER, "iat": now, "exp": now + 60});
+        let claims =
+            serde_json::json!({"sub": Uuid::new_v4(), "iss": ISSUER, "iat": now, "exp": now + 60});
         let token = jsonwebtoken::encode(&Header::new(Algorithm::HS512), &claims, &key).unwrap();
-        assert!(matches!(keys(secret).verify(&token), Err(JwtError::Invalid(_))));
+        assert!(matches!(
+            keys(secret).verify(&token),
+            Err(JwtError::Invalid(_))
+        ));
     }
 
     #[test]
@@ -196,8 +217,14 @@ mod tests {
                 .to_string()
                 .as_bytes(),
         );
-        for token in [format!("{header}.{payload}."), format!("{header}.{payload}")] {
-            assert!(matches!(keys.verify(&token), Err(JwtError::Invalid(_))), "{token}");
+        for token in [
+            format!("{header}.{payload}."),
+            format!("{header}.{payload}"),
+        ] {
+            assert!(
+                matches!(keys.verify(&token), Err(JwtError::Invalid(_))),
+                "{token}"
+            );
         }
     }
 
@@ -216,7 +243,10 @@ mod tests {
     fn garbage_is_invalid() {
         let keys = keys("a-secret-of-enough-length");
         for token in ["", "abc", "a.b.c", "....", "eyJ.eyJ.sig"] {
-            assert!(matches!(keys.verify(token), Err(JwtError::Invalid(_))), "{token:?}");
+            assert!(
+                matches!(keys.verify(token), Err(JwtError::Invalid(_))),
+                "{token:?}"
+            );
         }
     }
 }

@@ -43,7 +43,8 @@ pub async fn verify_blocking(password: String, hash: String) -> Result<bool, Pas
 }
 
 /// A hash of a random password, computed once.
-static DUMMY_HASH: LazyLock<Option<String>> = LazyLock::new(|| hash(&uuid::Uuid::new_v4().to_string()).ok());
+static DUMMY_HASH: LazyLock<Option<String>> =
+    LazyLock::new(|| hash(&uuid::Uuid::new_v4().to_string()).ok());
 
 /// Spends the same work as a real verification and answers `false`: used when the account does
 /// not exist, so an unknown email and a wrong password take the same time.
@@ -74,13 +75,20 @@ mod tests {
 
     #[test]
     fn a_malformed_stored_hash_is_an_error_not_a_match() {
-        assert!(matches!(verify("pw", "not a phc string"), Err(PasswordError::MalformedHash(_))));
+        assert!(matches!(
+            verify("pw", "not a phc string"),
+            Err(PasswordError::MalformedHash(_))
+        ));
     }
 
     #[tokio::test]
     async fn the_blocking_wrappers_agree_with_the_plain_functions() {
         let h = hash_blocking("s3cretpass".into()).await.unwrap();
-        assert!(verify_blocking("s3cretpass".into(), h.clone()).await.unwrap());
+        assert!(
+            verify_blocking("s3cretpass".into(), h.clone())
+                .await
+                .unwrap()
+        );
         assert!(!verify_blocking("other".into(), h).await.unwrap());
         assert!(!verify_nothing_blocking("s3cretpass".into()).await.unwrap());
     }

@@ -7,12 +7,16 @@ use std::{str::FromStr, time::Duration};
 use sqlx::{
     migrate::Migrator,
     postgres::{PgPool, PgPoolOptions},
-    sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous},
+    sqlite::{
+        SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+    },
 };
 
 use crate::config::{Config, StoreKind};
 
 pub mod accounts;
+pub mod apps;
+pub mod messages;
 pub mod tasks;
 
 /// Our migration bookkeeping table. apalis-sqlite keeps its own in `_sqlx_migrations` in the

@@ -97,7 +97,13 @@ pub async fn start_attempt(db: &Db, id: Uuid, at_ms: i64) -> Result<Option<TaskT
 
 /// Writes a progress snapshot of the report (and serves as the attempt's heartbeat). Only the
 /// current attempt of a running task may write.
-pub async fn save_progress(db: &Db, id: Uuid, attempt: i32, report: &Value, at_ms: i64) -> Result<(), StoreError> {
+pub async fn save_progress(
+    db: &Db,
+    id: Uuid,
+    attempt: i32,
+    report: &Value,
+    at_ms: i64,
+) -> Result<(), StoreError> {
     with_pool!(db, pool => sqlx::query(
         "UPDATE tasks SET report = $3, updated_at = $4 WHERE id = $1 AND attempt = $2 AND status = 'processing'")
         .bind(id).bind(attempt).bind(Json(report)).bind(at_ms).execute(pool).await.map(|r| r.rows_affected()))?;
@@ -155,7 +161,12 @@ pub enum CancelOutcome {
 }
 
 /// Cancels a queued task at once, or flags a running one for its worker.
-pub async fn request_cancel(db: &Db, id: Uuid, canceled_report: impl FnOnce() -> Value, at_ms: i64) -> Result<CancelOutcome, StoreError> {
+pub async fn request_cancel(
+    db: &Db,
+    id: Uuid,
+    canceled_report: impl FnOnce() -> Value,
+    at_ms: i64,
+) -> Result<CancelOutcome, StoreError> {
     let report = canceled_report();
     let queued = with_pool!(db, pool => sqlx::query(
         "UPDATE tasks SET status = 'canceled', cancel_requested = TRUE, outputs = $2, report = $3, updated_at = $4, finished_at = $4
@@ -189,7 +200,12 @@ pub async fn cancel_requested(db: &Db, id: Uuid) -> Result<bool, StoreError> {
 /// Claims running tasks whose attempt has not written since `older_than_ms` (their worker
 /// died and the queue lost the job): bumps their `updated_at` so that one process claims each,
 /// and returns them to be pushed again.
-pub async fn claim_stale_tasks(db: &Db, older_than_ms: i64, at_ms: i64, limit: i64) -> Result<Vec<Uuid>, StoreError> {
+pub async fn claim_stale_tasks(
+    db: &Db,
+    older_than_ms: i64,
+    at_ms: i64,
+    limit: i64,
+) -> Result<Vec<Uuid>, StoreError> {
     let rows: Vec<(Uuid,)> = with_pool!(db, pool => sqlx::query_as(
         "UPDATE tasks SET updated_at = $2 WHERE id IN (
              SELECT id FROM tasks WHERE status = 'processing' AND updated_at < $1 ORDER BY updated_at LIMIT $3)
@@ -201,7 +217,11 @@ pub async fn claim_stale_tasks(db: &Db, older_than_ms: i64, at_ms: i64, limit: i
 
 /// Deletes up to `batch` terminated tasks that finished before `before_ms`; returns how many.
 /// Small batches keep each statement short so it never holds up running work.
-pub async fn delete_finished_before(db: &Db, before_ms: i64, batch: i64) -> Result<u64, StoreError> {
+pub async fn delete_finished_before(
+    db: &Db,
+    before_ms: i64,
+    batch: i64,
+) -> Result<u64, StoreError> {
     let done = with_pool!(db, pool => sqlx::query(
         "DELETE FROM tasks WHERE id IN (
              SELECT id FROM tasks WHERE finished_at IS NOT NULL AND finished_at < $1 LIMIT $2)")

@@ -280,11 +280,7 @@ mod tests {
     #[tokio::test]
     async fn the_client_refuses_loopback_at_connect_time() {
         let client = http_client(false);
-        let error = client
-            .get("http://localhost:9/")
-            .send()
-            .await
-            .unwrap_err();
+        let error = client.get("http://localhost:9/").send().await.unwrap_err();
         let egress = find_egress_error(&error).expect("an egress error in the chain");
         assert!(matches!(egress, EgressError::Forbidden { .. }));
     }

@@ -241,9 +241,8 @@ pub(crate) enum ScopeError {
     NoNext,
 }
 
-type NodeFuture<'a> = Pin<
-    Box<dyn Future<Output = (usize, SnapshotSlot, Result<NodeOutput, NodeError>)> + Send + 'a>,
->;
+type NodeFuture<'a> =
+    Pin<Box<dyn Future<Output = (usize, SnapshotSlot, Result<NodeOutput, NodeError>)> + Send + 'a>>;
 
 /// Run one layer from `entry` until every branch has ended (`executeNode` + `executeNext`).
 pub(crate) fn run_scope<'a>(
@@ -294,7 +293,7 @@ fn launch<'a>(
     let slot = rc.report.node_started(
         &node.id,
         node.data.clone(),
-        inputs.as_ref().map(Map::clone).unwrap_or_default(),
+        inputs.clone().unwrap_or_default(),
     );
     let inputs = match inputs {
         Ok(inputs) => inputs,
@@ -368,7 +367,8 @@ fn complete(
     };
     store_outputs(scope, node, &output.outputs);
     scope.mark_executed([index]);
-    rc.report.node_succeeded(slot, output.outputs, output.branch);
+    rc.report
+        .node_succeeded(slot, output.outputs, output.branch);
     if node.terminating {
         return Ok(Vec::new());
     }

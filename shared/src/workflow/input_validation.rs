@@ -116,11 +116,7 @@ fn validate_object(value: Option<&Value>, schema: &Value, path: &str) -> Result<
     if let Some(properties) = properties {
         for (name, property_schema) in properties {
             if let Some(property) = object.get(name) {
-                validate(
-                    Some(property),
-                    property_schema,
-                    &child_path(path, name),
-                )?;
+                validate(Some(property), property_schema, &child_path(path, name))?;
             }
         }
     }
@@ -213,7 +209,10 @@ mod tests {
                 json!({"AA": "x", "BB": "test-string"}),
                 "Expected integer at BB, but got: \"test-string\"",
             ),
-            (json!({"AA": "x", "BB": 1.5}), "Expected integer at BB, but got: 1.5"),
+            (
+                json!({"AA": "x", "BB": 1.5}),
+                "Expected integer at BB, but got: 1.5",
+            ),
             (
                 json!({"AA": "x", "CC": {"CE": {}}}),
                 "Missing required property \"CEA\" at CC.CE",
@@ -226,19 +225,34 @@ mod tests {
                 json!({"AA": "x", "DD": "not an array"}),
                 "Expected array at DD, but got: string",
             ),
-            (json!({"AA": "x", "DD": null}), "Expected array at DD, but got: object"),
+            (
+                json!({"AA": "x", "DD": null}),
+                "Expected array at DD, but got: object",
+            ),
             (
                 json!({"AA": "x", "DD": [{"DA": 1}]}),
                 "Expected string at DD[0].DA, but got: number",
             ),
-            (json!({"AA": "x", "CC": null}), "Expected object at CC, but got: null"),
-            (json!({"AA": "x", "CC": []}), "Expected object at CC, but got: array"),
-            (json!({"AA": "x", "CC": "s"}), "Expected object at CC, but got: string"),
+            (
+                json!({"AA": "x", "CC": null}),
+                "Expected object at CC, but got: null",
+            ),
+            (
+                json!({"AA": "x", "CC": []}),
+                "Expected object at CC, but got: array",
+            ),
+            (
+                json!({"AA": "x", "CC": "s"}),
+                "Expected object at CC, but got: string",
+            ),
             (
                 json!({"AA": "x", "EN": "c"}),
                 "Value at EN must be one of: a, b, but got: \"c\"",
             ),
-            (json!({"AA": "x", "MM": []}), "Expected map at MM, but got: array"),
+            (
+                json!({"AA": "x", "MM": []}),
+                "Expected map at MM, but got: array",
+            ),
             (
                 json!({"AA": "x", "MM": {"k": "v"}}),
                 "Expected number at MM.k, but got: \"v\"",
@@ -247,7 +261,10 @@ mod tests {
                 json!({"AA": "x", "DT": "2000-01-01T00:00:00.000Z"}),
                 "Unknown type \"date-time\" at DT",
             ),
-            (json!({"AA": "x", "BO": "true"}), "Expected boolean at BO, but got: string"),
+            (
+                json!({"AA": "x", "BO": "true"}),
+                "Expected boolean at BO, but got: string",
+            ),
         ];
         for (inputs, expected) in cases {
             assert_eq!(check(inputs.clone()), Err(expected.to_string()), "{inputs}");

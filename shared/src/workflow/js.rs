@@ -23,7 +23,9 @@ pub fn number_to_string(value: f64) -> String {
     }
     // Rust's `{:e}` prints the shortest round-tripping digits, exactly the digits JS chooses.
     let scientific = format!("{:e}", value.abs());
-    let (mantissa, exponent) = scientific.split_once('e').unwrap_or((scientific.as_str(), "0"));
+    let (mantissa, exponent) = scientific
+        .split_once('e')
+        .unwrap_or((scientific.as_str(), "0"));
     let exponent: i32 = exponent.parse().unwrap_or(0);
     let digits: String = mantissa.chars().filter(|c| *c != '.').collect();
     let k = digits.len() as i32;
@@ -274,7 +276,11 @@ fn parse_date_string(s: &str) -> Option<f64> {
             .map(|dt| dt.and_utc().timestamp_millis() as f64);
     }
     let without_z = s.strip_suffix('Z').unwrap_or(s);
-    for format in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M:%S%.f"] {
+    for format in [
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M",
+        "%Y-%m-%d %H:%M:%S%.f",
+    ] {
         if let Ok(dt) = NaiveDateTime::parse_from_str(without_z, format) {
             return Some(dt.and_utc().timestamp_millis() as f64);
         }

@@ -51,9 +51,26 @@ pub use scope::{Scope, Variable};
 pub use types::VarType;
 pub use value::{FlowValue, Resolved, Template};
 
-/// Render a template string against no variables: every reference renders as `''`.
+/// Render a template string against `variables` (`nodeID -> {key: value}`), outside a run.
 ///
-/// Exposed for fuzzing and tests of the template grammar; runs render through [`Scope`].
-pub fn render_template_standalone(template: &str) -> String {
-    Scope::root(0).render_template(&Template::parse(template))
+/// For tests and fuzzing of the template grammar; runs render through [`Scope`].
+pub fn render_template(
+    template: &str,
+    variables: &serde_json::Map<String, serde_json::Value>,
+) -> String {
+    let scope = Scope::root(0);
+    for (node_id, keys) in variables {
+        for (key, value) in keys.as_object().into_iter().flatten() {
+            scope.set_variable(
+                node_id,
+                key,
+                Variable {
+                    value: Some(value.clone()),
+                    ty: Some(VarType::infer(Some(value))),
+                    items_ty: None,
+                },
+            );
+        }
+    }
+    scope.render_template(&Template::parse(template))
 }

@@ -90,7 +90,9 @@ impl std::fmt::Debug for NodeRegistry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let mut types: Vec<&str> = self.executors.keys().map(String::as_str).collect();
         types.sort_unstable();
-        f.debug_struct("NodeRegistry").field("types", &types).finish()
+        f.debug_struct("NodeRegistry")
+            .field("types", &types)
+            .finish()
     }
 }
 

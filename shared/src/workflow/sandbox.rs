@@ -121,7 +121,9 @@ fn evaluate(ctx: &Ctx<'_>, script: &str, params_json: &str) -> Result<Option<Val
     let Some(json) = json else {
         return Ok(None);
     };
-    let text = json.to_string().map_err(|e| Failure::Thrown(e.to_string()))?;
+    let text = json
+        .to_string()
+        .map_err(|e| Failure::Thrown(e.to_string()))?;
     serde_json::from_str(&text)
         .map(Some)
         .map_err(|e| Failure::Thrown(format!("the result is not JSON: {e}")))
@@ -185,7 +187,12 @@ mod tests {
     }
 
     fn run(script: &str) -> Result<Option<Value>, ScriptError> {
-        run_main(script, r#"{"input":"hi"}"#, limits(), Arc::new(AtomicBool::new(false)))
+        run_main(
+            script,
+            r#"{"input":"hi"}"#,
+            limits(),
+            Arc::new(AtomicBool::new(false)),
+        )
     }
 
     #[test]
@@ -222,7 +229,10 @@ mod tests {
             run("function main() { throw 'plain'; }"),
             Err(ScriptError::Thrown("plain".into()))
         );
-        assert!(matches!(run("function main( {"), Err(ScriptError::Thrown(_))));
+        assert!(matches!(
+            run("function main( {"),
+            Err(ScriptError::Thrown(_))
+        ));
     }
 
     #[test]
@@ -241,8 +251,9 @@ mod tests {
 
     #[test]
     fn a_memory_bomb_fails_with_out_of_memory() {
-        let result =
-            run("function main() { const a = []; for (;;) { a.push('x'.repeat(1 << 20) + a.length); } }");
+        let result = run(
+            "function main() { const a = []; for (;;) { a.push('x'.repeat(1 << 20) + a.length); } }",
+        );
         assert_eq!(result, Err(ScriptError::OutOfMemory("16 MB".into())));
         let result = run("function main() { const a = []; for (;;) { a.push({ n: a.length }); } }");
         assert_eq!(result, Err(ScriptError::OutOfMemory("16 MB".into())));
@@ -251,7 +262,10 @@ mod tests {
     #[test]
     fn deep_recursion_hits_the_stack_limit() {
         let result = run("function f(n) { return f(n + 1) + 1; } function main() { return f(0); }");
-        assert!(matches!(result, Err(ScriptError::Thrown(ref m)) if m.contains("stack")), "{result:?}");
+        assert!(
+            matches!(result, Err(ScriptError::Thrown(ref m)) if m.contains("stack")),
+            "{result:?}"
+        );
     }
 
     #[test]
@@ -277,8 +291,17 @@ mod tests {
     #[test]
     fn host_capabilities_are_absent() {
         assert_eq!(
-            run("function main() { return [typeof require, typeof fetch, typeof process, typeof setTimeout, typeof std, typeof os]; }"),
-            Ok(Some(json!(["undefined", "undefined", "undefined", "undefined", "undefined", "undefined"])))
+            run(
+                "function main() { return [typeof require, typeof fetch, typeof process, typeof setTimeout, typeof std, typeof os]; }"
+            ),
+            Ok(Some(json!([
+                "undefined",
+                "undefined",
+                "undefined",
+                "undefined",
+                "undefined",
+                "undefined"
+            ])))
         );
     }
 

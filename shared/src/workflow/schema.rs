@@ -136,8 +136,14 @@ impl Document {
 
         let mut seen_ports: HashSet<(usize, String)> = HashSet::new();
         for edge in edges {
-            let source = edge.get("sourceNodeID").and_then(Value::as_str).unwrap_or("");
-            let target = edge.get("targetNodeID").and_then(Value::as_str).unwrap_or("");
+            let source = edge
+                .get("sourceNodeID")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            let target = edge
+                .get("targetNodeID")
+                .and_then(Value::as_str)
+                .unwrap_or("");
             let port = edge
                 .get("sourcePortID")
                 .and_then(Value::as_str)
@@ -162,11 +168,13 @@ impl Document {
         }
 
         // The reference finds the first start node among root-layer nodes, which it lists first.
-        let nested: HashSet<usize> = nodes.iter().flat_map(|n| n.children.iter().copied()).collect();
+        let nested: HashSet<usize> = nodes
+            .iter()
+            .flat_map(|n| n.children.iter().copied())
+            .collect();
         let start = (0..nodes.len()).find(|i| !nested.contains(i) && nodes[*i].ty == "start");
-        let start_outputs = start.and_then(|i| {
-            raw_node_data(raw, &nodes[i].id).and_then(|d| d.get("outputs").cloned())
-        });
+        let start_outputs = start
+            .and_then(|i| raw_node_data(raw, &nodes[i].id).and_then(|d| d.get("outputs").cloned()));
         Ok(Document {
             start,
             start_outputs,
@@ -198,11 +206,19 @@ fn flatten<'a>(
     } else {
         ("blocks", "edges")
     };
-    for schema in layer.get(node_key).and_then(Value::as_array).into_iter().flatten() {
+    for schema in layer
+        .get(node_key)
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
         let node = compile_node(schema);
         if index.contains_key(&node.id) {
             // The reference silently keeps the last node of an id and never runs the others.
-            return Err(format!("Workflow schema node ID \"{}\" is not unique", node.id));
+            return Err(format!(
+                "Workflow schema node ID \"{}\" is not unique",
+                node.id
+            ));
         }
         let position = nodes.len();
         index.insert(node.id.clone(), position);
@@ -214,13 +230,27 @@ fn flatten<'a>(
             flatten(schema, Some(position), nodes, index, edges)?;
         }
     }
-    edges.extend(layer.get(edge_key).and_then(Value::as_array).into_iter().flatten());
+    edges.extend(
+        layer
+            .get(edge_key)
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten(),
+    );
     Ok(())
 }
 
 fn compile_node(schema: &Value) -> Node {
-    let id = schema.get("id").and_then(Value::as_str).unwrap_or("").to_owned();
-    let ty = schema.get("type").and_then(Value::as_str).unwrap_or("").to_owned();
+    let id = schema
+        .get("id")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_owned();
+    let ty = schema
+        .get("type")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_owned();
     let raw_data = schema.get("data").and_then(Value::as_object);
     let mut data = raw_data.cloned().unwrap_or_default();
     let inputs_values = data.remove("inputsValues");
@@ -351,7 +381,8 @@ mod tests {
     fn duplicate_node_ids_are_rejected() {
         let mut loop_node = node("loop", "loop");
         loop_node["blocks"] = json!([node("bs", "block-start"), node("start", "block-end")]);
-        let schema = json!({"nodes": [node("start", "start"), loop_node, node("end", "end")], "edges": []});
+        let schema =
+            json!({"nodes": [node("start", "start"), loop_node, node("end", "end")], "edges": []});
         assert_eq!(
             parse_schema(&schema.to_string()).unwrap_err(),
             vec!["Workflow schema node ID \"start\" is not unique"]
@@ -383,7 +414,8 @@ mod tests {
     fn snapshot_data_drops_title_inputs_and_outputs() {
         let mut code = node("code", "code");
         code["data"] = json!({"title": "T", "inputs": {}, "outputs": {}, "inputsValues": {}, "script": {"language": "javascript"}});
-        let schema = json!({"nodes": [node("start", "start"), code, node("end", "end")], "edges": []});
+        let schema =
+            json!({"nodes": [node("start", "start"), code, node("end", "end")], "edges": []});
         let parsed = parse_schema(&schema.to_string()).unwrap();
         assert_eq!(
             Value::Object(parsed.document().nodes[1].data.clone()),

@@ -137,7 +137,9 @@ impl<'p> Scope<'p> {
                     variable.value = Some(value);
                     return true;
                 }
-                let target = variable.value.get_or_insert_with(|| Value::Object(Map::new()));
+                let target = variable
+                    .value
+                    .get_or_insert_with(|| Value::Object(Map::new()));
                 return set_path(target, path, value);
             }
             drop(state);
@@ -369,11 +371,12 @@ mod tests {
         scope.set_variable(
             "start_0",
             "work",
-            var(json!({"task": "t", "n": 2.5, "list": ["a"]}), VarType::Object),
+            var(
+                json!({"task": "t", "n": 2.5, "list": ["a"]}),
+                VarType::Object,
+            ),
         );
-        let r = scope
-            .resolve_ref(&path(&["start_0", "work", "n"]))
-            .unwrap();
+        let r = scope.resolve_ref(&path(&["start_0", "work", "n"])).unwrap();
         assert_eq!(r.ty, Some(VarType::Number));
         let r = scope
             .resolve_ref(&path(&["start_0", "work", "list"]))
@@ -401,8 +404,15 @@ mod tests {
         let child = root.child();
         child.set_variable("loop_0_locals", "item", var(json!("i"), VarType::String));
         assert!(child.resolve_ref(&path(&["start_0", "x"])).is_some());
-        assert!(child.resolve_ref(&path(&["loop_0_locals", "item"])).is_some());
-        assert!(root.resolve_ref(&path(&["loop_0_locals", "item"])).is_none());
+        assert!(
+            child
+                .resolve_ref(&path(&["loop_0_locals", "item"]))
+                .is_some()
+        );
+        assert!(
+            root.resolve_ref(&path(&["loop_0_locals", "item"]))
+                .is_none()
+        );
     }
 
     #[test]

@@ -126,7 +126,9 @@ fn node_format(node: &Value, path: &str) -> Result<(), String> {
         if let Some(v) = data.and_then(|d| d.get(key))
             && !matches!(v, Value::Object(_) | Value::Array(_))
         {
-            return Err(format!("{path}.data.{key} must be a valid object if present"));
+            return Err(format!(
+                "{path}.data.{key} must be a valid object if present"
+            ));
         }
     }
     if data
@@ -244,13 +246,14 @@ fn edge_source_target_exist(layer: &Layer<'_>) -> Result<(), String> {
 }
 
 fn count_types(layer: &Layer<'_>, first: &str, second: &str) -> (usize, usize) {
-    layer.nodes.iter().fold((0, 0), |(a, b), node| {
-        match str_field(node, "type") {
+    layer
+        .nodes
+        .iter()
+        .fold((0, 0), |(a, b), node| match str_field(node, "type") {
             t if t == first => (a + 1, b),
             t if t == second => (a, b + 1),
             _ => (a, b),
-        }
-    })
+        })
 }
 
 fn start_end_node(layer: &Layer<'_>) -> Result<(), String> {
@@ -323,10 +326,22 @@ mod tests {
     fn schema_format_messages_match_the_reference() {
         let cases = [
             (json!(null), "Workflow schema must be a valid object"),
-            (json!({"edges": []}), "Workflow schema must have a valid nodes array"),
-            (json!({"nodes": "x", "edges": []}), "Workflow schema must have a valid nodes array"),
-            (json!({"nodes": []}), "Workflow schema must have a valid edges array"),
-            (json!({"nodes": [1], "edges": []}), "nodes[0] must be a valid object"),
+            (
+                json!({"edges": []}),
+                "Workflow schema must have a valid nodes array",
+            ),
+            (
+                json!({"nodes": "x", "edges": []}),
+                "Workflow schema must have a valid nodes array",
+            ),
+            (
+                json!({"nodes": []}),
+                "Workflow schema must have a valid edges array",
+            ),
+            (
+                json!({"nodes": [1], "edges": []}),
+                "nodes[0] must be a valid object",
+            ),
             (
                 json!({"nodes": [{"type": "t", "meta": {}, "data": {}}], "edges": []}),
                 "nodes[0].id must be a non-empty string",
@@ -371,7 +386,10 @@ mod tests {
                 json!({"nodes": [{"id": "a", "type": "t", "meta": {}, "data": {"title": 1}}], "edges": []}),
                 "nodes[0].data.title must be a string if present",
             ),
-            (json!({"nodes": [], "edges": [null]}), "edges[0] must be a valid object"),
+            (
+                json!({"nodes": [], "edges": [null]}),
+                "edges[0] must be a valid object",
+            ),
             (
                 json!({"nodes": [], "edges": [{"targetNodeID": "b"}]}),
                 "edges[0].sourceNodeID must be a non-empty string",
@@ -390,7 +408,11 @@ mod tests {
             ),
         ];
         for (schema, expected) in cases {
-            assert_eq!(errors(schema.clone()), vec![expected.to_string()], "{schema}");
+            assert_eq!(
+                errors(schema.clone()),
+                vec![expected.to_string()],
+                "{schema}"
+            );
         }
     }
 
@@ -475,9 +497,18 @@ mod tests {
     #[test]
     fn start_and_end_node_messages_match_the_reference() {
         let cases = [
-            (vec![], "Workflow schema must have a start node and an end node"),
-            (vec![node("e", "end")], "Workflow schema must have a start node"),
-            (vec![node("s", "start")], "Workflow schema must have an end node"),
+            (
+                vec![],
+                "Workflow schema must have a start node and an end node",
+            ),
+            (
+                vec![node("e", "end")],
+                "Workflow schema must have a start node",
+            ),
+            (
+                vec![node("s", "start")],
+                "Workflow schema must have an end node",
+            ),
             (
                 vec![node("s", "start"), node("s2", "start"), node("e", "end")],
                 "Workflow schema must have only one start node",

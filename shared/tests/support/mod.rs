@@ -119,7 +119,12 @@ async fn llm_answer(stats: &Arc<LlmStats>, body: Bytes) -> Response {
         Some(t) => shared::workflow::js::to_js_string(Some(t)).into_owned(),
         None => "undefined".to_owned(),
     };
-    let sentence = mock_sentence(&model, &temperature, &content_of("system"), &content_of("user"));
+    let sentence = mock_sentence(
+        &model,
+        &temperature,
+        &content_of("system"),
+        &content_of("user"),
+    );
     let usage = json!({"prompt_tokens": 10, "completion_tokens": 20, "total_tokens": 30});
 
     if request["stream"] == true {
@@ -131,7 +136,11 @@ async fn llm_answer(stats: &Arc<LlmStats>, body: Bytes) -> Response {
         let delay = if model == "slow-stream" { 20 } else { 0 };
         let stats = stats.clone();
         let events = futures::stream::unfold(
-            (words.into_iter(), Some(usage), DropFlag(stats.clone(), false)),
+            (
+                words.into_iter(),
+                Some(usage),
+                DropFlag(stats.clone(), false),
+            ),
             move |(mut words, mut usage, mut flag)| async move {
                 if delay > 0 {
                     tokio::time::sleep(Duration::from_millis(delay)).await;

@@ -1,14 +1,295 @@
-//! Answers one debug-chat message: prompt assembly, streaming from the provider, storing the
-//! answer and signalling completion.
+//! Answers one debug-chat message (spec `llmops-api.md`, Debug chat, steps 2–5): claim it,
+//! assemble the prompt (preset prompt, long-term summary, the last `dialog_round` answered
+//! rounds, the query), stream the answer from the OpenAI-compatible provider, store answer,
+//! tokens and latency, fold the round into the summary when long-term memory is on, then
+//! publish the final event that the waiting API request is listening for.
+//!
+//! Stop arrives as a signal from any API replica: the provider stream is dropped (closing its
+//! connection) and the partial answer is stored as `stopped`. A provider failure is stored as
+//! `error` with its reason; the question itself is never lost. The job errs (and is retried)
+//! only when the store fails.
+
+use std::time::{Duration, Instant};
 
 use apalis::prelude::*;
-use shared::queue::DebugChat;
+use futures::StreamExt;
+use shared::{
+    chat::{
+        self, ChatEvent, MemoryMode, ModelConfig, NO_PROVIDER,
+        prompt::{chat_messages, chat_request, estimate_tokens, summary_request},
+    },
+    llm::{ChatChunk, Usage},
+    queue::DebugChat,
+    signals::{Subscription, channel},
+    store::{
+        messages::{self, AnswerOutcome, MessageToAnswer, status},
+        now_ms,
+    },
+};
 
 use crate::state::WorkerState;
 
 #[tracing::instrument(skip_all, fields(message_id = %job.message_id))]
 pub async fn debug_chat(job: DebugChat, state: Data<WorkerState>) -> Result<(), BoxDynError> {
-    let _ = (&job, &state);
-    tracing::debug!("chat job picked up");
+    execute(job, &state).await.map_err(|e| {
+        tracing::error!(error = %e, "debug chat job failed");
+        e.into()
+    })
+}
+
+/// How the provider call ended.
+enum End {
+    Completed(Option<Usage>),
+    Stopped,
+    Failed(String),
+}
+
+/// What the provider produced.
+struct Generated {
+    answer: String,
+    /// When the last piece of the answer arrived.
+    last_token: Option<Instant>,
+    end: End,
+}
+
+/// One unit of work, callable without apalis.
+pub async fn execute(job: DebugChat, state: &WorkerState) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let id = job.message_id;
+    let db = &state.db;
+    // Subscribe before claiming: a stop published after the claim is then seen, and one
+    // stored before it comes back in the claim's `stop_requested`.
+    let mut stop = state.signals.subscribe(&channel::message_stop(id)).await?;
+    let Some(message) = messages::start_answer(db, id, now_ms()).await? else {
+        tracing::debug!("message is not answerable (unknown or final); job dropped");
+        return Ok(());
+    };
+    let config = ModelConfig::from_stored(&message.model_config.0, &state.config.llm_model);
+    let memory = MemoryMode::parse(&message.memory_mode).unwrap_or(MemoryMode::DEFAULT);
+
+    // With long-term memory: the provider and the summary the prompt used, to fold the
+    // answered round into afterwards.
+    let mut memory_update = None;
+    let generated = if message.stop_requested {
+        Generated::ended(End::Stopped)
+    } else if let Some(base_url) = chat::provider_base_url(&state.config) {
+        let summary = match memory {
+            MemoryMode::LongTermMemory => {
+                messages::get_summary(db, message.conversation_id).await?
+            }
+            MemoryMode::None => String::new(),
+        };
+        let history = messages::recent_rounds(
+            db,
+            message.conversation_id,
+            message.id,
+            message.created_at,
+            i64::from(config.dialog_round),
+        )
+        .await?;
+        let body = chat_request(
+            &config,
+            chat_messages(&config, memory, &summary, &history, &message.query),
+        );
+        let generated = generate(state, base_url, body, &message, &mut stop).await;
+        if memory == MemoryMode::LongTermMemory {
+            memory_update = Some((base_url, summary));
+        }
+        generated
+    } else {
+        Generated::ended(End::Failed(NO_PROVIDER.to_owned()))
+    };
+    drop(stop);
+
+    let latency = latency_ms(started, generated.last_token);
+    // Stored before summarising, so that the answer is kept whatever happens next.
+    if !store_outcome(state, &message, &generated, latency).await? {
+        return Ok(());
+    }
+    let event = match generated.end {
+        End::Completed(_) => {
+            if let Some((base_url, summary)) = memory_update {
+                remember(
+                    state,
+                    base_url,
+                    &config,
+                    &message,
+                    &summary,
+                    &generated.answer,
+                )
+                .await;
+            }
+            ChatEvent::MessageEnd
+        }
+        End::Stopped => ChatEvent::Stopped,
+        End::Failed(reason) => ChatEvent::Error { message: reason },
+    };
+    publish_final(state, id, &event).await;
     Ok(())
+}
+
+impl Generated {
+    fn ended(end: End) -> Self {
+        Self {
+            answer: String::new(),
+            last_token: None,
+            end,
+        }
+    }
+}
+
+/// Streams the answer, publishing deltas when the caller streams, until the provider ends,
+/// fails, or a stop arrives (which drops the stream and so closes the provider connection).
+async fn generate(
+    state: &WorkerState,
+    base_url: &str,
+    body: serde_json::Value,
+    message: &MessageToAnswer,
+    stop: &mut Subscription,
+) -> Generated {
+    let api_key = state
+        .config
+        .llm_api_key
+        .as_ref()
+        .map_or("", |key| key.expose());
+    let mut generated = Generated::ended(End::Completed(None));
+    let connect = state.llm.chat_stream(base_url, api_key, body);
+    let mut stream = tokio::select! {
+        connected = connect => match connected {
+            Ok(stream) => stream,
+            Err(e) => {
+                generated.end = End::Failed(e.to_string());
+                return generated;
+            }
+        },
+        Some(_) = stop.next() => {
+            generated.end = End::Stopped;
+            return generated;
+        }
+    };
+    let mut usage = None;
+    generated.end = loop {
+        tokio::select! {
+            chunk = stream.next() => match chunk {
+                Some(Ok(ChatChunk::Delta(delta))) => {
+                    generated.last_token = Some(Instant::now());
+                    generated.answer.push_str(&delta);
+                    if message.stream_deltas {
+                        let event = ChatEvent::AnswerDelta { delta };
+                        if let Err(e) = state
+                            .signals
+                            .publish(&channel::message_events(message.id), &event.to_payload())
+                            .await
+                        {
+                            tracing::warn!(error = %e, "could not publish an answer delta");
+                        }
+                    }
+                }
+                Some(Ok(ChatChunk::Usage(u))) => usage = Some(u),
+                Some(Err(e)) => break End::Failed(e.to_string()),
+                None => break End::Completed(usage.take()),
+            },
+            Some(_) = stop.next() => {
+                tracing::info!("stop requested; closing the provider stream");
+                break End::Stopped;
+            }
+        }
+    };
+    generated
+}
+
+/// Milliseconds from the job's start to the last token (or to now, without any).
+fn latency_ms(started: Instant, last_token: Option<Instant>) -> f64 {
+    let end = last_token.unwrap_or_else(Instant::now);
+    let elapsed: Duration = end.saturating_duration_since(started);
+    (elapsed.as_secs_f64() * 1e6).round() / 1e3
+}
+
+/// Writes the outcome. `false` when a newer attempt holds the message (this one must then
+/// stay silent).
+async fn store_outcome(
+    state: &WorkerState,
+    message: &MessageToAnswer,
+    generated: &Generated,
+    latency_ms: f64,
+) -> anyhow::Result<bool> {
+    let (status, error, tokens) = match &generated.end {
+        End::Completed(usage) => (
+            status::NORMAL,
+            "",
+            usage.as_ref().map_or_else(
+                || estimate_tokens(&generated.answer),
+                |u| u.completion_tokens,
+            ),
+        ),
+        End::Stopped => (status::STOPPED, "", estimate_tokens(&generated.answer)),
+        End::Failed(reason) => (
+            status::ERROR,
+            reason.as_str(),
+            estimate_tokens(&generated.answer),
+        ),
+    };
+    let outcome = AnswerOutcome {
+        status,
+        answer: &generated.answer,
+        answer_tokens: i64::try_from(tokens).unwrap_or(i64::MAX),
+        response_latency_ms: latency_ms,
+        error,
+    };
+    let owned =
+        messages::finish_answer(&state.db, message.id, message.attempt, outcome, now_ms()).await?;
+    if !owned {
+        tracing::warn!(
+            attempt = message.attempt,
+            "a newer attempt owns the message; outcome discarded"
+        );
+        return Ok(false);
+    }
+    if status == status::ERROR {
+        tracing::warn!(error, "debug chat answer failed");
+    }
+    Ok(true)
+}
+
+/// Folds the answered round into the conversation's summary. A failure keeps the old
+/// summary: the answer is what the caller asked for.
+async fn remember(
+    state: &WorkerState,
+    base_url: &str,
+    config: &ModelConfig,
+    message: &MessageToAnswer,
+    summary: &str,
+    answer: &str,
+) {
+    let api_key = state
+        .config
+        .llm_api_key
+        .as_ref()
+        .map_or("", |key| key.expose());
+    let body = summary_request(config, summary, &message.query, answer);
+    match state.llm.chat(base_url, api_key, body).await {
+        Ok(completion) => {
+            let next = completion.content.trim();
+            if next.is_empty() {
+                return;
+            }
+            if let Err(e) =
+                messages::set_summary(&state.db, message.conversation_id, next, now_ms()).await
+            {
+                tracing::warn!(error = %e, "could not store the long-term memory summary");
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "summarising the round failed; the old summary stays"),
+    }
+}
+
+/// Wakes the API request waiting for this message. The store already holds the outcome.
+async fn publish_final(state: &WorkerState, id: uuid::Uuid, event: &ChatEvent) {
+    if let Err(e) = state
+        .signals
+        .publish(&channel::message_events(id), &event.to_payload())
+        .await
+    {
+        tracing::warn!(error = %e, "could not publish the end of the chat");
+    }
 }

@@ -12,7 +12,7 @@ use futures::StreamExt;
 use serde_json::Value;
 use shared::{
     queue::RunWorkflow,
-    signals::channel,
+    signals::{TaskDone, channel},
     store::{now_ms, tasks},
     workflow::{Report, ReportHandle, WorkflowStatus, parse_schema},
 };
@@ -37,6 +37,9 @@ pub async fn run_workflow(job: RunWorkflow, state: Data<WorkerState>) -> Result<
 pub async fn execute(job: RunWorkflow, state: &WorkerState) -> anyhow::Result<()> {
     let id = job.task_id;
     let db = &state.db;
+    // Subscribe before claiming the task: a cancel published after the claim is then seen,
+    // and one stored before it comes back in the claim's `cancel_requested`.
+    let mut cancel_signal = state.signals.subscribe(&channel::task_cancel(id)).await?;
     let Some(task) = tasks::start_attempt(db, id, now_ms()).await? else {
         // Unknown, canceled while queued, or already finished by an earlier delivery.
         tracing::debug!("task is not runnable; job dropped");
@@ -49,16 +52,15 @@ pub async fn execute(job: RunWorkflow, state: &WorkerState) -> anyhow::Result<()
             "Task failed after {} attempts: the worker running it stopped before it finished",
             max_attempts
         );
-        let report = Report::validation_failed(&id.to_string(), task.inputs.0.clone(), &[message], now_ms());
+        let report =
+            Report::validation_failed(&id.to_string(), task.inputs.0.clone(), &[message], now_ms());
         tasks::fail_task(db, id, &serde_json::to_value(&report)?, now_ms()).await?;
-        notify_done(state, id).await;
+        notify_done(state, id, tasks::status::FAILED, &Default::default()).await;
         return Ok(());
     }
 
-    // Subscribe before checking the flag, so a cancel between the two is not lost.
-    let mut cancel_signal = state.signals.subscribe(&channel::task_cancel(id)).await?;
     let cancel = CancellationToken::new();
-    if task.cancel_requested || tasks::cancel_requested(db, id).await? {
+    if task.cancel_requested {
         cancel.cancel();
     }
 
@@ -70,12 +72,14 @@ pub async fn execute(job: RunWorkflow, state: &WorkerState) -> anyhow::Result<()
             // The API validated it before queueing; only a corrupted row gets here.
             let failed = Report::validation_failed(&id.to_string(), inputs, &errors, now_ms());
             tasks::fail_task(db, id, &serde_json::to_value(&failed)?, now_ms()).await?;
-            notify_done(state, id).await;
+            notify_done(state, id, tasks::status::FAILED, &Default::default()).await;
             return Ok(());
         }
     };
 
-    let run = state.engine.run(schema, inputs, cancel.clone(), report.clone());
+    let run = state
+        .engine
+        .run(schema, inputs, cancel.clone(), report.clone());
     tokio::pin!(run);
     let mut flush = tokio::time::interval(FLUSH_EVERY);
     flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -110,17 +114,41 @@ pub async fn execute(job: RunWorkflow, state: &WorkerState) -> anyhow::Result<()
         _ => tasks::status::FAILED,
     };
     let final_report: Value = serde_json::to_value(report.snapshot())?;
-    let owned = tasks::finish_task(db, id, task.attempt, final_status, &outcome.outputs, &final_report, now_ms()).await?;
-    if !owned {
-        tracing::warn!(attempt = task.attempt, "a newer attempt owns the task; result discarded");
+    let owned = tasks::finish_task(
+        db,
+        id,
+        task.attempt,
+        final_status,
+        &outcome.outputs,
+        &final_report,
+        now_ms(),
+    )
+    .await?;
+    if owned {
+        notify_done(state, id, final_status, &outcome.outputs).await;
+    } else {
+        tracing::warn!(
+            attempt = task.attempt,
+            "a newer attempt owns the task; result discarded"
+        );
     }
-    notify_done(state, id).await;
     Ok(())
 }
 
-/// Wakes API requests waiting for this task (the store already holds the state).
-async fn notify_done(state: &WorkerState, id: uuid::Uuid) {
-    if let Err(e) = state.signals.publish(&channel::task_done(id), "").await {
+/// Wakes API requests waiting for this task. The store already holds the state; the message
+/// carries the status and result too, so a waiting request need not read them back.
+async fn notify_done(
+    state: &WorkerState,
+    id: uuid::Uuid,
+    status: &str,
+    outputs: &serde_json::Map<String, Value>,
+) {
+    let payload = serde_json::to_string(&TaskDone { status, outputs }).unwrap_or_default();
+    if let Err(e) = state
+        .signals
+        .publish(&channel::task_done(id), &payload)
+        .await
+    {
         tracing::warn!(error = %e, "could not publish task completion");
     }
 }

@@ -21,7 +21,10 @@ impl TaskCaller {
 impl FromRequestParts<AppState> for TaskCaller {
     type Rejection = TaskError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let account = MaybeAccount::from_request_parts(parts, state)
             .await
             .map_err(|e| TaskError::Unauthorized(e.to_string()))?;

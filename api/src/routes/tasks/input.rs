@@ -22,20 +22,32 @@ pub struct TaskRunInput {
 impl TaskRunInput {
     pub fn parse(body: &Bytes) -> Result<Self, TaskError> {
         if body.iter().all(u8::is_ascii_whitespace) {
-            return Err(TaskError::Invalid("request body is required: {\"schema\": string, \"inputs\": object}".into()));
+            return Err(TaskError::Invalid(
+                "request body is required: {\"schema\": string, \"inputs\": object}".into(),
+            ));
         }
         let value: Value = serde_json::from_slice(body)
             .map_err(|e| TaskError::Invalid(format!("request body is not valid JSON: {e}")))?;
         let Value::Object(mut fields) = value else {
-            return Err(TaskError::Invalid("request body must be a JSON object".into()));
+            return Err(TaskError::Invalid(
+                "request body must be a JSON object".into(),
+            ));
         };
         let schema = match fields.remove("schema") {
-            None | Some(Value::Null) => return Err(TaskError::Invalid("schema is required".into())),
+            None | Some(Value::Null) => {
+                return Err(TaskError::Invalid("schema is required".into()));
+            }
             Some(Value::String(s)) => s,
-            Some(_) => return Err(TaskError::Invalid("schema must be a string holding the workflow JSON".into())),
+            Some(_) => {
+                return Err(TaskError::Invalid(
+                    "schema must be a string holding the workflow JSON".into(),
+                ));
+            }
         };
         let inputs = match fields.remove("inputs") {
-            None | Some(Value::Null) => return Err(TaskError::Invalid("inputs is required".into())),
+            None | Some(Value::Null) => {
+                return Err(TaskError::Invalid("inputs is required".into()));
+            }
             Some(Value::Object(m)) => m,
             Some(_) => return Err(TaskError::Invalid("inputs must be an object".into())),
         };
@@ -59,8 +71,9 @@ pub struct TaskCancelInput {
 
 impl TaskCancelInput {
     pub fn parse(body: &Bytes) -> Result<Self, TaskError> {
-        let value: Value = serde_json::from_slice(body)
-            .map_err(|_| TaskError::Invalid("request body must be JSON: {\"taskID\": string}".into()))?;
+        let value: Value = serde_json::from_slice(body).map_err(|_| {
+            TaskError::Invalid("request body must be JSON: {\"taskID\": string}".into())
+        })?;
         match value.get("taskID") {
             Some(Value::String(s)) => Ok(Self { task_id: s.clone() }),
             Some(_) => Err(TaskError::Invalid("taskID must be a string".into())),
@@ -83,7 +96,9 @@ pub struct TaskQuery {
 }
 
 impl TaskQuery {
-    pub fn from_query(query: Result<Query<TaskQuery>, axum::extract::rejection::QueryRejection>) -> Result<Self, TaskError> {
+    pub fn from_query(
+        query: Result<Query<TaskQuery>, axum::extract::rejection::QueryRejection>,
+    ) -> Result<Self, TaskError> {
         query
             .map(|Query(q)| q)
             .map_err(|e| TaskError::Invalid(format!("invalid query: {}", e.body_text())))
@@ -116,11 +131,25 @@ mod tests {
         assert!(run("{").unwrap_err().contains("not valid JSON"));
         assert!(run("[]").unwrap_err().contains("JSON object"));
         assert_eq!(run(r#"{"inputs":{}}"#).unwrap_err(), "schema is required");
-        assert!(run(r#"{"schema":1,"inputs":{}}"#).unwrap_err().starts_with("schema must be a string"));
-        assert!(run(r#"{"schema":"{nope","inputs":{}}"#).unwrap_err().starts_with("schema is not valid JSON"));
-        assert_eq!(run(r#"{"schema":"[1]","inputs":{}}"#).unwrap_err(), "schema must be a JSON object");
+        assert!(
+            run(r#"{"schema":1,"inputs":{}}"#)
+                .unwrap_err()
+                .starts_with("schema must be a string")
+        );
+        assert!(
+            run(r#"{"schema":"{nope","inputs":{}}"#)
+                .unwrap_err()
+                .starts_with("schema is not valid JSON")
+        );
+        assert_eq!(
+            run(r#"{"schema":"[1]","inputs":{}}"#).unwrap_err(),
+            "schema must be a JSON object"
+        );
         assert_eq!(run(r#"{"schema":"{}"}"#).unwrap_err(), "inputs is required");
-        assert_eq!(run(r#"{"schema":"{}","inputs":[]}"#).unwrap_err(), "inputs must be an object");
+        assert_eq!(
+            run(r#"{"schema":"{}","inputs":[]}"#).unwrap_err(),
+            "inputs must be an object"
+        );
         assert!(run(r#"{"schema":"{}","inputs":{"a":1}}"#).is_ok());
     }
 }

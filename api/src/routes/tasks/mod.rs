@@ -21,7 +21,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 use shared::{
     queue::RunWorkflow,
-    signals::channel,
+    signals::{TaskDone, channel},
     store::{
         now_ms,
         tasks::{self, CancelOutcome, NewTask, TaskView, status},
@@ -87,13 +87,20 @@ fn validate(input: &TaskRunInput) -> Result<(), Vec<String>> {
         (status = 413, body = TaskErrorBody, description = "body larger than LLMOPS_BODY_LIMIT"),
         (status = 503, body = TaskErrorBody, description = "store or queue unavailable (`fail`)")),
     security((), ("bearer" = [])))]
-async fn run_task(State(state): State<AppState>, caller: TaskCaller, body: Bytes) -> Result<Json<TaskRunOutput>, TaskError> {
+async fn run_task(
+    State(state): State<AppState>,
+    caller: TaskCaller,
+    body: Bytes,
+) -> Result<Json<TaskRunOutput>, TaskError> {
     let input = TaskRunInput::parse(&body)?;
     let id = Uuid::new_v4();
     let at = now_ms();
     let validation = validate(&input);
     let (task_status, report) = match &validation {
-        Ok(()) => (status::PENDING, Report::new(&id.to_string(), input.inputs.clone(), at)),
+        Ok(()) => (
+            status::PENDING,
+            Report::new(&id.to_string(), input.inputs.clone(), at),
+        ),
         Err(errors) => (
             status::FAILED,
             Report::validation_failed(&id.to_string(), input.inputs.clone(), errors, at),
@@ -119,15 +126,32 @@ async fn run_task(State(state): State<AppState>, caller: TaskCaller, body: Bytes
         && let Err(e) = state.queues.push(RunWorkflow { task_id: id }).await
     {
         // Never leave a task pending that no worker will ever see.
-        let failed = Report::validation_failed(&id.to_string(), input.inputs, &["The task could not be queued".to_owned()], now_ms());
-        let _ = tasks::fail_task(&state.db, id, &serde_json::to_value(&failed).unwrap_or_default(), now_ms()).await;
+        let failed = Report::validation_failed(
+            &id.to_string(),
+            input.inputs,
+            &["The task could not be queued".to_owned()],
+            now_ms(),
+        );
+        let _ = tasks::fail_task(
+            &state.db,
+            id,
+            &serde_json::to_value(&failed).unwrap_or_default(),
+            now_ms(),
+        )
+        .await;
         return Err(TaskError::Unavailable(e.into()));
     }
-    Ok(Json(TaskRunOutput { task_id: id.to_string() }))
+    Ok(Json(TaskRunOutput {
+        task_id: id.to_string(),
+    }))
 }
 
 /// Checks ownership: a task made with a token belongs to that account only.
-fn visible(view: Option<TaskView>, caller: &TaskCaller, raw_id: &str) -> Result<TaskView, TaskError> {
+fn visible(
+    view: Option<TaskView>,
+    caller: &TaskCaller,
+    raw_id: &str,
+) -> Result<TaskView, TaskError> {
     match view {
         Some(v) if v.owner_id.is_none() || v.owner_id == caller.account_id() => Ok(v),
         _ => Err(TaskError::NotFound(raw_id.to_owned())),
@@ -152,26 +176,40 @@ async fn get_task_result(
     let query = TaskQuery::from_query(query)?;
     let raw = query.task_id()?;
     let id = parse_task_id(raw)?;
-    let mut view = visible(tasks::get_task_result(&state.db, id).await?, &caller, raw)?;
-    if !status::is_terminal(&view.status)
-        && let Some(wait) = query.wait.filter(|w| *w > 0)
+    let wait = query
+        .wait
+        .filter(|w| *w > 0)
+        .map(|w| Duration::from_millis(w).min(MAX_WAIT));
+    // Subscribe before reading, so a completion between the read and the wait is not missed.
+    let done = match wait {
+        Some(_) => Some(
+            state
+                .signals
+                .subscribe(&channel::task_done(id))
+                .await
+                .map_err(|e| TaskError::Unavailable(e.into()))?,
+        ),
+        None => None,
+    };
+    let view = visible(tasks::get_task_result(&state.db, id).await?, &caller, raw)?;
+    if status::is_terminal(&view.status) {
+        return Ok(Json(view.document.map(|d| d.0).unwrap_or(Value::Null)));
+    }
+    if let (Some(wait), Some(mut done)) = (wait, done)
+        && let Ok(Some(message)) = tokio::time::timeout(wait, done.next()).await
     {
-        let wait = Duration::from_millis(wait).min(MAX_WAIT);
-        let mut done = state
-            .signals
-            .subscribe(&channel::task_done(id))
-            .await
-            .map_err(|e| TaskError::Unavailable(e.into()))?;
-        // Re-read after subscribing: the task may have finished in between.
-        view = visible(tasks::get_task_result(&state.db, id).await?, &caller, raw)?;
-        if !status::is_terminal(&view.status) && tokio::time::timeout(wait, done.next()).await.is_ok() {
-            view = visible(tasks::get_task_result(&state.db, id).await?, &caller, raw)?;
+        // The completion message carries the result; read the store only if it does not parse.
+        if let Ok(TaskDone { status, outputs }) = serde_json::from_str::<TaskDone>(&message)
+            && status::is_terminal(&status)
+        {
+            return Ok(Json(Value::Object(outputs)));
+        }
+        let view = visible(tasks::get_task_result(&state.db, id).await?, &caller, raw)?;
+        if status::is_terminal(&view.status) {
+            return Ok(Json(view.document.map(|d| d.0).unwrap_or(Value::Null)));
         }
     }
-    Ok(Json(match view.document {
-        Some(outputs) if status::is_terminal(&view.status) => outputs.0,
-        _ => Value::Null,
-    }))
+    Ok(Json(Value::Null))
 }
 
 /// A task's report: statuses, timings, snapshots and messages of every node (TaskReport).
@@ -199,17 +237,31 @@ async fn get_task_report(
     request_body = TaskCancelInput,
     responses((status = 200, body = TaskCancelOutput), (status = 400, body = TaskErrorBody)),
     security((), ("bearer" = [])))]
-async fn cancel_task(State(state): State<AppState>, caller: TaskCaller, body: Bytes) -> Result<Json<TaskCancelOutput>, TaskError> {
+async fn cancel_task(
+    State(state): State<AppState>,
+    caller: TaskCaller,
+    body: Bytes,
+) -> Result<Json<TaskCancelOutput>, TaskError> {
     let input = TaskCancelInput::parse(&body)?;
     let Ok(id) = Uuid::parse_str(&input.task_id) else {
         return Ok(Json(TaskCancelOutput { success: false }));
     };
     // Someone else's task is an unknown task.
-    let Ok(view) = visible(tasks::get_task_report(&state.db, id).await?, &caller, &input.task_id) else {
+    let Ok(view) = visible(
+        tasks::get_task_report(&state.db, id).await?,
+        &caller,
+        &input.task_id,
+    ) else {
         return Ok(Json(TaskCancelOutput { success: false }));
     };
     let at = now_ms();
-    let outcome = tasks::request_cancel(&state.db, id, || canceled_report(id, view.document.map(|d| d.0), at), at).await?;
+    let outcome = tasks::request_cancel(
+        &state.db,
+        id,
+        || canceled_report(id, view.document.map(|d| d.0), at),
+        at,
+    )
+    .await?;
     match outcome {
         CancelOutcome::Unknown => return Ok(Json(TaskCancelOutput { success: false })),
         CancelOutcome::Requested => {
@@ -220,7 +272,15 @@ async fn cancel_task(State(state): State<AppState>, caller: TaskCaller, body: By
                 .map_err(|e| TaskError::Unavailable(e.into()))?;
         }
         CancelOutcome::CanceledQueued => {
-            let _ = state.signals.publish(&channel::task_done(id), "").await;
+            let done = TaskDone {
+                status: status::CANCELED,
+                outputs: Map::new(),
+            };
+            let payload = serde_json::to_string(&done).unwrap_or_default();
+            let _ = state
+                .signals
+                .publish(&channel::task_done(id), &payload)
+                .await;
         }
         CancelOutcome::AlreadyFinished => {}
     }
@@ -249,7 +309,10 @@ fn canceled_report(id: Uuid, pending: Option<Value>, at: i64) -> Value {
 async fn validate_task(body: Bytes) -> Result<Json<TaskValidateOutput>, TaskError> {
     let input = TaskRunInput::parse(&body)?;
     Ok(Json(match validate(&input) {
-        Ok(()) => TaskValidateOutput { valid: true, errors: None },
+        Ok(()) => TaskValidateOutput {
+            valid: true,
+            errors: None,
+        },
         Err(errors) => TaskValidateOutput {
             valid: false,
             errors: Some(errors),

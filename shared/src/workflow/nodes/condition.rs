@@ -70,7 +70,10 @@ fn parse_condition(scope: &Scope<'_>, item: &Value) -> Result<Condition, NodeErr
     }
     let parsed_left = scope.resolve_ref(&value::ref_path(left.and_then(|l| l.get("content"))));
     let (left_value, left_type) = match parsed_left {
-        Some(r) => (r.value.unwrap_or(Value::Null), r.ty.unwrap_or(VarType::Null)),
+        Some(r) => (
+            r.value.unwrap_or(Value::Null),
+            r.ty.unwrap_or(VarType::Null),
+        ),
         None => (Value::Null, VarType::Null),
     };
     let rule_type = rule(&left_type, &operator).flatten();
@@ -81,7 +84,10 @@ fn parse_condition(scope: &Scope<'_>, item: &Value) -> Result<Condition, NodeErr
         _ => None,
     };
     let (right_value, right_type) = match parsed_right {
-        Some(r) => (r.value.unwrap_or(Value::Null), r.ty.unwrap_or(VarType::Null)),
+        Some(r) => (
+            r.value.unwrap_or(Value::Null),
+            r.ty.unwrap_or(VarType::Null),
+        ),
         None => (Value::Null, VarType::Null),
     };
     Ok(Condition {
@@ -150,9 +156,8 @@ pub(crate) fn evaluate(condition: &Condition) -> Result<bool, NodeError> {
     let (left, right) = (&condition.left, &condition.right);
     let nil = js::is_nil(Some(left));
     let op = condition.operator.as_str();
-    let ordered = |f: fn(std::cmp::Ordering) -> bool| {
-        js::compare(Some(left), Some(right)).is_some_and(f)
-    };
+    let ordered =
+        |f: fn(std::cmp::Ordering) -> bool| js::compare(Some(left), Some(right)).is_some_and(f);
     let result = match (&condition.left_type, op) {
         (_, "is_empty") => nil,
         (_, "is_not_empty") => !nil,
@@ -206,7 +211,13 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn cond(left: Value, left_type: VarType, op: &str, right: Value, right_type: VarType) -> Condition {
+    fn cond(
+        left: Value,
+        left_type: VarType,
+        op: &str,
+        right: Value,
+        right_type: VarType,
+    ) -> Condition {
         Condition {
             key: Some("if".into()),
             operator: op.into(),
@@ -252,8 +263,18 @@ mod tests {
 
     #[test]
     fn contains_and_not_contains_are_substring_checks() {
-        assert!(eval(json!("hello world"), VarType::String, "contains", json!("lo w")));
-        assert!(eval(json!("hello"), VarType::String, "not_contains", json!("x")));
+        assert!(eval(
+            json!("hello world"),
+            VarType::String,
+            "contains",
+            json!("lo w")
+        ));
+        assert!(eval(
+            json!("hello"),
+            VarType::String,
+            "not_contains",
+            json!("x")
+        ));
     }
 
     #[test]
@@ -264,21 +285,42 @@ mod tests {
             (json!("x"), false),
             (json!(null), true),
         ] {
-            assert_eq!(eval(value.clone(), VarType::String, "is_empty", json!(null)), empty);
-            assert_eq!(eval(value, VarType::String, "is_not_empty", json!(null)), !empty);
+            assert_eq!(
+                eval(value.clone(), VarType::String, "is_empty", json!(null)),
+                empty
+            );
+            assert_eq!(
+                eval(value, VarType::String, "is_not_empty", json!(null)),
+                !empty
+            );
         }
         assert!(!eval(json!({}), VarType::Object, "is_empty", json!(null)));
         assert!(!eval(json!([]), VarType::Array, "is_empty", json!(null)));
         assert!(eval(json!({}), VarType::Map, "is_not_empty", json!(null)));
         assert!(eval(json!(null), VarType::Null, "is_empty", json!(null)));
-        assert!(eval(json!(0), VarType::Integer, "is_not_empty", json!(null)));
+        assert!(eval(
+            json!(0),
+            VarType::Integer,
+            "is_not_empty",
+            json!(null)
+        ));
     }
 
     #[test]
     fn is_true_and_is_false_need_real_booleans() {
         assert!(eval(json!(true), VarType::Boolean, "is_true", json!(null)));
-        assert!(eval(json!(false), VarType::Boolean, "is_false", json!(null)));
-        assert!(!eval(json!(false), VarType::Boolean, "is_true", json!(null)));
+        assert!(eval(
+            json!(false),
+            VarType::Boolean,
+            "is_false",
+            json!(null)
+        ));
+        assert!(!eval(
+            json!(false),
+            VarType::Boolean,
+            "is_true",
+            json!(null)
+        ));
     }
 
     #[test]
@@ -287,7 +329,12 @@ mod tests {
         let b = json!("2000-01-02T00:00:00Z");
         assert!(eval(a.clone(), VarType::DateTime, "lt", b.clone()));
         assert!(eval(b.clone(), VarType::DateTime, "gte", a.clone()));
-        assert!(eval(a.clone(), VarType::DateTime, "eq", json!("2000-01-01T00:00:00Z")));
+        assert!(eval(
+            a.clone(),
+            VarType::DateTime,
+            "eq",
+            json!("2000-01-01T00:00:00Z")
+        ));
         assert!(eval(a.clone(), VarType::DateTime, "neq", b));
         assert!(eval(a, VarType::DateTime, "neq", json!("garbage")));
     }
@@ -299,7 +346,13 @@ mod tests {
 
     #[test]
     fn unsupported_types_and_operators_are_errors() {
-        let c = cond(json!(1), VarType::Other("file".into()), "eq", json!(1), VarType::Integer);
+        let c = cond(
+            json!(1),
+            VarType::Other("file".into()),
+            "eq",
+            json!(1),
+            VarType::Integer,
+        );
         assert_eq!(
             check_condition(&c).unwrap_err().message(),
             "Condition left type \"file\" is not supported"
@@ -313,7 +366,13 @@ mod tests {
 
     #[test]
     fn a_right_side_of_the_wrong_type_drops_the_item() {
-        let c = cond(json!("a"), VarType::String, "eq", json!(1), VarType::Integer);
+        let c = cond(
+            json!("a"),
+            VarType::String,
+            "eq",
+            json!(1),
+            VarType::Integer,
+        );
         assert!(!check_condition(&c).unwrap());
         // number and integer are interchangeable
         let c = cond(json!(1), VarType::Integer, "eq", json!(1), VarType::Number);
@@ -323,8 +382,20 @@ mod tests {
     #[test]
     fn the_rules_table_matches_the_spec() {
         let ops = [
-            "eq", "neq", "gt", "gte", "lt", "lte", "in", "nin", "contains", "not_contains",
-            "is_empty", "is_not_empty", "is_true", "is_false",
+            "eq",
+            "neq",
+            "gt",
+            "gte",
+            "lt",
+            "lte",
+            "in",
+            "nin",
+            "contains",
+            "not_contains",
+            "is_empty",
+            "is_not_empty",
+            "is_true",
+            "is_false",
         ];
         let allowed = |t: VarType| -> Vec<&str> {
             ops.iter()
@@ -334,25 +405,66 @@ mod tests {
         };
         assert_eq!(
             allowed(VarType::String),
-            ["eq", "neq", "in", "nin", "contains", "not_contains", "is_empty", "is_not_empty"]
+            [
+                "eq",
+                "neq",
+                "in",
+                "nin",
+                "contains",
+                "not_contains",
+                "is_empty",
+                "is_not_empty"
+            ]
         );
         assert_eq!(
             allowed(VarType::Number),
-            ["eq", "neq", "gt", "gte", "lt", "lte", "in", "nin", "is_empty", "is_not_empty"]
+            [
+                "eq",
+                "neq",
+                "gt",
+                "gte",
+                "lt",
+                "lte",
+                "in",
+                "nin",
+                "is_empty",
+                "is_not_empty"
+            ]
         );
         assert_eq!(
             allowed(VarType::Boolean),
-            ["eq", "neq", "in", "nin", "is_empty", "is_not_empty", "is_true", "is_false"]
+            [
+                "eq",
+                "neq",
+                "in",
+                "nin",
+                "is_empty",
+                "is_not_empty",
+                "is_true",
+                "is_false"
+            ]
         );
         assert_eq!(allowed(VarType::Array), ["is_empty", "is_not_empty"]);
         assert_eq!(allowed(VarType::Object), ["is_empty", "is_not_empty"]);
         assert_eq!(allowed(VarType::Map), ["is_empty", "is_not_empty"]);
         assert_eq!(
             allowed(VarType::DateTime),
-            ["eq", "neq", "gt", "gte", "lt", "lte", "is_empty", "is_not_empty"]
+            [
+                "eq",
+                "neq",
+                "gt",
+                "gte",
+                "lt",
+                "lte",
+                "is_empty",
+                "is_not_empty"
+            ]
         );
         assert_eq!(allowed(VarType::Null), ["eq", "is_empty", "is_not_empty"]);
-        assert_eq!(rule(&VarType::String, "is_empty"), Some(Some(VarType::Null)));
+        assert_eq!(
+            rule(&VarType::String, "is_empty"),
+            Some(Some(VarType::Null))
+        );
         assert_eq!(rule(&VarType::String, "in"), Some(Some(VarType::Array)));
     }
 

@@ -166,7 +166,10 @@ fn parse_body(scope: &Scope<'_>, body: Option<&Value>) -> Result<(String, String
         None | Some(Value::Null) => "none".to_owned(),
         Some(t) => js::to_js_string(Some(t)).into_owned(),
     };
-    let field = |key: &str| body.and_then(|b| b.get(key)).filter(|v| js::is_truthy(Some(v)));
+    let field = |key: &str| {
+        body.and_then(|b| b.get(key))
+            .filter(|v| js::is_truthy(Some(v)))
+    };
     let template = |key: &str, message: &str| -> Result<String, NodeError> {
         let value = field(key).ok_or_else(|| NodeError::new(message))?;
         render_template_value(scope, Some(value))?.ok_or_else(|| NodeError::new(message))
@@ -187,7 +190,11 @@ fn parse_body(scope: &Scope<'_>, body: Option<&Value>) -> Result<(String, String
             None => template("json", "HTTP raw text body is required")?,
         },
         "binary" => template("binary", "HTTP binary body is required")?,
-        "form-data" => form("formData", "formDataValues", "HTTP form-data body is required")?,
+        "form-data" => form(
+            "formData",
+            "formDataValues",
+            "HTTP form-data body is required",
+        )?,
         "x-www-form-urlencoded" => form(
             "xWwwFormUrlencoded",
             "xWwwFormUrlencodedValues",
@@ -387,7 +394,10 @@ mod tests {
     fn default_content_types_follow_the_body_type() {
         for (body_type, expected) in [
             ("JSON", Some("application/json")),
-            ("x-www-form-urlencoded", Some("application/x-www-form-urlencoded")),
+            (
+                "x-www-form-urlencoded",
+                Some("application/x-www-form-urlencoded"),
+            ),
             ("raw-text", Some("text/plain")),
             ("binary", Some("application/octet-stream")),
             ("none", None),
@@ -412,7 +422,12 @@ mod tests {
         assert_eq!(build_body(&prepared("GET", "JSON", "{}")).unwrap(), None);
         assert_eq!(build_body(&prepared("POST", "JSON", "")).unwrap(), None);
         assert_eq!(
-            build_body(&prepared("POST", "x-www-form-urlencoded", r#"{"a":"1 2","b":3}"#)).unwrap(),
+            build_body(&prepared(
+                "POST",
+                "x-www-form-urlencoded",
+                r#"{"a":"1 2","b":3}"#
+            ))
+            .unwrap(),
             Some(b"a=1+2&b=3".to_vec())
         );
         let form = build_body(&prepared("POST", "form-data", r#"{"a":"v"}"#))
@@ -421,7 +436,9 @@ mod tests {
         let form = String::from_utf8(form).unwrap();
         assert!(form.contains("Content-Disposition: form-data; name=\"a\"\r\n\r\nv\r\n"));
         assert_eq!(
-            build_body(&prepared("POST", "form-data", "[1]")).unwrap_err().message(),
+            build_body(&prepared("POST", "form-data", "[1]"))
+                .unwrap_err()
+                .message(),
             "Invalid FormData body format"
         );
     }

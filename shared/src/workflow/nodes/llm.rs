@@ -121,8 +121,10 @@ mod tests {
 
     #[test]
     fn missing_inputs_are_listed_in_reference_order() {
-        let error = LlmRequest::from_inputs(&inputs(json!({"temperature": 0, "apiHost": "http://h", "prompt": "p"})))
-            .unwrap_err();
+        let error = LlmRequest::from_inputs(&inputs(
+            json!({"temperature": 0, "apiHost": "http://h", "prompt": "p"}),
+        ))
+        .unwrap_err();
         assert_eq!(
             error.message(),
             "LLM node missing required inputs: \"modelName\", \"apiKey\""
@@ -154,7 +156,10 @@ mod tests {
         let with_host = |host: &str| {
             let mut v = base.clone();
             v["apiHost"] = json!(host);
-            LlmRequest::from_inputs(&inputs(v)).unwrap_err().message().to_owned()
+            LlmRequest::from_inputs(&inputs(v))
+                .unwrap_err()
+                .message()
+                .to_owned()
         };
         assert_eq!(with_host("not a url"), "Invalid URL");
         assert_eq!(with_host("ftp://h/x"), "Invalid API host protocol - ftp:");

@@ -86,9 +86,11 @@ impl NodeExecutor for LoopExecutor {
             let mut row = Vec::with_capacity(outputs_declared.len());
             for (_, reference) in &outputs_declared {
                 if reference.get("type").and_then(Value::as_str) != Some("ref") {
-                    return Err(
-                        format!("Invalid ref value: {}", js::to_js_string(Some(reference))).into(),
-                    );
+                    return Err(format!(
+                        "Invalid ref value: {}",
+                        js::to_js_string(Some(reference))
+                    )
+                    .into());
                 }
                 row.push(sub.resolve_ref(&value::ref_path(reference.get("content"))));
             }

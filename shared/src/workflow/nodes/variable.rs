@@ -37,9 +37,10 @@ impl NodeExecutor for VariableExecutor {
             };
             match item.get("operator").and_then(Value::as_str) {
                 Some("declare") => {
-                    let Some(Value::String(name)) = item.get("left").filter(|l| {
-                        l.as_str().is_some_and(|s| !js::trim(s).is_empty())
-                    }) else {
+                    let Some(Value::String(name)) = item
+                        .get("left")
+                        .filter(|l| l.as_str().is_some_and(|s| !js::trim(s).is_empty()))
+                    else {
                         return Err("Variable declaration needs a name".into());
                     };
                     let Some(resolved) = resolved.filter(|r| r.value.is_some()) else {
@@ -53,9 +54,7 @@ impl NodeExecutor for VariableExecutor {
                 Some("assign") => {
                     let left = item.get("left");
                     if left.and_then(|l| l.get("type")).and_then(Value::as_str) != Some("ref") {
-                        return Err(
-                            format!("Invalid ref value: {}", js::to_js_string(left)).into()
-                        );
+                        return Err(format!("Invalid ref value: {}", js::to_js_string(left)).into());
                     }
                     let path = value::ref_path(left.and_then(|l| l.get("content")));
                     let [node_id, key, rest @ ..] = path.as_slice() else {
@@ -63,11 +62,7 @@ impl NodeExecutor for VariableExecutor {
                     };
                     let value = resolved.and_then(|r| r.value).unwrap_or(Value::Null);
                     if !scope.assign_variable(node_id, key, rest, value) {
-                        return Err(format!(
-                            "Variable \"{}\" not found",
-                            path.join(".")
-                        )
-                        .into());
+                        return Err(format!("Variable \"{}\" not found", path.join(".")).into());
                     }
                 }
                 _ => {

@@ -1,0 +1,299 @@
+//! Debug chat (seed 1.5; spec `llmops-api.md`, Debug chat) and stop.
+//!
+//! The API never calls the LLM: it stores the question (`pending`) and pushes a `DebugChat`
+//! job onto the `chat` queue, having subscribed to the message's event channel first so that
+//! nothing the worker publishes can be missed. Then it either waits for the final event and
+//! answers the stored message (blocking call), or relays the events as Server-Sent Events
+//! (`Accept: text/event-stream`). No polling: the worker's signal wakes the request.
+//!
+//! Stop sets a flag in the store and signals `message:<id>:stop`, which reaches whichever
+//! worker holds the chat in either deployment; a question still queued is stopped on the spot.
+
+use std::{convert::Infallible, time::Duration};
+
+use axum::{
+    extract::State,
+    http::{HeaderMap, header},
+    response::{
+        IntoResponse, Response,
+        sse::{Event, KeepAlive, Sse},
+    },
+};
+use futures::{Stream, StreamExt, stream};
+use serde_json::json;
+use shared::{
+    chat::{self, ChatEvent, NO_PROVIDER},
+    queue::DebugChat,
+    signals::{Subscription, channel},
+    store::{
+        Db,
+        messages::{self, Message, NewMessage, StopOutcome, status},
+        now_ms,
+    },
+};
+use utoipa_axum::{router::OpenApiRouter, routes};
+use uuid::Uuid;
+
+use super::{
+    access::{self, AppId, MessageId, debug_message, owned_app},
+    input::DebugRequest,
+    views::MessageView,
+};
+use crate::{
+    envelope::{ApiResult, Empty, Envelope, ErrorEnvelope},
+    error::ApiError,
+    extract::{ApiJson, CurrentAccount},
+    state::AppState,
+};
+
+/// Longest a debug call waits for its answer. A worker that dies mid-answer has its job
+/// handed to another within a few heartbeats, which answers on the same channel; this bound
+/// only matters when no worker runs at all.
+pub const MAX_ANSWER_WAIT: Duration = Duration::from_secs(600);
+/// Interval of the `: ping` comment on an event stream.
+pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
+/// The answer when the wait ran out first.
+pub const STILL_ANSWERING: &str =
+    "the answer is not ready yet; it will appear in the message list when it is";
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(debug_chat))
+        .routes(routes!(stop_debug_message))
+}
+
+/// Whether the caller asked for Server-Sent Events.
+fn wants_event_stream(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.to_ascii_lowercase().contains("text/event-stream"))
+}
+
+/// Seed 1.5: asks the app's effective config (the draft, else the published one) a question
+/// in the debug conversation.
+///
+/// The blocking call answers the stored message once a worker has answered it (`fail` with
+/// the provider's error text when the provider failed or is not configured; the question is
+/// stored either way). With `Accept: text/event-stream` the answer is streamed as events, one
+/// JSON object per `data:` line: `message_created {id, conversation_id}`, then
+/// `answer_delta {id, delta}` for each piece, then one of `message_end {message}`,
+/// `error {id, message}` (the error text) or `stopped {id, message}` (the stored message
+/// with its partial answer); a `: ping` comment every 15 s keeps the connection open.
+#[utoipa::path(post, path = "/api/apps/{app_id}/debug", tag = "apps",
+    security(("bearer" = [])),
+    params(("app_id" = String, Path, description = "app id (UUID)")),
+    request_body = DebugRequest,
+    responses(
+        (status = 200, description = "the answered message, or (with `Accept: text/event-stream`) its events",
+            content((Envelope<MessageView> = "application/json"), ("text/event-stream"))),
+        (status = 400, description = "`fail`: the provider failed or is not configured (the question is stored with status `error`); or the body is not JSON", body = ErrorEnvelope),
+        (status = 401, description = "no valid access token", body = ErrorEnvelope),
+        (status = 403, description = "the app belongs to another account", body = ErrorEnvelope),
+        (status = 404, description = "no such app", body = ErrorEnvelope),
+        (status = 422, description = "query missing or longer than 2000 characters", body = ErrorEnvelope),
+    ))]
+#[tracing::instrument(skip_all, fields(app_id = %app_id))]
+async fn debug_chat(
+    State(state): State<AppState>,
+    account: CurrentAccount,
+    AppId(app_id): AppId,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<DebugRequest>,
+) -> Result<Response, ApiError> {
+    let query = body.into_query().map_err(ApiError::Validation)?;
+    let detail = owned_app(&state, &account, app_id).await?;
+    let config = detail.effective_config().ok_or_else(|| {
+        ApiError::fail(
+            "the app has no config to debug with; save one with PUT /apps/{app_id}/config",
+        )
+    })?;
+    let conversation_id = messages::ensure_debug_conversation(
+        &state.db,
+        app_id,
+        account.id,
+        detail.app.debug_conversation_id,
+        now_ms(),
+    )
+    .await?
+    .ok_or_else(|| ApiError::not_found(access::APP_NOT_FOUND))?;
+
+    let id = Uuid::new_v4();
+    let stream = wants_event_stream(&headers);
+    let message = |status, error| NewMessage {
+        id,
+        app_id,
+        conversation_id,
+        account_id: account.id,
+        query: &query,
+        model_config: &config.model_config.0,
+        memory_mode: &config.memory_mode,
+        stream_deltas: stream,
+        status,
+        error,
+        at_ms: now_ms(),
+    };
+    if chat::provider_base_url(&state.config).is_none() {
+        // Kept, so the question is not lost; answered with what to configure.
+        messages::insert_message(&state.db, message(status::ERROR, NO_PROVIDER)).await?;
+        return Err(ApiError::fail(NO_PROVIDER));
+    }
+
+    // Subscribe before the job exists: every event the worker publishes comes after this.
+    let events = state
+        .signals
+        .subscribe(&channel::message_events(id))
+        .await
+        .map_err(|e| ApiError::Internal(e.into()))?;
+    messages::insert_message(&state.db, message(status::PENDING, "")).await?;
+    if let Err(e) = state.queues.push(DebugChat { message_id: id }).await {
+        let _ = messages::fail_pending(
+            &state.db,
+            id,
+            "the question could not be queued; ask again",
+            now_ms(),
+        )
+        .await;
+        return Err(ApiError::Internal(e.into()));
+    }
+    tracing::debug!(message_id = %id, stream, "debug chat queued");
+
+    if stream {
+        return Ok(event_stream(state.db.clone(), id, conversation_id, events).into_response());
+    }
+    let message = wait_for_answer(&state.db, id, events).await?;
+    match message.status.as_str() {
+        status::NORMAL | status::STOPPED => {
+            Ok(Envelope::ok(MessageView::from(message)).into_response())
+        }
+        status::ERROR => Err(ApiError::fail(message.error)),
+        _ => Err(ApiError::fail(STILL_ANSWERING)),
+    }
+}
+
+/// Waits for the chat's final event (or [`MAX_ANSWER_WAIT`]) and reads the stored message.
+async fn wait_for_answer(db: &Db, id: Uuid, mut events: Subscription) -> Result<Message, ApiError> {
+    let _ = tokio::time::timeout(MAX_ANSWER_WAIT, async {
+        while let Some(payload) = events.next().await {
+            if ChatEvent::from_payload(&payload).is_some_and(|e| e.is_final()) {
+                break;
+            }
+        }
+    })
+    .await;
+    drop(events);
+    messages::get_message(db, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(access::APP_NOT_FOUND))
+}
+
+fn sse_event(name: &str, data: serde_json::Value) -> Event {
+    Event::default()
+        .event(name)
+        .json_data(data)
+        .unwrap_or_else(|_| Event::default().event(name))
+}
+
+/// The last event of a stream, from the stored message.
+async fn final_event(db: &Db, id: Uuid) -> Event {
+    let message = match messages::get_message(db, id).await {
+        Ok(Some(message)) => message,
+        Ok(None) => {
+            return sse_event("error", json!({"id": id, "message": access::APP_NOT_FOUND}));
+        }
+        Err(e) => {
+            tracing::error!(error.cause_chain = ?e, "reading the answered message failed");
+            return sse_event("error", json!({"id": id, "message": "internal error"}));
+        }
+    };
+    match message.status.as_str() {
+        status::NORMAL => sse_event(
+            "message_end",
+            json!({"message": MessageView::from(message)}),
+        ),
+        status::STOPPED => sse_event(
+            "stopped",
+            json!({"id": id, "message": MessageView::from(message)}),
+        ),
+        status::ERROR => sse_event("error", json!({"id": id, "message": message.error})),
+        _ => sse_event("error", json!({"id": id, "message": STILL_ANSWERING})),
+    }
+}
+
+/// `message_created`, the deltas as they come, then the final event; the stream ends there.
+fn event_stream(
+    db: Db,
+    id: Uuid,
+    conversation_id: Uuid,
+    events: Subscription,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let created = sse_event(
+        "message_created",
+        json!({"id": id, "conversation_id": conversation_id}),
+    );
+    let deadline = tokio::time::Instant::now() + MAX_ANSWER_WAIT;
+    let relay = stream::unfold(Some(events), move |events| {
+        let db = db.clone();
+        async move {
+            let mut events = events?;
+            while let Ok(Some(payload)) = tokio::time::timeout_at(deadline, events.next()).await {
+                match ChatEvent::from_payload(&payload) {
+                    Some(ChatEvent::AnswerDelta { delta }) => {
+                        let event = sse_event("answer_delta", json!({"id": id, "delta": delta}));
+                        return Some((event, Some(events)));
+                    }
+                    Some(_) => break,
+                    None => continue,
+                }
+            }
+            drop(events);
+            Some((final_event(&db, id).await, None))
+        }
+    });
+    Sse::new(stream::once(async move { created }).chain(relay).map(Ok))
+        .keep_alive(KeepAlive::new().interval(KEEP_ALIVE).text("ping"))
+}
+
+/// Stops the generation of a debug message: the worker holding it closes the provider
+/// request and keeps the partial answer (status `stopped`); a question not yet picked up is
+/// stopped at once. A message that already finished is left as it is.
+#[utoipa::path(post, path = "/api/apps/{app_id}/messages/{message_id}/stop", tag = "messages",
+    security(("bearer" = [])),
+    params(
+        ("app_id" = String, Path, description = "app id (UUID)"),
+        ("message_id" = String, Path, description = "message id (UUID)"),
+    ),
+    responses(
+        (status = 200, description = "stop requested (or nothing left to stop)", body = Envelope<Empty>),
+        (status = 401, description = "no valid access token", body = ErrorEnvelope),
+        (status = 403, description = "the app belongs to another account", body = ErrorEnvelope),
+        (status = 404, description = "no such app, or no such message in its debug conversation", body = ErrorEnvelope),
+    ))]
+#[tracing::instrument(skip_all, fields(message_id = %message_id))]
+async fn stop_debug_message(
+    State(state): State<AppState>,
+    account: CurrentAccount,
+    AppId(app_id): AppId,
+    MessageId(message_id): MessageId,
+) -> ApiResult<Empty> {
+    let detail = owned_app(&state, &account, app_id).await?;
+    debug_message(&state, &detail, message_id).await?;
+    let signal = match messages::request_stop(&state.db, message_id, now_ms()).await? {
+        StopOutcome::StoppedQueued => Some((
+            channel::message_events(message_id),
+            ChatEvent::Stopped.to_payload(),
+        )),
+        StopOutcome::Requested => Some((channel::message_stop(message_id), String::new())),
+        StopOutcome::AlreadyFinished | StopOutcome::Unknown => None,
+    };
+    if let Some((channel, payload)) = signal {
+        state
+            .signals
+            .publish(&channel, &payload)
+            .await
+            .map_err(|e| ApiError::Internal(e.into()))?;
+        tracing::info!("stop requested");
+    }
+    Ok(Envelope::empty())
+}

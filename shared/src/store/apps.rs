@@ -1,0 +1,526 @@
+//! LLM apps and their configs. An app has at most one draft config (`drafted`, created with
+//! the app) and one published copy of it (`published`); the unique key `(app_id, status)`
+//! keeps it so. Times are Unix milliseconds.
+
+use serde_json::Value;
+use sqlx::types::Json;
+use uuid::Uuid;
+
+use super::{Db, StoreError};
+use crate::with_pool;
+
+/// Config statuses as stored.
+pub mod config_status {
+    pub const DRAFTED: &str = "drafted";
+    pub const PUBLISHED: &str = "published";
+}
+
+/// An app row.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct App {
+    pub id: Uuid,
+    pub account_id: Uuid,
+    pub name: String,
+    pub icon: String,
+    pub description: String,
+    pub debug_conversation_id: Option<Uuid>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// A config row.
+#[derive(Clone, Debug, PartialEq, sqlx::FromRow)]
+pub struct AppConfig {
+    pub id: Uuid,
+    pub status: String,
+    pub model_config: Json<Value>,
+    pub memory_mode: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// An app with its configs.
+#[derive(Clone, Debug)]
+pub struct AppDetail {
+    pub app: App,
+    pub drafted: Option<AppConfig>,
+    pub published: Option<AppConfig>,
+}
+
+impl AppDetail {
+    /// The config a debug chat uses: the draft if there is one, else the published one.
+    pub fn effective_config(&self) -> Option<&AppConfig> {
+        self.drafted.as_ref().or(self.published.as_ref())
+    }
+}
+
+/// An app of a listing: the row plus the ids of its configs.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct AppListItem {
+    #[sqlx(flatten)]
+    pub app: App,
+    pub drafted_app_config_id: Option<Uuid>,
+    pub published_app_config_id: Option<Uuid>,
+}
+
+/// A new app with its draft config.
+pub struct NewApp<'a> {
+    pub id: Uuid,
+    pub account_id: Uuid,
+    pub name: &'a str,
+    pub icon: &'a str,
+    pub description: &'a str,
+    pub draft_id: Uuid,
+    pub model_config: &'a Value,
+    pub memory_mode: &'a str,
+    pub at_ms: i64,
+}
+
+/// Changes to an app's own fields; `None` keeps a field.
+#[derive(Default)]
+pub struct AppChanges<'a> {
+    pub name: Option<&'a str>,
+    pub icon: Option<&'a str>,
+    pub description: Option<&'a str>,
+}
+
+macro_rules! app_columns {
+    ($p:literal) => {
+        concat!(
+            $p,
+            "id, ",
+            $p,
+            "account_id, ",
+            $p,
+            "name, ",
+            $p,
+            "icon, ",
+            $p,
+            "description, ",
+            $p,
+            "debug_conversation_id, ",
+            $p,
+            "created_at, ",
+            $p,
+            "updated_at"
+        )
+    };
+}
+
+/// Inserts the app and its draft config in one transaction.
+pub async fn insert_app(db: &Db, new: NewApp<'_>) -> Result<(), StoreError> {
+    with_pool!(db, pool => async {
+        let mut tx = pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO apps (id, account_id, name, icon, description, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $6)")
+            .bind(new.id).bind(new.account_id).bind(new.name).bind(new.icon)
+            .bind(new.description).bind(new.at_ms)
+            .execute(&mut *tx).await?;
+        sqlx::query(
+            "INSERT INTO app_configs (id, app_id, status, model_config, memory_mode, created_at, updated_at)
+             VALUES ($1, $2, 'drafted', $3, $4, $5, $5)")
+            .bind(new.draft_id).bind(new.id).bind(Json(new.model_config))
+            .bind(new.memory_mode).bind(new.at_ms)
+            .execute(&mut *tx).await?;
+        tx.commit().await
+    }.await)?;
+    Ok(())
+}
+
+/// The row behind [`AppDetail`]: the app joined with both configs.
+#[derive(sqlx::FromRow)]
+struct AppDetailRow {
+    #[sqlx(flatten)]
+    app: App,
+    d_id: Option<Uuid>,
+    d_model_config: Option<Json<Value>>,
+    d_memory_mode: Option<String>,
+    d_created_at: Option<i64>,
+    d_updated_at: Option<i64>,
+    p_id: Option<Uuid>,
+    p_model_config: Option<Json<Value>>,
+    p_memory_mode: Option<String>,
+    p_created_at: Option<i64>,
+    p_updated_at: Option<i64>,
+}
+
+fn joined_config(
+    status: &str,
+    id: Option<Uuid>,
+    model_config: Option<Json<Value>>,
+    memory_mode: Option<String>,
+    created_at: Option<i64>,
+    updated_at: Option<i64>,
+) -> Option<AppConfig> {
+    Some(AppConfig {
+        id: id?,
+        status: status.to_owned(),
+        model_config: model_config?,
+        memory_mode: memory_mode?,
+        created_at: created_at?,
+        updated_at: updated_at?,
+    })
+}
+
+/// The app with its draft and published configs, in one query.
+pub async fn get_app(db: &Db, id: Uuid) -> Result<Option<AppDetail>, StoreError> {
+    let row = with_pool!(db, pool => sqlx::query_as::<_, AppDetailRow>(concat!(
+        "SELECT ", app_columns!("a."), ",
+                d.id AS d_id, d.model_config AS d_model_config, d.memory_mode AS d_memory_mode,
+                d.created_at AS d_created_at, d.updated_at AS d_updated_at,
+                p.id AS p_id, p.model_config AS p_model_config, p.memory_mode AS p_memory_mode,
+                p.created_at AS p_created_at, p.updated_at AS p_updated_at
+         FROM apps a
+         LEFT JOIN app_configs d ON d.app_id = a.id AND d.status = 'drafted'
+         LEFT JOIN app_configs p ON p.app_id = a.id AND p.status = 'published'
+         WHERE a.id = $1"))
+        .bind(id).fetch_optional(pool).await)?;
+    Ok(row.map(|r| AppDetail {
+        app: r.app,
+        drafted: joined_config(
+            config_status::DRAFTED,
+            r.d_id,
+            r.d_model_config,
+            r.d_memory_mode,
+            r.d_created_at,
+            r.d_updated_at,
+        ),
+        published: joined_config(
+            config_status::PUBLISHED,
+            r.p_id,
+            r.p_model_config,
+            r.p_memory_mode,
+            r.p_created_at,
+            r.p_updated_at,
+        ),
+    }))
+}
+
+/// `%word%` for `LIKE ... ESCAPE '\'`, with the word's own wildcards escaped.
+fn contains_pattern(word: &str) -> String {
+    let mut pattern = String::with_capacity(word.len() + 2);
+    pattern.push('%');
+    for c in word.chars() {
+        if matches!(c, '\\' | '%' | '_') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    pattern
+}
+
+/// One page of the account's apps, newest first, whose name contains `search_word`
+/// (case-insensitively), and how many match in all.
+pub async fn list_apps(
+    db: &Db,
+    account_id: Uuid,
+    search_word: Option<&str>,
+    limit: i64,
+    offset: i64,
+) -> Result<(Vec<AppListItem>, u64), StoreError> {
+    let pattern = contains_pattern(search_word.unwrap_or_default());
+    let (total,): (i64,) = with_pool!(db, pool => sqlx::query_as(
+        "SELECT COUNT(*) FROM apps WHERE account_id = $1 AND LOWER(name) LIKE LOWER($2) ESCAPE '\\'")
+        .bind(account_id).bind(&pattern).fetch_one(pool).await)?;
+    if total == 0 {
+        return Ok((Vec::new(), 0));
+    }
+    let items = with_pool!(db, pool => sqlx::query_as::<_, AppListItem>(concat!(
+        "SELECT ", app_columns!("a."), ",
+                (SELECT c.id FROM app_configs c WHERE c.app_id = a.id AND c.status = 'drafted') AS drafted_app_config_id,
+                (SELECT c.id FROM app_configs c WHERE c.app_id = a.id AND c.status = 'published') AS published_app_config_id
+         FROM apps a
+         WHERE a.account_id = $1 AND LOWER(a.name) LIKE LOWER($2) ESCAPE '\\'
+         ORDER BY a.created_at DESC, a.id DESC
+         LIMIT $3 OFFSET $4"))
+        .bind(account_id).bind(&pattern).bind(limit).bind(offset)
+        .fetch_all(pool).await)?;
+    Ok((items, total as u64))
+}
+
+/// Changes the given fields; returns whether the app exists.
+pub async fn update_app(
+    db: &Db,
+    id: Uuid,
+    changes: AppChanges<'_>,
+    at_ms: i64,
+) -> Result<bool, StoreError> {
+    let n = with_pool!(db, pool => sqlx::query(
+        "UPDATE apps SET name = COALESCE($2, name), icon = COALESCE($3, icon),
+                description = COALESCE($4, description), updated_at = $5
+         WHERE id = $1")
+        .bind(id).bind(changes.name).bind(changes.icon).bind(changes.description).bind(at_ms)
+        .execute(pool).await.map(|r| r.rows_affected()))?;
+    Ok(n == 1)
+}
+
+/// Deletes the app and everything under it (configs, conversations, messages) in one
+/// transaction; returns whether it existed.
+pub async fn delete_app(db: &Db, id: Uuid) -> Result<bool, StoreError> {
+    let n = with_pool!(db, pool => async {
+        let mut tx = pool.begin().await?;
+        for statement in [
+            "DELETE FROM messages WHERE app_id = $1",
+            "DELETE FROM conversations WHERE app_id = $1",
+            "DELETE FROM app_configs WHERE app_id = $1",
+        ] {
+            sqlx::query(statement).bind(id).execute(&mut *tx).await?;
+        }
+        let n = sqlx::query("DELETE FROM apps WHERE id = $1").bind(id)
+            .execute(&mut *tx).await?.rows_affected();
+        tx.commit().await?;
+        Ok::<_, sqlx::Error>(n)
+    }.await)?;
+    Ok(n == 1)
+}
+
+/// Writes the draft config, creating it (with `new_id`) when the app has none, and marks the
+/// app updated.
+pub async fn save_draft_config(
+    db: &Db,
+    app_id: Uuid,
+    new_id: Uuid,
+    model_config: &Value,
+    memory_mode: &str,
+    at_ms: i64,
+) -> Result<(), StoreError> {
+    with_pool!(db, pool => async {
+        let mut tx = pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO app_configs (id, app_id, status, model_config, memory_mode, created_at, updated_at)
+             VALUES ($1, $2, 'drafted', $3, $4, $5, $5)
+             ON CONFLICT (app_id, status) DO UPDATE SET model_config = excluded.model_config,
+                 memory_mode = excluded.memory_mode, updated_at = excluded.updated_at")
+            .bind(new_id).bind(app_id).bind(Json(model_config)).bind(memory_mode).bind(at_ms)
+            .execute(&mut *tx).await?;
+        sqlx::query("UPDATE apps SET updated_at = $2 WHERE id = $1")
+            .bind(app_id).bind(at_ms).execute(&mut *tx).await?;
+        tx.commit().await
+    }.await)?;
+    Ok(())
+}
+
+/// Copies the draft into the published config (created with `new_id` when there is none).
+/// Returns `false` when the app has no draft.
+pub async fn publish_draft(
+    db: &Db,
+    app_id: Uuid,
+    new_id: Uuid,
+    at_ms: i64,
+) -> Result<bool, StoreError> {
+    let n = with_pool!(db, pool => async {
+        let mut tx = pool.begin().await?;
+        // The WHERE clause also keeps SQLite from reading ON CONFLICT as a join constraint.
+        let n = sqlx::query(
+            "INSERT INTO app_configs (id, app_id, status, model_config, memory_mode, created_at, updated_at)
+             SELECT $2, app_id, 'published', model_config, memory_mode, $3, $3
+             FROM app_configs WHERE app_id = $1 AND status = 'drafted'
+             ON CONFLICT (app_id, status) DO UPDATE SET model_config = excluded.model_config,
+                 memory_mode = excluded.memory_mode, updated_at = excluded.updated_at")
+            .bind(app_id).bind(new_id).bind(at_ms)
+            .execute(&mut *tx).await?.rows_affected();
+        if n > 0 {
+            sqlx::query("UPDATE apps SET updated_at = $2 WHERE id = $1")
+                .bind(app_id).bind(at_ms).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok::<_, sqlx::Error>(n)
+    }.await)?;
+    Ok(n > 0)
+}
+
+/// Removes the published config; returns `false` when nothing was published.
+pub async fn cancel_publish(db: &Db, app_id: Uuid, at_ms: i64) -> Result<bool, StoreError> {
+    let n = with_pool!(db, pool => async {
+        let mut tx = pool.begin().await?;
+        let n = sqlx::query("DELETE FROM app_configs WHERE app_id = $1 AND status = 'published'")
+            .bind(app_id).execute(&mut *tx).await?.rows_affected();
+        if n > 0 {
+            sqlx::query("UPDATE apps SET updated_at = $2 WHERE id = $1")
+                .bind(app_id).bind(at_ms).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok::<_, sqlx::Error>(n)
+    }.await)?;
+    Ok(n > 0)
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::store::accounts::{self, NewAccount};
+
+    /// A migrated in-memory SQLite store with one account.
+    pub(crate) async fn store_with_account() -> (Db, Uuid) {
+        // One connection: each connection to `:memory:` is its own database.
+        let pool = sqlx::sqlite::SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect("sqlite::memory:")
+            .await
+            .unwrap();
+        let db = Db::Sqlite(pool);
+        db.migrate().await.unwrap();
+        let account = accounts::insert_account(
+            &db,
+            NewAccount {
+                id: Uuid::new_v4(),
+                email: &format!("{}@example.com", Uuid::new_v4().simple()),
+                name: "ada",
+                password_hash: "$argon2id$stub",
+                at_ms: 1,
+            },
+        )
+        .await
+        .unwrap();
+        (db, account.id)
+    }
+
+    pub(crate) async fn new_app(db: &Db, account_id: Uuid, name: &str, at_ms: i64) -> Uuid {
+        let id = Uuid::new_v4();
+        insert_app(
+            db,
+            NewApp {
+                id,
+                account_id,
+                name,
+                icon: "https://a.com/1.png",
+                description: "",
+                draft_id: Uuid::new_v4(),
+                model_config: &json!({"dialog_round": 3}),
+                memory_mode: "none",
+                at_ms,
+            },
+        )
+        .await
+        .unwrap();
+        id
+    }
+
+    #[tokio::test]
+    async fn a_new_app_has_a_draft_and_nothing_published() {
+        let (db, account) = store_with_account().await;
+        let id = new_app(&db, account, "Bot", 1_000).await;
+        let detail = get_app(&db, id).await.unwrap().unwrap();
+        assert_eq!(detail.app.name, "Bot");
+        assert_eq!(detail.app.debug_conversation_id, None);
+        let draft = detail.drafted.clone().unwrap();
+        assert_eq!(draft.status, "drafted");
+        assert_eq!(draft.model_config.0, json!({"dialog_round": 3}));
+        assert!(detail.published.is_none());
+        assert_eq!(detail.effective_config(), Some(&draft));
+        assert!(get_app(&db, Uuid::new_v4()).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn publish_copies_the_draft_and_cancel_removes_the_copy() {
+        let (db, account) = store_with_account().await;
+        let id = new_app(&db, account, "Bot", 1_000).await;
+        assert!(!cancel_publish(&db, id, 2_000).await.unwrap());
+        let published_id = Uuid::new_v4();
+        assert!(publish_draft(&db, id, published_id, 2_000).await.unwrap());
+        save_draft_config(
+            &db,
+            id,
+            Uuid::new_v4(),
+            &json!({"dialog_round": 9}),
+            "long_term_memory",
+            3_000,
+        )
+        .await
+        .unwrap();
+        let detail = get_app(&db, id).await.unwrap().unwrap();
+        let published = detail.published.unwrap();
+        assert_eq!(
+            (published.id, published.status.as_str()),
+            (published_id, "published")
+        );
+        assert_eq!(
+            published.model_config.0,
+            json!({"dialog_round": 3}),
+            "the copy keeps the old draft"
+        );
+        let draft = detail.drafted.unwrap();
+        assert_eq!(draft.model_config.0, json!({"dialog_round": 9}));
+        assert_eq!(
+            (draft.memory_mode.as_str(), draft.updated_at),
+            ("long_term_memory", 3_000)
+        );
+        assert_eq!(detail.app.updated_at, 3_000);
+
+        // Publishing again updates the same published row.
+        assert!(publish_draft(&db, id, Uuid::new_v4(), 4_000).await.unwrap());
+        let published = get_app(&db, id).await.unwrap().unwrap().published.unwrap();
+        assert_eq!(published.id, published_id);
+        assert_eq!(published.model_config.0, json!({"dialog_round": 9}));
+
+        assert!(cancel_publish(&db, id, 5_000).await.unwrap());
+        let detail = get_app(&db, id).await.unwrap().unwrap();
+        assert!(detail.published.is_none() && detail.drafted.is_some());
+    }
+
+    #[tokio::test]
+    async fn listing_is_newest_first_filtered_by_name_and_paged() {
+        let (db, account) = store_with_account().await;
+        for (i, name) in ["Alpha bot", "beta", "ALPHA two", "50%_off", "gamma"]
+            .iter()
+            .enumerate()
+        {
+            new_app(&db, account, name, 1_000 + i as i64).await;
+        }
+        let (items, total) = list_apps(&db, account, None, 2, 0).await.unwrap();
+        assert_eq!(total, 5);
+        let names: Vec<_> = items.iter().map(|i| i.app.name.as_str()).collect();
+        assert_eq!(names, ["gamma", "50%_off"]);
+        assert!(
+            items[0].drafted_app_config_id.is_some() && items[0].published_app_config_id.is_none()
+        );
+        let (items, total) = list_apps(&db, account, Some("alpha"), 10, 0).await.unwrap();
+        assert_eq!(total, 2);
+        let names: Vec<_> = items.iter().map(|i| i.app.name.as_str()).collect();
+        assert_eq!(names, ["ALPHA two", "Alpha bot"]);
+        let (_, total) = list_apps(&db, account, Some("%"), 10, 0).await.unwrap();
+        assert_eq!(
+            total, 1,
+            "a wildcard in the search word matches itself only"
+        );
+        let (_, total) = list_apps(&db, account, Some("_"), 10, 0).await.unwrap();
+        assert_eq!(total, 1);
+        let (items, total) = list_apps(&db, Uuid::new_v4(), None, 10, 0).await.unwrap();
+        assert_eq!((items.len(), total), (0, 0));
+    }
+
+    #[tokio::test]
+    async fn updates_keep_unchanged_fields_and_delete_removes_everything() {
+        let (db, account) = store_with_account().await;
+        let id = new_app(&db, account, "Bot", 1_000).await;
+        let changes = AppChanges {
+            description: Some("new"),
+            ..AppChanges::default()
+        };
+        assert!(update_app(&db, id, changes, 2_000).await.unwrap());
+        let app = get_app(&db, id).await.unwrap().unwrap().app;
+        assert_eq!(
+            (app.name.as_str(), app.description.as_str(), app.updated_at),
+            ("Bot", "new", 2_000)
+        );
+        assert!(
+            !update_app(&db, Uuid::new_v4(), AppChanges::default(), 1)
+                .await
+                .unwrap()
+        );
+
+        publish_draft(&db, id, Uuid::new_v4(), 3_000).await.unwrap();
+        assert!(delete_app(&db, id).await.unwrap());
+        assert!(get_app(&db, id).await.unwrap().is_none());
+        let (configs,): (i64,) =
+            with_pool!(&db, pool => sqlx::query_as("SELECT COUNT(*) FROM app_configs")
+            .fetch_one(pool).await)
+            .unwrap();
+        assert_eq!(configs, 0);
+        assert!(!delete_app(&db, id).await.unwrap());
+    }
+}

@@ -1,0 +1,579 @@
+//! Conversations and their messages. A message is one question and its answer, written by
+//! the API (`pending`) and answered by a worker: `pending` → `streaming` → `normal` | `error`
+//! | `stopped`. Deleted messages keep their row (`deleted_at`) and are never read again by
+//! listings or prompts. Times are Unix milliseconds.
+
+use serde_json::Value;
+use sqlx::types::Json;
+use uuid::Uuid;
+
+use super::{Db, StoreError};
+use crate::{chat::Round, with_pool};
+
+/// Message statuses as stored.
+pub mod status {
+    pub const PENDING: &str = "pending";
+    pub const STREAMING: &str = "streaming";
+    pub const NORMAL: &str = "normal";
+    pub const ERROR: &str = "error";
+    pub const STOPPED: &str = "stopped";
+
+    /// Whether no worker will touch the message again.
+    pub fn is_final(status: &str) -> bool {
+        matches!(status, NORMAL | ERROR | STOPPED)
+    }
+}
+
+/// A conversation row; the debug conversation of an app holds its long-term memory.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct Conversation {
+    pub id: Uuid,
+    pub app_id: Uuid,
+    pub summary: String,
+    pub summary_updated_at: i64,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// A message as the API shows it.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct Message {
+    pub id: Uuid,
+    pub app_id: Uuid,
+    pub conversation_id: Uuid,
+    pub query: String,
+    pub answer: String,
+    pub answer_tokens: i64,
+    /// Milliseconds from the job's start to the last token.
+    pub response_latency: f64,
+    pub status: String,
+    /// Why the answer failed; `""` otherwise.
+    pub error: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub deleted_at: Option<i64>,
+}
+
+/// A new message row.
+pub struct NewMessage<'a> {
+    pub id: Uuid,
+    pub app_id: Uuid,
+    pub conversation_id: Uuid,
+    pub account_id: Uuid,
+    pub query: &'a str,
+    /// The effective config at question time, which the worker answers with.
+    pub model_config: &'a Value,
+    pub memory_mode: &'a str,
+    /// Whether the caller streams (the worker then publishes deltas).
+    pub stream_deltas: bool,
+    /// `pending`, or `error` for a question that cannot be answered at all.
+    pub status: &'a str,
+    pub error: &'a str,
+    pub at_ms: i64,
+}
+
+/// What a worker needs to answer a message it claimed.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct MessageToAnswer {
+    pub id: Uuid,
+    pub conversation_id: Uuid,
+    pub query: String,
+    pub model_config: Json<Value>,
+    pub memory_mode: String,
+    pub stream_deltas: bool,
+    pub stop_requested: bool,
+    pub attempt: i32,
+    pub created_at: i64,
+}
+
+/// How an answer ended.
+pub struct AnswerOutcome<'a> {
+    /// `normal`, `error` or `stopped`.
+    pub status: &'a str,
+    pub answer: &'a str,
+    pub answer_tokens: i64,
+    pub response_latency_ms: f64,
+    pub error: &'a str,
+}
+
+/// The outcome of a stop request.
+#[derive(Debug, PartialEq, Eq)]
+pub enum StopOutcome {
+    Unknown,
+    /// Not yet picked up: stopped on the spot (empty answer); no worker will answer it.
+    StoppedQueued,
+    /// Being answered: the flag is set; the worker holding it must be signalled.
+    Requested,
+    /// Already final: nothing changes.
+    AlreadyFinished,
+}
+
+macro_rules! message_columns {
+    () => {
+        "id, app_id, conversation_id, query, answer, answer_tokens, response_latency, status, \
+         error, created_at, updated_at, deleted_at"
+    };
+}
+
+/// The app's debug conversation: `current` when set, else a new one recorded on the app
+/// (concurrent first calls agree on one). `None` when the app no longer exists.
+pub async fn ensure_debug_conversation(
+    db: &Db,
+    app_id: Uuid,
+    account_id: Uuid,
+    current: Option<Uuid>,
+    at_ms: i64,
+) -> Result<Option<Uuid>, StoreError> {
+    if let Some(id) = current {
+        return Ok(Some(id));
+    }
+    let id = Uuid::new_v4();
+    let claimed = with_pool!(db, pool => async {
+        let mut tx = pool.begin().await?;
+        let inserted = sqlx::query(
+            "INSERT INTO conversations (id, app_id, account_id, is_debug, summary, summary_updated_at, created_at, updated_at)
+             VALUES ($1, $2, $3, TRUE, '', $4, $4, $4)")
+            .bind(id).bind(app_id).bind(account_id).bind(at_ms)
+            .execute(&mut *tx).await;
+        match inserted {
+            // The app was deleted meanwhile.
+            Err(sqlx::Error::Database(e)) if e.is_foreign_key_violation() => return Ok(false),
+            other => other?,
+        };
+        let n = sqlx::query(
+            "UPDATE apps SET debug_conversation_id = $2 WHERE id = $1 AND debug_conversation_id IS NULL")
+            .bind(app_id).bind(id).execute(&mut *tx).await?.rows_affected();
+        if n == 1 {
+            tx.commit().await?;
+        } else {
+            // Another request set it first (or the app is gone): drop ours.
+            tx.rollback().await?;
+        }
+        Ok::<_, sqlx::Error>(n == 1)
+    }.await)?;
+    if claimed {
+        return Ok(Some(id));
+    }
+    let row: Option<(Option<Uuid>,)> = with_pool!(db, pool => sqlx::query_as(
+        "SELECT debug_conversation_id FROM apps WHERE id = $1")
+        .bind(app_id).fetch_optional(pool).await)?;
+    Ok(row.and_then(|(id,)| id))
+}
+
+pub async fn get_conversation(db: &Db, id: Uuid) -> Result<Option<Conversation>, StoreError> {
+    Ok(with_pool!(db, pool => sqlx::query_as::<_, Conversation>(
+        "SELECT id, app_id, summary, summary_updated_at, created_at, updated_at
+         FROM conversations WHERE id = $1")
+        .bind(id).fetch_optional(pool).await)?)
+}
+
+/// The conversation's long-term memory summary (`""` when the conversation is unknown).
+pub async fn get_summary(db: &Db, conversation_id: Uuid) -> Result<String, StoreError> {
+    let row: Option<(String,)> = with_pool!(db, pool => sqlx::query_as(
+        "SELECT summary FROM conversations WHERE id = $1")
+        .bind(conversation_id).fetch_optional(pool).await)?;
+    Ok(row.map(|(s,)| s).unwrap_or_default())
+}
+
+/// Replaces the summary; returns whether the conversation exists.
+pub async fn set_summary(
+    db: &Db,
+    conversation_id: Uuid,
+    summary: &str,
+    at_ms: i64,
+) -> Result<bool, StoreError> {
+    let n = with_pool!(db, pool => sqlx::query(
+        "UPDATE conversations SET summary = $2, summary_updated_at = $3, updated_at = $3 WHERE id = $1")
+        .bind(conversation_id).bind(summary).bind(at_ms)
+        .execute(pool).await.map(|r| r.rows_affected()))?;
+    Ok(n == 1)
+}
+
+pub async fn insert_message(db: &Db, new: NewMessage<'_>) -> Result<(), StoreError> {
+    with_pool!(db, pool => sqlx::query(
+        "INSERT INTO messages (id, app_id, conversation_id, account_id, query, status, error,
+                               model_config, memory_mode, stream_deltas, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11)")
+        .bind(new.id).bind(new.app_id).bind(new.conversation_id).bind(new.account_id)
+        .bind(new.query).bind(new.status).bind(new.error).bind(Json(new.model_config))
+        .bind(new.memory_mode).bind(new.stream_deltas).bind(new.at_ms)
+        .execute(pool).await.map(|r| r.rows_affected()))?;
+    Ok(())
+}
+
+/// The message, deleted or not.
+pub async fn get_message(db: &Db, id: Uuid) -> Result<Option<Message>, StoreError> {
+    Ok(with_pool!(db, pool => sqlx::query_as::<_, Message>(
+        concat!("SELECT ", message_columns!(), " FROM messages WHERE id = $1"))
+        .bind(id).fetch_optional(pool).await)?)
+}
+
+/// One page of the conversation's messages that are not deleted, newest first, and how many
+/// there are in all.
+pub async fn list_messages(
+    db: &Db,
+    conversation_id: Uuid,
+    limit: i64,
+    offset: i64,
+) -> Result<(Vec<Message>, u64), StoreError> {
+    let (total,): (i64,) = with_pool!(db, pool => sqlx::query_as(
+        "SELECT COUNT(*) FROM messages WHERE conversation_id = $1 AND deleted_at IS NULL")
+        .bind(conversation_id).fetch_one(pool).await)?;
+    if total == 0 {
+        return Ok((Vec::new(), 0));
+    }
+    let list = with_pool!(db, pool => sqlx::query_as::<_, Message>(concat!(
+        "SELECT ", message_columns!(), " FROM messages
+         WHERE conversation_id = $1 AND deleted_at IS NULL
+         ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $3"))
+        .bind(conversation_id).bind(limit).bind(offset).fetch_all(pool).await)?;
+    Ok((list, total as u64))
+}
+
+/// Claims the message for a new attempt: `pending`/`streaming` → `streaming`, attempt + 1.
+/// `None` when it is gone or already final (stopped while queued, answered by an earlier
+/// delivery of the job).
+pub async fn start_answer(
+    db: &Db,
+    id: Uuid,
+    at_ms: i64,
+) -> Result<Option<MessageToAnswer>, StoreError> {
+    Ok(with_pool!(db, pool => sqlx::query_as::<_, MessageToAnswer>(
+        "UPDATE messages SET status = 'streaming', attempt = attempt + 1, updated_at = $2
+         WHERE id = $1 AND status IN ('pending', 'streaming')
+         RETURNING id, conversation_id, query, model_config, memory_mode, stream_deltas,
+                   stop_requested, attempt, created_at")
+        .bind(id).bind(at_ms).fetch_optional(pool).await)?)
+}
+
+/// The last `limit` answered rounds of the conversation before `before_ms`, not deleted and
+/// other than `exclude`, oldest first.
+pub async fn recent_rounds(
+    db: &Db,
+    conversation_id: Uuid,
+    exclude: Uuid,
+    before_ms: i64,
+    limit: i64,
+) -> Result<Vec<Round>, StoreError> {
+    if limit <= 0 {
+        return Ok(Vec::new());
+    }
+    let mut rows: Vec<(String, String)> = with_pool!(db, pool => sqlx::query_as(
+        "SELECT query, answer FROM messages
+         WHERE conversation_id = $1 AND status = 'normal' AND deleted_at IS NULL
+           AND id <> $2 AND created_at <= $3
+         ORDER BY created_at DESC, id DESC LIMIT $4")
+        .bind(conversation_id).bind(exclude).bind(before_ms).bind(limit)
+        .fetch_all(pool).await)?;
+    rows.reverse();
+    Ok(rows
+        .into_iter()
+        .map(|(query, answer)| Round { query, answer })
+        .collect())
+}
+
+/// The final write of an answer. Returns whether this attempt still held the message.
+pub async fn finish_answer(
+    db: &Db,
+    id: Uuid,
+    attempt: i32,
+    outcome: AnswerOutcome<'_>,
+    at_ms: i64,
+) -> Result<bool, StoreError> {
+    let n = with_pool!(db, pool => sqlx::query(
+        "UPDATE messages SET status = $3, answer = $4, answer_tokens = $5, response_latency = $6,
+                error = $7, updated_at = $8
+         WHERE id = $1 AND attempt = $2 AND status = 'streaming'")
+        .bind(id).bind(attempt).bind(outcome.status).bind(outcome.answer)
+        .bind(outcome.answer_tokens).bind(outcome.response_latency_ms).bind(outcome.error)
+        .bind(at_ms)
+        .execute(pool).await.map(|r| r.rows_affected()))?;
+    Ok(n == 1)
+}
+
+/// Fails a message no worker has taken (its job could not be queued, or it cannot be
+/// answered at all). Returns whether it was still pending.
+pub async fn fail_pending(db: &Db, id: Uuid, error: &str, at_ms: i64) -> Result<bool, StoreError> {
+    let n = with_pool!(db, pool => sqlx::query(
+        "UPDATE messages SET status = 'error', error = $2, updated_at = $3
+         WHERE id = $1 AND status = 'pending'")
+        .bind(id).bind(error).bind(at_ms)
+        .execute(pool).await.map(|r| r.rows_affected()))?;
+    Ok(n == 1)
+}
+
+/// Stops a queued message at once, or flags one being answered for its worker.
+pub async fn request_stop(db: &Db, id: Uuid, at_ms: i64) -> Result<StopOutcome, StoreError> {
+    let queued = with_pool!(db, pool => sqlx::query(
+        "UPDATE messages SET status = 'stopped', stop_requested = TRUE, updated_at = $2
+         WHERE id = $1 AND status = 'pending'")
+        .bind(id).bind(at_ms).execute(pool).await.map(|r| r.rows_affected()))?;
+    if queued == 1 {
+        return Ok(StopOutcome::StoppedQueued);
+    }
+    let running: Option<(Uuid,)> = with_pool!(db, pool => sqlx::query_as(
+        "UPDATE messages SET stop_requested = TRUE WHERE id = $1 AND status = 'streaming' RETURNING id")
+        .bind(id).fetch_optional(pool).await)?;
+    if running.is_some() {
+        return Ok(StopOutcome::Requested);
+    }
+    let exists: Option<(Uuid,)> = with_pool!(db, pool => sqlx::query_as(
+        "SELECT id FROM messages WHERE id = $1").bind(id).fetch_optional(pool).await)?;
+    Ok(match exists {
+        Some(_) => StopOutcome::AlreadyFinished,
+        None => StopOutcome::Unknown,
+    })
+}
+
+/// Whether stop was requested (read by a worker right after subscribing to the stop signal,
+/// closing the race with a request that came before).
+pub async fn stop_requested(db: &Db, id: Uuid) -> Result<bool, StoreError> {
+    let row: Option<(bool,)> = with_pool!(db, pool => sqlx::query_as(
+        "SELECT stop_requested FROM messages WHERE id = $1").bind(id).fetch_optional(pool).await)?;
+    Ok(row.is_some_and(|(s,)| s))
+}
+
+/// Soft-deletes the message when it belongs to `conversation_id` and is not deleted yet;
+/// returns whether it did.
+pub async fn soft_delete_message(
+    db: &Db,
+    conversation_id: Uuid,
+    id: Uuid,
+    at_ms: i64,
+) -> Result<bool, StoreError> {
+    let n = with_pool!(db, pool => sqlx::query(
+        "UPDATE messages SET deleted_at = $3, updated_at = $3
+         WHERE id = $1 AND conversation_id = $2 AND deleted_at IS NULL")
+        .bind(id).bind(conversation_id).bind(at_ms)
+        .execute(pool).await.map(|r| r.rows_affected()))?;
+    Ok(n == 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::store::apps::{
+        self,
+        tests::{new_app, store_with_account},
+    };
+
+    async fn conversation(db: &Db, account: Uuid) -> (Uuid, Uuid) {
+        let app = new_app(db, account, "Bot", 1).await;
+        let conv = ensure_debug_conversation(db, app, account, None, 1)
+            .await
+            .unwrap()
+            .unwrap();
+        (app, conv)
+    }
+
+    async fn ask(db: &Db, app: Uuid, conv: Uuid, account: Uuid, query: &str, at_ms: i64) -> Uuid {
+        let id = Uuid::new_v4();
+        insert_message(
+            db,
+            NewMessage {
+                id,
+                app_id: app,
+                conversation_id: conv,
+                account_id: account,
+                query,
+                model_config: &json!({"dialog_round": 3}),
+                memory_mode: "none",
+                stream_deltas: false,
+                status: status::PENDING,
+                error: "",
+                at_ms,
+            },
+        )
+        .await
+        .unwrap();
+        id
+    }
+
+    async fn answer(db: &Db, id: Uuid, text: &str) {
+        let claimed = start_answer(db, id, 5).await.unwrap().unwrap();
+        let outcome = AnswerOutcome {
+            status: status::NORMAL,
+            answer: text,
+            answer_tokens: 2,
+            response_latency_ms: 1.5,
+            error: "",
+        };
+        assert!(
+            finish_answer(db, id, claimed.attempt, outcome, 6)
+                .await
+                .unwrap()
+        );
+    }
+
+    #[tokio::test]
+    async fn the_debug_conversation_is_created_once() {
+        let (db, account) = store_with_account().await;
+        let app = new_app(&db, account, "Bot", 1).await;
+        let first = ensure_debug_conversation(&db, app, account, None, 1)
+            .await
+            .unwrap()
+            .unwrap();
+        // A second request that read the app before the first set it.
+        let second = ensure_debug_conversation(&db, app, account, None, 2)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(first, second);
+        let detail = apps::get_app(&db, app).await.unwrap().unwrap();
+        assert_eq!(detail.app.debug_conversation_id, Some(first));
+        let (count,): (i64,) =
+            with_pool!(&db, pool => sqlx::query_as("SELECT COUNT(*) FROM conversations")
+            .fetch_one(pool).await)
+            .unwrap();
+        assert_eq!(count, 1);
+        assert_eq!(
+            ensure_debug_conversation(&db, Uuid::new_v4(), account, None, 3)
+                .await
+                .unwrap(),
+            None
+        );
+        assert!(set_summary(&db, first, "likes tea", 9).await.unwrap());
+        let conv = get_conversation(&db, first).await.unwrap().unwrap();
+        assert_eq!(
+            (conv.summary.as_str(), conv.summary_updated_at),
+            ("likes tea", 9)
+        );
+        assert_eq!(get_summary(&db, first).await.unwrap(), "likes tea");
+    }
+
+    #[tokio::test]
+    async fn a_message_goes_from_pending_to_answered_once() {
+        let (db, account) = store_with_account().await;
+        let (app, conv) = conversation(&db, account).await;
+        let id = ask(&db, app, conv, account, "hi", 10).await;
+        let claimed = start_answer(&db, id, 11).await.unwrap().unwrap();
+        assert_eq!((claimed.attempt, claimed.query.as_str()), (1, "hi"));
+        assert!(!claimed.stop_requested);
+        // A redelivery takes over; the first attempt can no longer write.
+        let again = start_answer(&db, id, 12).await.unwrap().unwrap();
+        assert_eq!(again.attempt, 2);
+        let outcome = |status| AnswerOutcome {
+            status,
+            answer: "hello",
+            answer_tokens: 1,
+            response_latency_ms: 3.25,
+            error: "",
+        };
+        assert!(
+            !finish_answer(&db, id, 1, outcome(status::NORMAL), 13)
+                .await
+                .unwrap()
+        );
+        assert!(
+            finish_answer(&db, id, 2, outcome(status::NORMAL), 13)
+                .await
+                .unwrap()
+        );
+        assert!(
+            start_answer(&db, id, 14).await.unwrap().is_none(),
+            "final: never claimed again"
+        );
+        let m = get_message(&db, id).await.unwrap().unwrap();
+        assert_eq!(
+            (m.status.as_str(), m.answer.as_str(), m.answer_tokens),
+            ("normal", "hello", 1)
+        );
+        assert_eq!(m.response_latency, 3.25);
+        assert_eq!(
+            request_stop(&db, id, 15).await.unwrap(),
+            StopOutcome::AlreadyFinished
+        );
+    }
+
+    #[tokio::test]
+    async fn stop_ends_a_queued_message_and_flags_a_running_one() {
+        let (db, account) = store_with_account().await;
+        let (app, conv) = conversation(&db, account).await;
+        let queued = ask(&db, app, conv, account, "a", 10).await;
+        assert_eq!(
+            request_stop(&db, queued, 11).await.unwrap(),
+            StopOutcome::StoppedQueued
+        );
+        assert!(start_answer(&db, queued, 12).await.unwrap().is_none());
+        assert_eq!(
+            get_message(&db, queued).await.unwrap().unwrap().status,
+            "stopped"
+        );
+
+        let running = ask(&db, app, conv, account, "b", 10).await;
+        start_answer(&db, running, 11).await.unwrap().unwrap();
+        assert!(!stop_requested(&db, running).await.unwrap());
+        assert_eq!(
+            request_stop(&db, running, 12).await.unwrap(),
+            StopOutcome::Requested
+        );
+        assert!(stop_requested(&db, running).await.unwrap());
+        assert_eq!(
+            request_stop(&db, Uuid::new_v4(), 12).await.unwrap(),
+            StopOutcome::Unknown
+        );
+
+        let failed = ask(&db, app, conv, account, "c", 10).await;
+        assert!(fail_pending(&db, failed, "no provider", 11).await.unwrap());
+        let m = get_message(&db, failed).await.unwrap().unwrap();
+        assert_eq!(
+            (m.status.as_str(), m.error.as_str()),
+            ("error", "no provider")
+        );
+        assert!(!fail_pending(&db, failed, "again", 12).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn history_and_listing_skip_deleted_and_unanswered_messages() {
+        let (db, account) = store_with_account().await;
+        let (app, conv) = conversation(&db, account).await;
+        let mut ids = Vec::new();
+        for i in 1..=4 {
+            let id = ask(&db, app, conv, account, &format!("q{i}"), 100 + i).await;
+            answer(&db, id, &format!("a{i}")).await;
+            ids.push(id);
+        }
+        let unanswered = ask(&db, app, conv, account, "q5", 105).await;
+        let current = ask(&db, app, conv, account, "q6", 106).await;
+
+        let rounds = recent_rounds(&db, conv, current, 106, 2).await.unwrap();
+        let queries: Vec<_> = rounds.iter().map(|r| r.query.as_str()).collect();
+        assert_eq!(queries, ["q3", "q4"]);
+        assert_eq!(rounds[1].answer, "a4");
+        assert!(
+            recent_rounds(&db, conv, current, 106, 0)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+
+        // Deleting round 4 brings round 2 into the window; deleting twice is refused.
+        assert!(soft_delete_message(&db, conv, ids[3], 200).await.unwrap());
+        assert!(!soft_delete_message(&db, conv, ids[3], 201).await.unwrap());
+        assert!(
+            !soft_delete_message(&db, Uuid::new_v4(), ids[2], 201)
+                .await
+                .unwrap()
+        );
+        let rounds = recent_rounds(&db, conv, current, 106, 2).await.unwrap();
+        let queries: Vec<_> = rounds.iter().map(|r| r.query.as_str()).collect();
+        assert_eq!(queries, ["q2", "q3"]);
+
+        let (page, total) = list_messages(&db, conv, 2, 0).await.unwrap();
+        assert_eq!(total, 5, "every message but the deleted one");
+        let ids_seen: Vec<_> = page.iter().map(|m| m.id).collect();
+        assert_eq!(ids_seen, [current, unanswered]);
+        let (page, _) = list_messages(&db, conv, 2, 4).await.unwrap();
+        assert_eq!(page[0].query, "q1");
+        assert!(
+            get_message(&db, ids[3])
+                .await
+                .unwrap()
+                .unwrap()
+                .deleted_at
+                .is_some()
+        );
+    }
+}
