@@ -518,7 +518,9 @@ async fn required_task_auth_refuses_calls_without_a_token() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_lets_a_worker_finish_its_run_before_it_exits() {
-    let Some(mut stack) = Stack::start(Mode::Distributed { workers: 1 }).await else { return };
+    let Some(mut stack) = Stack::start(Mode::Distributed { workers: 1 }).await else {
+        return;
+    };
     let llm = MockLlm::start().await;
     llm.set_latency(Duration::from_millis(1500));
     let inputs = json!({"model_name": "m", "llm_settings": {"temperature": 0.5}, "work": {"role": "r", "task": "t"}});
@@ -528,10 +530,17 @@ async fn sigterm_lets_a_worker_finish_its_run_before_it_exits() {
         assert!(Instant::now() < deadline, "the run never reached the LLM");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let status = stack.workers[0].terminate(Duration::from_secs(25)).expect("worker did not stop");
+    let status = stack.workers[0]
+        .terminate(Duration::from_secs(25))
+        .expect("worker did not stop");
     assert!(status.success(), "worker exit status {status}");
     // The run finished on the stopping worker; no other worker exists to retry it.
     let rep = report(&stack, &id).await;
-    assert_eq!(rep["workflowStatus"]["status"], "succeeded", "{rep}\n{}", stack.logs());
+    assert_eq!(
+        rep["workflowStatus"]["status"],
+        "succeeded",
+        "{rep}\n{}",
+        stack.logs()
+    );
     assert_eq!(llm.completed(), 1);
 }
