@@ -111,7 +111,7 @@ impl LlmClient {
     ) -> Result<ChatCompletion, LlmError> {
         let url = completions_url(base_url)?;
         let response = self
-            .send_with_retry(&url, api_key, &body, |request| {
+            .send_with_retry(&url, api_key, &body, Some(self.timeout), |request| {
                 let timeout = self.timeout;
                 async move {
                     let response = request
@@ -149,11 +149,13 @@ impl LlmClient {
                 .or_insert_with(|| serde_json::json!({"include_usage": true}));
         }
         let timeout = self.timeout;
+        // No total timeout: a long answer may stream for minutes. The timeout bounds the wait
+        // for the response headers here, and then each gap between events.
         let response = self
-            .send_with_retry(&url, api_key, &body, |request| async move {
-                let response = request
-                    .send()
+            .send_with_retry(&url, api_key, &body, None, |request| async move {
+                let response = tokio::time::timeout(timeout, request.send())
                     .await
+                    .map_err(|_| LlmError::Timeout(timeout))?
                     .map_err(|e| map_send_error(e, timeout))?;
                 let status = response.status();
                 if !status.is_success() {
@@ -217,12 +219,14 @@ impl LlmClient {
         Ok(Box::pin(stream))
     }
 
-    /// Send until success, a non-retryable error or the last attempt.
+    /// Send until success, a non-retryable error or the last attempt. `total_timeout` bounds a
+    /// whole attempt, response body included.
     async fn send_with_retry<T, F, Fut>(
         &self,
         url: &str,
         api_key: &str,
         body: &Value,
+        total_timeout: Option<Duration>,
         attempt: F,
     ) -> Result<T, LlmError>
     where
@@ -232,12 +236,10 @@ impl LlmClient {
         let mut tries = 0;
         loop {
             tries += 1;
-            let request = self
-                .http
-                .post(url)
-                .bearer_auth(api_key)
-                .json(body)
-                .timeout(self.timeout);
+            let mut request = self.http.post(url).bearer_auth(api_key).json(body);
+            if let Some(timeout) = total_timeout {
+                request = request.timeout(timeout);
+            }
             match attempt(request).await {
                 Ok(value) => return Ok(value),
                 Err(error) if error.is_retryable() && tries < self.max_attempts => {

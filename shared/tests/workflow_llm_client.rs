@@ -170,3 +170,40 @@ async fn chat_stream_reports_error_statuses_before_streaming() {
         .unwrap();
     assert!(matches!(error, LlmError::Status { status: 401, .. }));
 }
+
+#[tokio::test]
+async fn a_stream_may_outlast_the_timeout_while_events_keep_coming() {
+    let llm = MockLlm::start().await;
+    let mut stream = client()
+        .with_timeout(Duration::from_millis(200))
+        .chat_stream(&llm.api_host(), "k", body("slow-stream-25"))
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let mut deltas = 0;
+    while let Some(chunk) = stream.next().await {
+        if let ChatChunk::Delta(_) = chunk.unwrap() {
+            deltas += 1;
+        }
+    }
+    assert_eq!(deltas, 25);
+    assert!(started.elapsed() > Duration::from_millis(400));
+}
+
+#[tokio::test]
+async fn a_stalled_stream_times_out_between_events() {
+    let llm = MockLlm::start().await;
+    let mut stream = client()
+        .with_timeout(Duration::from_millis(200))
+        .chat_stream(&llm.api_host(), "k", body("stall-stream"))
+        .await
+        .unwrap();
+    let mut last = None;
+    while let Some(chunk) = stream.next().await {
+        last = Some(chunk);
+    }
+    assert_eq!(
+        last,
+        Some(Err(LlmError::Timeout(Duration::from_millis(200))))
+    );
+}

@@ -74,3 +74,18 @@ pub fn render_template(
     }
     scope.render_template(&Template::parse(template))
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    #[test]
+    fn render_template_resolves_refs_and_paths_against_the_given_variables() {
+        let variables = json!({"start_0": {"work": {"role": "Chat", "n": [1.5, 2]}, "flag": true}});
+        let out = super::render_template(
+            "<{{start_0.work.role}}> {{start_0.work.n}} {{start_0.work.n.0}} {{start_0.flag}} [{{missing.x}}]",
+            variables.as_object().unwrap(),
+        );
+        assert_eq!(out, "<Chat> 1.5,2 1.5 true []");
+    }
+}

@@ -46,7 +46,8 @@ pub struct LlmStats {
 
 /// An OpenAI-compatible `/chat/completions` server. The model name steers it:
 /// `status-<code>` answers that status; `flaky-<n>` answers 503 to the first n requests;
-/// `slow` waits 30 s; `slow-stream` streams 500 chunks 20 ms apart.
+/// `slow` waits 30 s; `slow-stream` streams 500 chunks 20 ms apart (`slow-stream-<n>`: n chunks);
+/// `stall-stream` sends one chunk and then nothing for 30 s.
 pub struct MockLlm {
     pub origin: String,
     pub stats: Arc<LlmStats>,
@@ -128,22 +129,29 @@ async fn llm_answer(stats: &Arc<LlmStats>, body: Bytes) -> Response {
     let usage = json!({"prompt_tokens": 10, "completion_tokens": 20, "total_tokens": 30});
 
     if request["stream"] == true {
-        let words: Vec<String> = if model == "slow-stream" {
-            (0..500).map(|i| format!("w{i} ")).collect()
-        } else {
-            sentence.split_inclusive(' ').map(str::to_owned).collect()
+        let slow = model
+            .strip_prefix("slow-stream")
+            .map(|n| n.trim_start_matches('-').parse::<usize>().unwrap_or(500));
+        let words: Vec<String> = match slow {
+            Some(n) => (0..n).map(|i| format!("w{i} ")).collect(),
+            None => sentence.split_inclusive(' ').map(str::to_owned).collect(),
         };
-        let delay = if model == "slow-stream" { 20 } else { 0 };
+        let delay = if slow.is_some() { 20 } else { 0 };
+        let stall = model == "stall-stream";
         let stats = stats.clone();
         let events = futures::stream::unfold(
             (
                 words.into_iter(),
                 Some(usage),
                 DropFlag(stats.clone(), false),
+                0usize,
             ),
-            move |(mut words, mut usage, mut flag)| async move {
+            move |(mut words, mut usage, mut flag, sent)| async move {
                 if delay > 0 {
                     tokio::time::sleep(Duration::from_millis(delay)).await;
+                }
+                if stall && sent > 0 {
+                    tokio::time::sleep(Duration::from_secs(30)).await;
                 }
                 let data = if let Some(word) = words.next() {
                     json!({"choices": [{"index": 0, "delta": {"content": word}}]}).to_string()
@@ -157,7 +165,10 @@ async fn llm_answer(stats: &Arc<LlmStats>, body: Bytes) -> Response {
                     return None;
                 };
                 let frame = Bytes::from(format!("data: {data}\n\n"));
-                Some((Ok::<_, std::io::Error>(frame), (words, usage, flag)))
+                Some((
+                    Ok::<_, std::io::Error>(frame),
+                    (words, usage, flag, sent + 1),
+                ))
             },
         );
         return Response::builder()
