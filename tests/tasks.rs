@@ -263,21 +263,7 @@ async fn a_run_survives_the_kill_of_the_worker_holding_it() {
     llm.set_latency(Duration::from_secs(3));
     let inputs = json!({"model_name": "m", "llm_settings": {"temperature": 0.5}, "work": {"role": "r", "task": "t"}});
     let id = run(&stack, &fixture("basic", &llm), inputs).await;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let holder = loop {
-        if let Some(i) = stack.workers.iter().position(|w| {
-            w.log_text()
-                .contains(&format!("task {id} attempt 1 started"))
-        }) {
-            break i;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no worker took the task:\n{}",
-            stack.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let holder = worker_holding(&stack, &id).await;
     stack.workers[holder].kill9();
     let r = stack
         .client
@@ -314,21 +300,7 @@ async fn a_run_whose_attempts_are_used_up_fails_saying_so() {
     llm.set_latency(Duration::from_secs(3));
     let inputs = json!({"model_name": "m", "llm_settings": {"temperature": 0.5}, "work": {"role": "r", "task": "t"}});
     let id = run(&stack, &fixture("basic", &llm), inputs).await;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let holder = loop {
-        if let Some(i) = stack.workers.iter().position(|w| {
-            w.log_text()
-                .contains(&format!("task {id} attempt 1 started"))
-        }) {
-            break i;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no worker took the task:\n{}",
-            stack.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let holder = worker_holding(&stack, &id).await;
     stack.workers[holder].kill9();
     let out = stack
         .client
@@ -543,4 +515,25 @@ async fn sigterm_lets_a_worker_finish_its_run_before_it_exits() {
         stack.logs()
     );
     assert_eq!(llm.completed(), 1);
+}
+
+/// The index of the worker that started attempt 1 of the task (from its log).
+async fn worker_holding(stack: &Stack, id: &str) -> usize {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let started = format!("task {id} attempt 1 started");
+    loop {
+        if let Some(i) = stack
+            .workers
+            .iter()
+            .position(|w| w.log_text().contains(&started))
+        {
+            return i;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no worker took the task:\n{}",
+            stack.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

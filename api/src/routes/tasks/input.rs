@@ -104,16 +104,19 @@ impl TaskQuery {
             .map_err(|e| TaskError::Invalid(format!("invalid query: {}", e.body_text())))
     }
 
-    pub fn task_id(&self) -> Result<&str, TaskError> {
-        self.task_id
+    /// The task named by `taskID`: the raw text (for messages) and its id.
+    pub fn task(&self) -> Result<(&str, Uuid), TaskError> {
+        let raw = self
+            .task_id
             .as_deref()
             .filter(|s| !s.is_empty())
-            .ok_or_else(|| TaskError::Invalid("taskID is required".into()))
+            .ok_or_else(|| TaskError::Invalid("taskID is required".into()))?;
+        Ok((raw, parse_task_id(raw)?))
     }
 }
 
 /// A task id from the wire: anything that is not a UUID names no task.
-pub fn parse_task_id(raw: &str) -> Result<Uuid, TaskError> {
+fn parse_task_id(raw: &str) -> Result<Uuid, TaskError> {
     Uuid::parse_str(raw).map_err(|_| TaskError::NotFound(raw.to_owned()))
 }
 

@@ -34,7 +34,7 @@ use uuid::Uuid;
 
 pub use caller::TaskCaller;
 pub use error::{TaskError, TaskErrorBody};
-use input::{TaskCancelInput, TaskQuery, TaskRunInput, parse_task_id};
+use input::{TaskCancelInput, TaskQuery, TaskRunInput};
 
 use crate::state::AppState;
 
@@ -174,8 +174,7 @@ async fn get_task_result(
     query: Result<Query<TaskQuery>, QueryRejection>,
 ) -> Result<Json<Value>, TaskError> {
     let query = TaskQuery::from_query(query)?;
-    let raw = query.task_id()?;
-    let id = parse_task_id(raw)?;
+    let (raw, id) = query.task()?;
     let wait = query
         .wait
         .filter(|w| *w > 0)
@@ -225,8 +224,7 @@ async fn get_task_report(
     query: Result<Query<TaskQuery>, QueryRejection>,
 ) -> Result<Json<Value>, TaskError> {
     let query = TaskQuery::from_query(query)?;
-    let raw = query.task_id()?;
-    let id = parse_task_id(raw)?;
+    let (raw, id) = query.task()?;
     let view = visible(tasks::get_task_report(&state.db, id).await?, &caller, raw)?;
     Ok(Json(view.document.map(|d| d.0).unwrap_or(Value::Null)))
 }
