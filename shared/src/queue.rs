@@ -27,6 +27,10 @@ pub const CHAT_QUEUE: &str = "llmops-chat";
 /// not wait on it.
 pub const FALLBACK_POLL: Duration = Duration::from_millis(250);
 
+/// See [`QueueWaker::stream`]: how long after a wake a second one is sent, unless another wake
+/// came first.
+pub const WAKE_ECHO: Duration = Duration::from_millis(5);
+
 /// Run one workflow task (`tasks.id`).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct RunWorkflow {
@@ -255,10 +259,21 @@ impl QueueWaker {
     }
 
     /// A fresh stream for one apalis worker (apalis re-creates workers on restart).
+    ///
+    /// apalis consumes a wake even while a fetch is already in flight, and that fetch may have
+    /// started just before the job was committed: the job would then wait for the fallback
+    /// tick. So [`WAKE_ECHO`] after the last of a run of wakes, the stream wakes once more
+    /// (one extra poll per burst, not per job).
     pub fn stream(&self) -> WakeStream {
-        let signalled = futures::stream::unfold(self.notify.clone(), |n| async move {
+        let signalled = futures::stream::unfold((self.notify.clone(), false), |(n, echo_due)| async move {
+            if echo_due {
+                // A wake within the window is passed on and the echo moves after it; a quiet
+                // window sends the echo.
+                let another = tokio::time::timeout(WAKE_ECHO, n.notified()).await.is_ok();
+                return Some(((), (n, another)));
+            }
             n.notified().await;
-            Some(((), n))
+            Some(((), (n, true)))
         });
         let mut interval = tokio::time::interval(self.fallback);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
