@@ -373,6 +373,8 @@ with_llm! {
 
         // Listing: newest first, paginated, filtered by name, without the embedded configs.
         for name in ["Beta", "alpha two", "Gamma"] {
+            // Creation times are milliseconds: keep them apart so the order is defined.
+            tokio::time::sleep(Duration::from_millis(3)).await;
             ada.create_app(name).await;
         }
         let (_, page) = ada.get("/api/apps?current_page=1&page_size=3").await;
@@ -749,6 +751,15 @@ with_llm! {
         let system = roles(&chat_requests(&llm)[1])[0].clone();
         assert!(system.contains(after["summary"].as_str().unwrap()), "{system}");
 
+        // The mock echoes its prompt, so each summary holds the one before it twice over; the
+        // stored summary stays within the 10,000-character limit all the same.
+        for i in 0..4 {
+            let message = ada.ask(&id, &format!("round {i}")).await;
+            assert_eq!(message["status"], "normal", "{message}");
+        }
+        let summary = ada.get(&path).await.1["data"]["summary"].as_str().unwrap().to_owned();
+        assert_eq!(summary.chars().count(), 10_000, "the summary is cut at the limit");
+
         // Memory off: no summary in the prompt, no summarising call.
         ada.configure(&id, json!({}), "none").await;
         let count = llm.requests().len();
@@ -811,17 +822,19 @@ with_llm! {
         let (name, created) = events.next().await.unwrap();
         assert_eq!(name, "message_created");
         let message_id = created["id"].as_str().unwrap().to_owned();
-        for _ in 0..3 {
-            assert_eq!(events.next().await.unwrap().0, "answer_delta");
+        let mut streamed = String::new();
+        while streamed.split_whitespace().count() < 3 {
+            let (name, delta) = events.next().await.unwrap();
+            assert_eq!(name, "answer_delta");
+            streamed.push_str(delta["delta"].as_str().unwrap());
         }
         let asked = Instant::now();
         let (status, body) = ada.post_empty(&format!("/api/apps/{id}/messages/{message_id}/stop")).await;
         assert_eq!((status, &body["data"]), (200, &json!({})), "{body}");
-        let mut deltas = 3;
         let stopped = loop {
             let (name, data) = events.next().await.expect("the stream ends with `stopped`");
             match name.as_str() {
-                "answer_delta" => deltas += 1,
+                "answer_delta" => streamed.push_str(data["delta"].as_str().unwrap()),
                 "stopped" => break data,
                 other => panic!("unexpected {other}: {data}"),
             }
@@ -833,7 +846,7 @@ with_llm! {
         assert_eq!(stopped["message"]["status"], "stopped");
         assert!(partial.starts_with("word1 word2 word3"), "{partial}");
         assert!(partial.split_whitespace().count() < 40, "partial: {partial}");
-        assert_eq!(partial.split_whitespace().count(), deltas, "{partial}");
+        assert_eq!(partial, streamed, "the partial answer is what was streamed");
 
         let deadline = Instant::now() + Duration::from_secs(3);
         while llm.dropped() == 0 {
@@ -916,6 +929,30 @@ with_llm! {
             }
         }
         assert_eq!(listed, ids, "all fifty are listed");
+    }
+}
+
+with_llm! {
+    async fn deleting_an_app_mid_chat_releases_the_waiting_call(stack, llm) {
+        let ada = User::sign_up(&stack).await;
+        let id = ada.create_app("Doomed").await;
+        llm.set_latency(Duration::from_millis(800));
+        let call = {
+            let (client, url, token) = (stack.client.clone(), stack.url(&format!("/api/apps/{id}/debug")), ada.token.clone());
+            tokio::spawn(async move {
+                let r = client.post(url).bearer_auth(token).json(&json!({"query": "hello?"})).send().await.unwrap();
+                (r.status().as_u16(), r.json::<Value>().await.unwrap())
+            })
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while llm.requests().is_empty() {
+            assert!(Instant::now() < deadline, "the LLM call never started");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let (status, _) = ada.post_empty(&format!("/api/apps/{id}/delete")).await;
+        assert_eq!(status, 200);
+        let (status, body) = tokio::time::timeout(Duration::from_secs(5), call).await.expect("the call was released").unwrap();
+        assert_eq!((status, body["code"].as_str().unwrap()), (404, "not_found"), "{body}");
     }
 }
 

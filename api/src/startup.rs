@@ -3,6 +3,7 @@
 
 use std::{future::Future, net::SocketAddr, sync::Arc};
 
+use axum::serve::ListenerExt;
 use shared::{auth::secret, backends::Backends, config::Config};
 use tokio::{net::TcpListener, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
@@ -55,8 +56,13 @@ impl Application {
             "llmops-api listening; docs at http://{addr}/api/docs"
         );
         let http_stop = stop.clone();
+        // Without TCP_NODELAY every Server-Sent Event after the first waits for the client's
+        // delayed ACK (about 40 ms on Linux), so streamed answers would arrive in bursts.
+        let listener = self.listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         axum::serve(
-            self.listener,
+            listener,
             router.into_make_service_with_connect_info::<SocketAddr>(),
         )
         .with_graceful_shutdown(async move {

@@ -22,6 +22,7 @@ use axum::{
         sse::{Event, Sse},
     },
     routing::post,
+    serve::ListenerExt,
 };
 use futures::stream;
 use serde_json::{Value, json};
@@ -58,6 +59,11 @@ impl MockLlm {
             .with_state(state.clone());
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
         let addr = listener.local_addr().expect("mock llm addr");
+        // Without TCP_NODELAY every streamed chunk after the first waits for the client's
+        // delayed ACK (~40 ms on Linux): the mock would not be "answering at once".
+        let listener = listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });

@@ -265,16 +265,17 @@ impl QueueWaker {
     /// tick. So [`WAKE_ECHO`] after the last of a run of wakes, the stream wakes once more
     /// (one extra poll per burst, not per job).
     pub fn stream(&self) -> WakeStream {
-        let signalled = futures::stream::unfold((self.notify.clone(), false), |(n, echo_due)| async move {
-            if echo_due {
-                // A wake within the window is passed on and the echo moves after it; a quiet
-                // window sends the echo.
-                let another = tokio::time::timeout(WAKE_ECHO, n.notified()).await.is_ok();
-                return Some(((), (n, another)));
-            }
-            n.notified().await;
-            Some(((), (n, true)))
-        });
+        let signalled =
+            futures::stream::unfold((self.notify.clone(), false), |(n, echo_due)| async move {
+                if echo_due {
+                    // A wake within the window is passed on and the echo moves after it; a quiet
+                    // window sends the echo.
+                    let another = tokio::time::timeout(WAKE_ECHO, n.notified()).await.is_ok();
+                    return Some(((), (n, another)));
+                }
+                n.notified().await;
+                Some(((), (n, true)))
+            });
         let mut interval = tokio::time::interval(self.fallback);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let ticks = futures::stream::unfold(interval, |mut i| async move {

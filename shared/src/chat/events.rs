@@ -1,27 +1,58 @@
 //! What a running chat publishes on `message:<id>:events` (see
 //! [`crate::signals::channel::message_events`]): JSON objects tagged by `event`. The worker
-//! publishes deltas only when the caller streams; the final event always. The store holds
-//! the outcome before the final event is published, so a listener reads the message back.
+//! publishes deltas only when the caller streams; the final event always, after the store
+//! holds the outcome. A final event carries the message as stored, so the waiting request
+//! need not read it back (it does when the event comes without it, or never comes).
 
 use serde::{Deserialize, Serialize};
+use uuid::Uuid;
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// A message as the worker stored it when the chat ended (times in Unix milliseconds).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StoredMessage {
+    pub id: Uuid,
+    pub conversation_id: Uuid,
+    pub query: String,
+    pub answer: String,
+    pub answer_tokens: i64,
+    pub response_latency: f64,
+    pub status: String,
+    pub error: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum ChatEvent {
     /// A piece of the answer.
     AnswerDelta { delta: String },
     /// The answer is stored (status `normal`).
-    MessageEnd,
+    MessageEnd {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        stored: Option<StoredMessage>,
+    },
     /// The provider call failed; the message is stored with status `error` and this text.
     Error { message: String },
     /// Stopped on request; the partial answer is stored (status `stopped`).
-    Stopped,
+    Stopped {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        stored: Option<StoredMessage>,
+    },
 }
 
 impl ChatEvent {
     /// Whether this event ends the chat.
     pub fn is_final(&self) -> bool {
         !matches!(self, ChatEvent::AnswerDelta { .. })
+    }
+
+    /// The stored message the event carries, if any.
+    pub fn into_stored(self) -> Option<StoredMessage> {
+        match self {
+            ChatEvent::MessageEnd { stored } | ChatEvent::Stopped { stored } => stored,
+            _ => None,
+        }
     }
 
     pub fn to_payload(&self) -> String {
@@ -38,6 +69,21 @@ impl ChatEvent {
 mod tests {
     use super::*;
 
+    fn stored() -> StoredMessage {
+        StoredMessage {
+            id: Uuid::nil(),
+            conversation_id: Uuid::nil(),
+            query: "hi".into(),
+            answer: "hello".into(),
+            answer_tokens: 1,
+            response_latency: 2.5,
+            status: "normal".into(),
+            error: String::new(),
+            created_at: 1,
+            updated_at: 2,
+        }
+    }
+
     #[test]
     fn events_round_trip_as_tagged_json() {
         let delta = ChatEvent::AnswerDelta {
@@ -48,13 +94,15 @@ mod tests {
             r#"{"event":"answer_delta","delta":"Hi "}"#
         );
         assert_eq!(
-            ChatEvent::MessageEnd.to_payload(),
-            r#"{"event":"message_end"}"#
+            ChatEvent::Stopped { stored: None }.to_payload(),
+            r#"{"event":"stopped"}"#
         );
         for event in [
             delta,
-            ChatEvent::MessageEnd,
-            ChatEvent::Stopped,
+            ChatEvent::MessageEnd {
+                stored: Some(stored()),
+            },
+            ChatEvent::Stopped { stored: None },
             ChatEvent::Error {
                 message: "boom".into(),
             },
@@ -65,23 +113,30 @@ mod tests {
             );
         }
         assert_eq!(ChatEvent::from_payload("nonsense"), None);
+        assert_eq!(
+            ChatEvent::from_payload(r#"{"event":"message_end"}"#),
+            Some(ChatEvent::MessageEnd { stored: None })
+        );
     }
 
     #[test]
-    fn only_deltas_are_not_final() {
+    fn only_deltas_are_not_final_and_final_events_may_carry_the_message() {
         assert!(
             !ChatEvent::AnswerDelta {
                 delta: String::new()
             }
             .is_final()
         );
-        assert!(ChatEvent::MessageEnd.is_final());
-        assert!(ChatEvent::Stopped.is_final());
-        assert!(
-            ChatEvent::Error {
-                message: String::new()
-            }
-            .is_final()
-        );
+        let end = ChatEvent::MessageEnd {
+            stored: Some(stored()),
+        };
+        assert!(end.is_final());
+        assert_eq!(end.into_stored(), Some(stored()));
+        assert!(ChatEvent::Stopped { stored: None }.is_final());
+        let error = ChatEvent::Error {
+            message: String::new(),
+        };
+        assert!(error.is_final());
+        assert_eq!(error.into_stored(), None);
     }
 }

@@ -12,7 +12,7 @@ pub mod prompt;
 use std::time::Duration;
 
 pub use config::{MemoryMode, ModelConfig};
-pub use events::ChatEvent;
+pub use events::{ChatEvent, StoredMessage};
 pub use prompt::Round;
 
 use crate::{config::Config, llm::LlmClient};
@@ -21,6 +21,19 @@ use crate::{config::Config, llm::LlmClient};
 pub const LLM_ATTEMPTS: u32 = 2;
 /// Pause before the retry.
 pub const LLM_RETRY_BACKOFF: Duration = Duration::from_millis(250);
+
+/// Longest long-term memory summary, in characters: what `POST .../long-term-memory`
+/// accepts, and where a summary the LLM wrote is cut (a model that ignores the summarising
+/// prompt's length limit would otherwise grow every later prompt without bound).
+pub const MAX_SUMMARY_CHARS: usize = 10_000;
+
+/// `summary` cut to [`MAX_SUMMARY_CHARS`] characters.
+pub fn bounded_summary(summary: &str) -> &str {
+    match summary.char_indices().nth(MAX_SUMMARY_CHARS) {
+        Some((end, _)) => &summary[..end],
+        None => summary,
+    }
+}
 
 /// The message a debug chat answers when no provider is configured.
 pub const NO_PROVIDER: &str = "no LLM provider is configured: set LLMOPS_LLM_BASE_URL (and LLMOPS_LLM_API_KEY if the provider needs one)";
@@ -45,4 +58,18 @@ pub fn provider_base_url(config: &Config) -> Option<&str> {
         .as_deref()
         .map(str::trim)
         .filter(|url| !url.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn summaries_are_cut_at_the_character_limit() {
+        assert_eq!(bounded_summary("short"), "short");
+        let long = "记".repeat(MAX_SUMMARY_CHARS + 5);
+        assert_eq!(bounded_summary(&long).chars().count(), MAX_SUMMARY_CHARS);
+        let exact = "x".repeat(MAX_SUMMARY_CHARS);
+        assert_eq!(bounded_summary(&exact), exact);
+    }
 }

@@ -15,17 +15,19 @@ use apalis::prelude::*;
 use futures::StreamExt;
 use shared::{
     chat::{
-        self, ChatEvent, MemoryMode, ModelConfig, NO_PROVIDER,
+        self, ChatEvent, MemoryMode, ModelConfig, NO_PROVIDER, StoredMessage,
         prompt::{chat_messages, chat_request, estimate_tokens, summary_request},
     },
     llm::{ChatChunk, Usage},
     queue::DebugChat,
-    signals::{Subscription, channel},
+    signals::{Signals, Subscription, channel},
     store::{
         messages::{self, AnswerOutcome, MessageToAnswer, status},
         now_ms,
     },
 };
+use tokio::sync::mpsc;
+use uuid::Uuid;
 
 use crate::state::WorkerState;
 
@@ -62,6 +64,7 @@ pub async fn execute(job: DebugChat, state: &WorkerState) -> anyhow::Result<()> 
     let mut stop = state.signals.subscribe(&channel::message_stop(id)).await?;
     let Some(message) = messages::start_answer(db, id, now_ms()).await? else {
         tracing::debug!("message is not answerable (unknown or final); job dropped");
+        release_if_gone(state, id).await?;
         return Ok(());
     };
     let config = ModelConfig::from_stored(&message.model_config.0, &state.config.llm_model);
@@ -103,9 +106,9 @@ pub async fn execute(job: DebugChat, state: &WorkerState) -> anyhow::Result<()> 
 
     let latency = latency_ms(started, generated.last_token);
     // Stored before summarising, so that the answer is kept whatever happens next.
-    if !store_outcome(state, &message, &generated, latency).await? {
+    let Some(stored) = store_outcome(state, &message, &generated, latency).await? else {
         return Ok(());
-    }
+    };
     let event = match generated.end {
         End::Completed(_) => {
             if let Some((base_url, summary)) = memory_update {
@@ -119,9 +122,13 @@ pub async fn execute(job: DebugChat, state: &WorkerState) -> anyhow::Result<()> 
                 )
                 .await;
             }
-            ChatEvent::MessageEnd
+            ChatEvent::MessageEnd {
+                stored: Some(stored),
+            }
         }
-        End::Stopped => ChatEvent::Stopped,
+        End::Stopped => ChatEvent::Stopped {
+            stored: Some(stored),
+        },
         End::Failed(reason) => ChatEvent::Error { message: reason },
     };
     publish_final(state, id, &event).await;
@@ -167,6 +174,9 @@ async fn generate(
             return generated;
         }
     };
+    let relay = message
+        .stream_deltas
+        .then(|| DeltaRelay::start(state.signals.clone(), message.id));
     let mut usage = None;
     generated.end = loop {
         tokio::select! {
@@ -174,15 +184,8 @@ async fn generate(
                 Some(Ok(ChatChunk::Delta(delta))) => {
                     generated.last_token = Some(Instant::now());
                     generated.answer.push_str(&delta);
-                    if message.stream_deltas {
-                        let event = ChatEvent::AnswerDelta { delta };
-                        if let Err(e) = state
-                            .signals
-                            .publish(&channel::message_events(message.id), &event.to_payload())
-                            .await
-                        {
-                            tracing::warn!(error = %e, "could not publish an answer delta");
-                        }
+                    if let Some(relay) = &relay {
+                        relay.send(delta);
                     }
                 }
                 Some(Ok(ChatChunk::Usage(u))) => usage = Some(u),
@@ -195,7 +198,48 @@ async fn generate(
             }
         }
     };
+    drop(stream);
+    if let Some(relay) = relay {
+        // Every delta goes out before the final event.
+        relay.finish().await;
+    }
     generated
+}
+
+/// Publishes a chat's answer deltas in order from a task of its own, so that reading the
+/// provider never waits on the signal bus; deltas that arrive while one is being published
+/// go out together as the next one.
+struct DeltaRelay {
+    tx: mpsc::UnboundedSender<String>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl DeltaRelay {
+    fn start(signals: Signals, id: Uuid) -> Self {
+        let (tx, mut rx) = mpsc::unbounded_channel::<String>();
+        let task = tokio::spawn(async move {
+            let channel = channel::message_events(id);
+            while let Some(mut delta) = rx.recv().await {
+                while let Ok(more) = rx.try_recv() {
+                    delta.push_str(&more);
+                }
+                let event = ChatEvent::AnswerDelta { delta };
+                if let Err(e) = signals.publish(&channel, &event.to_payload()).await {
+                    tracing::warn!(error = %e, "could not publish an answer delta");
+                }
+            }
+        });
+        Self { tx, task }
+    }
+
+    fn send(&self, delta: String) {
+        let _ = self.tx.send(delta);
+    }
+
+    async fn finish(self) {
+        drop(self.tx);
+        let _ = self.task.await;
+    }
 }
 
 /// Milliseconds from the job's start to the last token (or to now, without any).
@@ -205,14 +249,14 @@ fn latency_ms(started: Instant, last_token: Option<Instant>) -> f64 {
     (elapsed.as_secs_f64() * 1e6).round() / 1e3
 }
 
-/// Writes the outcome. `false` when a newer attempt holds the message (this one must then
-/// stay silent).
+/// Writes the outcome. `None` when a newer attempt holds the message (this one must then
+/// stay silent); else the message as stored.
 async fn store_outcome(
     state: &WorkerState,
     message: &MessageToAnswer,
     generated: &Generated,
     latency_ms: f64,
-) -> anyhow::Result<bool> {
+) -> anyhow::Result<Option<StoredMessage>> {
     let (status, error, tokens) = match &generated.end {
         End::Completed(usage) => (
             status::NORMAL,
@@ -236,19 +280,32 @@ async fn store_outcome(
         response_latency_ms: latency_ms,
         error,
     };
+    let at_ms = now_ms();
     let owned =
-        messages::finish_answer(&state.db, message.id, message.attempt, outcome, now_ms()).await?;
+        messages::finish_answer(&state.db, message.id, message.attempt, outcome, at_ms).await?;
     if !owned {
         tracing::warn!(
             attempt = message.attempt,
-            "a newer attempt owns the message; outcome discarded"
+            "the message was deleted or a newer attempt owns it; outcome discarded"
         );
-        return Ok(false);
+        release_if_gone(state, message.id).await?;
+        return Ok(None);
     }
     if status == status::ERROR {
         tracing::warn!(error, "debug chat answer failed");
     }
-    Ok(true)
+    Ok(Some(StoredMessage {
+        id: message.id,
+        conversation_id: message.conversation_id,
+        query: message.query.clone(),
+        answer: generated.answer.clone(),
+        answer_tokens: i64::try_from(tokens).unwrap_or(i64::MAX),
+        response_latency: latency_ms,
+        status: status.to_owned(),
+        error: error.to_owned(),
+        created_at: message.created_at,
+        updated_at: at_ms,
+    }))
 }
 
 /// Folds the answered round into the conversation's summary. A failure keeps the old
@@ -269,7 +326,7 @@ async fn remember(
     let body = summary_request(config, summary, &message.query, answer);
     match state.llm.chat(base_url, api_key, body).await {
         Ok(completion) => {
-            let next = completion.content.trim();
+            let next = chat::bounded_summary(completion.content.trim()).trim_end();
             if next.is_empty() {
                 return;
             }
@@ -283,8 +340,20 @@ async fn remember(
     }
 }
 
+/// When the message no longer exists (its app was deleted meanwhile), wakes the request
+/// still waiting for it, which then answers `not_found` instead of waiting in vain.
+async fn release_if_gone(state: &WorkerState, id: Uuid) -> anyhow::Result<()> {
+    if messages::get_message(&state.db, id).await?.is_none() {
+        let event = ChatEvent::Error {
+            message: "the app was deleted".into(),
+        };
+        publish_final(state, id, &event).await;
+    }
+    Ok(())
+}
+
 /// Wakes the API request waiting for this message. The store already holds the outcome.
-async fn publish_final(state: &WorkerState, id: uuid::Uuid, event: &ChatEvent) {
+async fn publish_final(state: &WorkerState, id: Uuid, event: &ChatEvent) {
     if let Err(e) = state
         .signals
         .publish(&channel::message_events(id), &event.to_payload())

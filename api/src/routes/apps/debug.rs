@@ -27,7 +27,7 @@ use shared::{
     signals::{Subscription, channel},
     store::{
         Db,
-        messages::{self, Message, NewMessage, StopOutcome, status},
+        messages::{self, NewMessage, StopOutcome, status},
         now_ms,
     },
 };
@@ -164,28 +164,46 @@ async fn debug_chat(
     }
     let message = wait_for_answer(&state.db, id, events).await?;
     match message.status.as_str() {
-        status::NORMAL | status::STOPPED => {
-            Ok(Envelope::ok(MessageView::from(message)).into_response())
-        }
+        status::NORMAL | status::STOPPED => Ok(Envelope::ok(message).into_response()),
         status::ERROR => Err(ApiError::fail(message.error)),
         _ => Err(ApiError::fail(STILL_ANSWERING)),
     }
 }
 
-/// Waits for the chat's final event (or [`MAX_ANSWER_WAIT`]) and reads the stored message.
-async fn wait_for_answer(db: &Db, id: Uuid, mut events: Subscription) -> Result<Message, ApiError> {
-    let _ = tokio::time::timeout(MAX_ANSWER_WAIT, async {
-        while let Some(payload) = events.next().await {
-            if ChatEvent::from_payload(&payload).is_some_and(|e| e.is_final()) {
-                break;
-            }
-        }
-    })
-    .await;
-    drop(events);
+/// The message as the chat left it: carried by the final event, or read from the store when
+/// the event has no copy (stopped while queued, failed) or never came (lost signal,
+/// [`MAX_ANSWER_WAIT`]). `not_found` when the app was deleted meanwhile.
+async fn outcome(db: &Db, id: Uuid, last: Option<ChatEvent>) -> Result<MessageView, ApiError> {
+    if let Some(stored) = last.and_then(ChatEvent::into_stored) {
+        return Ok(MessageView::from(stored));
+    }
     messages::get_message(db, id)
         .await?
+        .map(MessageView::from)
         .ok_or_else(|| ApiError::not_found(access::APP_NOT_FOUND))
+}
+
+/// Waits for the chat's final event (or [`MAX_ANSWER_WAIT`]).
+async fn wait_for_answer(
+    db: &Db,
+    id: Uuid,
+    mut events: Subscription,
+) -> Result<MessageView, ApiError> {
+    let last = tokio::time::timeout(MAX_ANSWER_WAIT, async {
+        while let Some(payload) = events.next().await {
+            if let Some(event) = ChatEvent::from_payload(&payload)
+                && event.is_final()
+            {
+                return Some(event);
+            }
+        }
+        None
+    })
+    .await
+    .ok()
+    .flatten();
+    drop(events);
+    outcome(db, id, last).await
 }
 
 fn sse_event(name: &str, data: serde_json::Value) -> Event {
@@ -195,27 +213,19 @@ fn sse_event(name: &str, data: serde_json::Value) -> Event {
         .unwrap_or_else(|_| Event::default().event(name))
 }
 
-/// The last event of a stream, from the stored message.
-async fn final_event(db: &Db, id: Uuid) -> Event {
-    let message = match messages::get_message(db, id).await {
-        Ok(Some(message)) => message,
-        Ok(None) => {
-            return sse_event("error", json!({"id": id, "message": access::APP_NOT_FOUND}));
-        }
-        Err(e) => {
+/// The last event of a stream.
+async fn final_event(db: &Db, id: Uuid, last: Option<ChatEvent>) -> Event {
+    let message = match outcome(db, id, last).await {
+        Ok(message) => message,
+        Err(ApiError::Internal(e)) => {
             tracing::error!(error.cause_chain = ?e, "reading the answered message failed");
             return sse_event("error", json!({"id": id, "message": "internal error"}));
         }
+        Err(e) => return sse_event("error", json!({"id": id, "message": e.to_string()})),
     };
     match message.status.as_str() {
-        status::NORMAL => sse_event(
-            "message_end",
-            json!({"message": MessageView::from(message)}),
-        ),
-        status::STOPPED => sse_event(
-            "stopped",
-            json!({"id": id, "message": MessageView::from(message)}),
-        ),
+        status::NORMAL => sse_event("message_end", json!({ "message": message })),
+        status::STOPPED => sse_event("stopped", json!({"id": id, "message": message})),
         status::ERROR => sse_event("error", json!({"id": id, "message": message.error})),
         _ => sse_event("error", json!({"id": id, "message": STILL_ANSWERING})),
     }
@@ -237,18 +247,22 @@ fn event_stream(
         let db = db.clone();
         async move {
             let mut events = events?;
+            let mut last = None;
             while let Ok(Some(payload)) = tokio::time::timeout_at(deadline, events.next()).await {
                 match ChatEvent::from_payload(&payload) {
                     Some(ChatEvent::AnswerDelta { delta }) => {
                         let event = sse_event("answer_delta", json!({"id": id, "delta": delta}));
                         return Some((event, Some(events)));
                     }
-                    Some(_) => break,
+                    Some(event) => {
+                        last = Some(event);
+                        break;
+                    }
                     None => continue,
                 }
             }
             drop(events);
-            Some((final_event(&db, id).await, None))
+            Some((final_event(&db, id, last).await, None))
         }
     });
     Sse::new(stream::once(async move { created }).chain(relay).map(Ok))
@@ -282,7 +296,7 @@ async fn stop_debug_message(
     let signal = match messages::request_stop(&state.db, message_id, now_ms()).await? {
         StopOutcome::StoppedQueued => Some((
             channel::message_events(message_id),
-            ChatEvent::Stopped.to_payload(),
+            ChatEvent::Stopped { stored: None }.to_payload(),
         )),
         StopOutcome::Requested => Some((channel::message_stop(message_id), String::new())),
         StopOutcome::AlreadyFinished | StopOutcome::Unknown => None,

@@ -13,7 +13,7 @@ pub const MAX_NAME: usize = 40;
 pub const MAX_DESCRIPTION: usize = 800;
 pub const MAX_ICON: usize = 2048;
 pub const MAX_QUERY: usize = 2000;
-pub const MAX_SUMMARY: usize = 10_000;
+pub const MAX_SUMMARY: usize = shared::chat::MAX_SUMMARY_CHARS;
 
 /// An app name: trimmed, 1–40 characters.
 fn parse_name(raw: &str) -> Result<String, String> {

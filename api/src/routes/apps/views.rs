@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 use shared::{
-    chat::ModelConfig,
+    chat::{ModelConfig, StoredMessage},
     store::{
         apps::{App, AppConfig, AppDetail, AppListItem},
         messages::{Conversation, Message},
@@ -168,6 +168,23 @@ pub struct MessageView {
 
 impl From<Message> for MessageView {
     fn from(m: Message) -> Self {
+        Self {
+            id: m.id,
+            conversation_id: m.conversation_id,
+            query: m.query,
+            answer: m.answer,
+            answer_tokens: m.answer_tokens,
+            response_latency: m.response_latency,
+            status: m.status,
+            error: m.error,
+            created_at: secs(m.created_at),
+            updated_at: secs(m.updated_at),
+        }
+    }
+}
+
+impl From<StoredMessage> for MessageView {
+    fn from(m: StoredMessage) -> Self {
         Self {
             id: m.id,
             conversation_id: m.conversation_id,
