@@ -174,3 +174,64 @@ both_modes! {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_is_503_when_the_queue_is_down() {
+    let Some(mut stack) = Stack::start(Mode::Distributed { workers: 0 }).await else {
+        return;
+    };
+    assert_eq!(
+        stack
+            .client
+            .get(stack.url("/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    drop(stack.redis.take()); // kills redis-server
+    let r = stack.client.get(stack.url("/readyz")).send().await.unwrap();
+    assert_eq!(r.status(), 503);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(
+        body,
+        serde_json::json!({"status": "unavailable", "store": true, "queue": false})
+    );
+    // Liveness does not depend on the backends.
+    assert_eq!(
+        stack
+            .client
+            .get(stack.url("/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+}
+
+#[tokio::test]
+async fn json_logs_are_one_object_per_line() {
+    let options = StackOptions::new(Mode::Embedded).env("LLMOPS_LOG_FORMAT", "json");
+    let Some(stack) = Stack::start_with(options).await else {
+        return;
+    };
+    stack
+        .client
+        .get(stack.url("/healthz"))
+        .send()
+        .await
+        .unwrap();
+    let log = stack.api.log_text();
+    let lines: Vec<&str> = log.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(!lines.is_empty(), "the api logged nothing");
+    for line in lines {
+        let entry: Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert!(
+            entry["level"].is_string() && entry["timestamp"].is_string(),
+            "{line}"
+        );
+    }
+}
