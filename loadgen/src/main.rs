@@ -11,6 +11,7 @@
 //!
 //! A debug chat is `POST /api/apps/{id}/debug` (see `chat.rs`).
 
+mod cancel;
 mod chat;
 
 use std::{
@@ -45,6 +46,8 @@ enum Command {
     Workflow(WorkflowArgs),
     /// Debug chats on one app (signs up, creates and configures the app first).
     Chat(chat::ChatArgs),
+    /// Time from cancelling a run in the middle of its LLM call to its `canceled` state.
+    Cancel(cancel::CancelArgs),
 }
 
 #[derive(Args, Clone)]
@@ -98,6 +101,7 @@ async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Workflow(args) => workflow(args).await,
         Command::Chat(args) => chat::chat(args).await,
+        Command::Cancel(args) => cancel::cancel(args).await,
     }
 }
 
