@@ -94,26 +94,9 @@ fn assert_envelope(status: StatusCode, body: &Value) {
 impl<'a> User<'a> {
     async fn sign_up(stack: &'a Stack) -> Self {
         let email = format!("u-{}@example.com", uuid::Uuid::new_v4().simple());
-        let creds = json!({"email": email, "password": PASSWORD});
-        let r = stack
-            .client
-            .post(stack.url("/api/auth/register"))
-            .json(&creds)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
-        let r = stack
-            .client
-            .post(stack.url("/api/auth/password-login"))
-            .json(&creds)
-            .send()
-            .await
-            .unwrap();
-        let body: Value = r.json().await.unwrap();
         Self {
             stack,
-            token: body["data"]["access_token"].as_str().unwrap().to_owned(),
+            token: stack.sign_up(&email, PASSWORD).await,
         }
     }
 

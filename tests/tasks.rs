@@ -10,6 +10,7 @@ use harness::{
 use serde_json::{Value, json};
 
 const MOCK_HOST: &str = "https://mock-ai-url/api/v3";
+const PASSWORD: &str = "passw0rd-long";
 
 fn fixture(name: &str, llm: &MockLlm) -> Value {
     let path = format!(
@@ -400,35 +401,11 @@ async fn oversize_post(stack: &Stack, path: &str, len: usize) -> (u16, String) {
     (status, body)
 }
 
-/// Registers an account and returns its access token.
-async fn sign_up(stack: &Stack, email: &str) -> String {
-    let creds = json!({"email": email, "password": "passw0rd-long"});
-    let r = stack
-        .client
-        .post(stack.url("/api/auth/register"))
-        .json(&creds)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
-    let r = stack
-        .client
-        .post(stack.url("/api/auth/password-login"))
-        .json(&creds)
-        .send()
-        .await
-        .unwrap();
-    r.json::<Value>().await.unwrap()["data"]["access_token"]
-        .as_str()
-        .unwrap()
-        .to_owned()
-}
-
 both_modes! {
     async fn a_run_made_with_a_token_belongs_to_that_account(stack: Stack) {
         let llm = MockLlm::start().await;
-        let alice = sign_up(&stack, "alice@example.com").await;
-        let bob = sign_up(&stack, "bob@example.com").await;
+        let alice = stack.sign_up("alice@example.com", PASSWORD).await;
+        let bob = stack.sign_up("bob@example.com", PASSWORD).await;
         let body = json!({"schema": fixture("end-constant", &llm).to_string(), "inputs": {}});
         let r = stack.client.post(stack.url("/api/task/run")).bearer_auth(&alice).json(&body).send().await.unwrap();
         let id = r.json::<Value>().await.unwrap()["taskID"].as_str().unwrap().to_owned();
@@ -476,7 +453,7 @@ async fn required_task_auth_refuses_calls_without_a_token() {
         .unwrap();
     assert_eq!(r.status(), 401);
     assert_eq!(r.json::<Value>().await.unwrap()["code"], "unauthorized");
-    let token = sign_up(&stack, "carol@example.com").await;
+    let token = stack.sign_up("carol@example.com", PASSWORD).await;
     let r = stack
         .client
         .post(stack.url("/api/task/run"))

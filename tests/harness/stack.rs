@@ -182,6 +182,31 @@ impl Stack {
         format!("{}{}", self.base, path)
     }
 
+    /// Registers an account with this email and password, signs in, and returns the access token.
+    pub async fn sign_up(&self, email: &str, password: &str) -> String {
+        let creds = serde_json::json!({"email": email, "password": password});
+        let r = self
+            .client
+            .post(self.url("/api/auth/register"))
+            .json(&creds)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "register: {}", r.text().await.unwrap());
+        let r = self
+            .client
+            .post(self.url("/api/auth/password-login"))
+            .json(&creds)
+            .send()
+            .await
+            .unwrap();
+        let body: serde_json::Value = r.json().await.unwrap();
+        body["data"]["access_token"]
+            .as_str()
+            .expect("access_token")
+            .to_owned()
+    }
+
     /// Environment the stack's processes run with.
     pub fn env(&self) -> &[(String, String)] {
         &self.env
