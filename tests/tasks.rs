@@ -257,15 +257,9 @@ both_modes! {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_survives_the_kill_of_the_worker_holding_it() {
     let options = StackOptions::new(Mode::Distributed { workers: 2 });
-    let Some(mut stack) = Stack::start_with(options).await else {
+    let Some((stack, llm, id)) = run_then_kill_its_worker(options).await else {
         return;
     };
-    let llm = MockLlm::start().await;
-    llm.set_latency(Duration::from_secs(3));
-    let inputs = json!({"model_name": "m", "llm_settings": {"temperature": 0.5}, "work": {"role": "r", "task": "t"}});
-    let id = run(&stack, &fixture("basic", &llm), inputs).await;
-    let holder = worker_holding(&stack, &id).await;
-    stack.workers[holder].kill9();
     let r = stack
         .client
         .get(stack.url(&format!("/api/task/result?taskID={id}&wait=30000")))
@@ -294,15 +288,9 @@ async fn a_run_survives_the_kill_of_the_worker_holding_it() {
 async fn a_run_whose_attempts_are_used_up_fails_saying_so() {
     let options =
         StackOptions::new(Mode::Distributed { workers: 2 }).env("LLMOPS_TASK_MAX_ATTEMPTS", "1");
-    let Some(mut stack) = Stack::start_with(options).await else {
+    let Some((stack, _llm, id)) = run_then_kill_its_worker(options).await else {
         return;
     };
-    let llm = MockLlm::start().await;
-    llm.set_latency(Duration::from_secs(3));
-    let inputs = json!({"model_name": "m", "llm_settings": {"temperature": 0.5}, "work": {"role": "r", "task": "t"}});
-    let id = run(&stack, &fixture("basic", &llm), inputs).await;
-    let holder = worker_holding(&stack, &id).await;
-    stack.workers[holder].kill9();
     let out = stack
         .client
         .get(stack.url(&format!("/api/task/result?taskID={id}&wait=30000")))
@@ -513,4 +501,16 @@ async fn worker_holding(stack: &Stack, id: &str) -> usize {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// Starts the stack, runs the basic flow with a 3 s LLM call, and SIGKILLs the worker holding it.
+async fn run_then_kill_its_worker(options: StackOptions) -> Option<(Stack, MockLlm, String)> {
+    let mut stack = Stack::start_with(options).await?;
+    let llm = MockLlm::start().await;
+    llm.set_latency(Duration::from_secs(3));
+    let inputs = json!({"model_name": "m", "llm_settings": {"temperature": 0.5}, "work": {"role": "r", "task": "t"}});
+    let id = run(&stack, &fixture("basic", &llm), inputs).await;
+    let holder = worker_holding(&stack, &id).await;
+    stack.workers[holder].kill9();
+    Some((stack, llm, id))
 }
