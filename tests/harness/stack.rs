@@ -164,16 +164,29 @@ impl Stack {
         stack.wait_healthy().await;
         if let Mode::Distributed { workers } = options.mode {
             for _ in 0..workers {
-                stack.spawn_worker();
+                stack.spawn_worker().await;
             }
         }
         Some(stack)
     }
 
-    /// Starts one more `llmops-worker` with the stack's settings.
-    pub fn spawn_worker(&mut self) -> usize {
+    /// Starts one more `llmops-worker` with the stack's settings and waits until it has
+    /// connected (by then its signal handlers are installed, so a SIGTERM is a clean stop).
+    pub async fn spawn_worker(&mut self) -> usize {
         let n = self.workers.len();
-        let worker = spawn(&self.dir, "llmops-worker", &format!("worker{n}"), &self.env);
+        let mut worker = spawn(&self.dir, "llmops-worker", &format!("worker{n}"), &self.env);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !worker.log_text().contains("llmops-worker started") {
+            if let Ok(Some(status)) = worker.child.try_wait() {
+                panic!("llmops-worker exited with {status}:\n{}", worker.log_text());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "llmops-worker did not start:\n{}",
+                worker.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         self.workers.push(worker);
         n
     }
