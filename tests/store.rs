@@ -8,7 +8,7 @@ use shared::{
     config::Config,
     store::{
         Db,
-        tasks::{self, NewTask, status},
+        tasks::{self, FinishedTask, NewTask, TaskWrites, status},
     },
 };
 use uuid::Uuid;
@@ -30,25 +30,35 @@ async fn postgres(pg: &Postgres) -> Db {
     Db::connect(&config).await.unwrap()
 }
 
-async fn insert(db: &Db, task_status: &str, at_ms: i64) -> Uuid {
-    let id = Uuid::new_v4();
-    let inputs = Map::new();
-    tasks::insert_task(
-        db,
-        NewTask {
-            id,
-            owner_id: None,
-            status: task_status,
-            schema_json: "{}",
-            inputs: &inputs,
-            outputs: None,
-            report: &json!({}),
-            at_ms,
-        },
-    )
-    .await
-    .unwrap();
+fn new_task(task_status: &'static str, at_ms: i64) -> NewTask {
+    NewTask {
+        id: Uuid::new_v4(),
+        owner_id: None,
+        status: task_status,
+        schema_json: "{}".into(),
+        inputs: Map::new(),
+        outputs: None,
+        report: json!({}),
+        at_ms,
+    }
+}
+
+async fn insert(db: &Db, task_status: &'static str, at_ms: i64) -> Uuid {
+    let task = new_task(task_status, at_ms);
+    let id = task.id;
+    tasks::insert_task(db, task).await.unwrap();
     id
+}
+
+fn finished(id: Uuid, attempt: i32, report: serde_json::Value, at_ms: i64) -> FinishedTask {
+    FinishedTask {
+        id,
+        attempt,
+        status: status::SUCCEEDED,
+        outputs: Map::new(),
+        report,
+        at_ms,
+    }
 }
 
 async fn check_retention_and_reaper(db: &Db) {
@@ -99,30 +109,14 @@ async fn check_retention_and_reaper(db: &Db) {
     let second = tasks::start_attempt(db, stale, now).await.unwrap().unwrap();
     assert_eq!(second.attempt, 2);
     assert!(
-        !tasks::finish_task(
-            db,
-            stale,
-            1,
-            status::SUCCEEDED,
-            &Map::new(),
-            &json!({}),
-            now
-        )
-        .await
-        .unwrap()
+        !tasks::finish_task(db, finished(stale, 1, json!({}), now))
+            .await
+            .unwrap()
     );
     assert!(
-        tasks::finish_task(
-            db,
-            stale,
-            2,
-            status::SUCCEEDED,
-            &Map::new(),
-            &json!({"ok": true}),
-            now
-        )
-        .await
-        .unwrap()
+        tasks::finish_task(db, finished(stale, 2, json!({"ok": true}), now))
+            .await
+            .unwrap()
     );
     assert!(
         tasks::start_attempt(db, stale, now)
@@ -147,4 +141,85 @@ async fn postgres_retention_reaper_and_attempt_ownership() {
     };
     let db = postgres(&pg).await;
     check_retention_and_reaper(&db).await;
+}
+
+/// The group-committed writes: a burst of concurrent claims and finishes goes to the store in
+/// multi-row statements, and every caller still gets exactly its own answer.
+async fn check_batched_writes(db: &Db) {
+    let now = shared::store::now_ms();
+    // One multi-row insert of more rows than a batch holds.
+    let new: Vec<NewTask> = (0..100).map(|_| new_task(status::PENDING, now)).collect();
+    let ids: Vec<Uuid> = new.iter().map(|t| t.id).collect();
+    tasks::insert_tasks(db, &new).await.unwrap();
+    let finished_early = ids[0];
+    assert!(
+        tasks::start_attempt(db, finished_early, now)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        tasks::finish_task(db, finished(finished_early, 1, json!({}), now))
+            .await
+            .unwrap()
+    );
+
+    let writes = TaskWrites::new(db.clone());
+    // Every task claimed at once, one of them twice in the same burst, plus an unknown id.
+    // (The test runtime is single-threaded, so the first 64 claims form the first batch.)
+    let unknown = Uuid::new_v4();
+    let mut claims: Vec<Uuid> = vec![ids[1], ids[1]];
+    claims.extend(&ids[2..]);
+    claims.extend([finished_early, unknown]);
+    let claimed =
+        futures::future::join_all(claims.iter().map(|id| writes.start_attempt(*id))).await;
+    let claimed: Vec<_> = claimed.into_iter().map(|r| r.unwrap()).collect();
+    assert_eq!(
+        claimed[0].as_ref().map(|t| (t.id, t.attempt)),
+        Some((ids[1], 1))
+    );
+    assert!(
+        claimed[1].is_none(),
+        "a task delivered twice in one burst is claimed once"
+    );
+    for (id, task) in claims[2..100].iter().zip(&claimed[2..100]) {
+        let task = task.as_ref().expect("a pending task is claimed");
+        assert_eq!((task.id, task.attempt), (*id, 1));
+    }
+    assert!(claimed[100].is_none(), "a finished task is not claimed");
+    assert!(claimed[101].is_none(), "unknown task");
+
+    // All finished at once; a stale attempt number is refused, the others written.
+    let finishes = ids[1..].iter().enumerate().map(|(i, id)| {
+        let attempt = if i == 0 { 7 } else { 1 };
+        writes.finish(finished(*id, attempt, json!({"n": i}), now))
+    });
+    let owned: Vec<bool> = futures::future::join_all(finishes)
+        .await
+        .into_iter()
+        .map(|r| r.unwrap())
+        .collect();
+    assert!(!owned[0], "attempt 7 does not own the task");
+    assert!(owned[1..].iter().all(|o| *o));
+    let view = tasks::get_task_report(db, ids[50]).await.unwrap().unwrap();
+    assert_eq!(view.status, status::SUCCEEDED);
+    assert_eq!(view.document.unwrap().0, json!({"n": 49}));
+    let view = tasks::get_task_report(db, ids[1]).await.unwrap().unwrap();
+    assert_eq!(view.status, status::PROCESSING);
+}
+
+#[tokio::test]
+async fn sqlite_batched_writes() {
+    let (db, dir) = sqlite().await;
+    check_batched_writes(&db).await;
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[tokio::test]
+async fn postgres_batched_writes() {
+    let Some(pg) = tokio::task::spawn_blocking(Postgres::start).await.unwrap() else {
+        return;
+    };
+    let db = postgres(&pg).await;
+    check_batched_writes(&db).await;
 }

@@ -11,12 +11,17 @@ use shared::{
     store::Db,
 };
 
-use crate::rate_limit::RateLimiter;
+use crate::{
+    rate_limit::RateLimiter,
+    routes::tasks::{TaskSubmitter, submitter},
+};
 
 #[derive(Clone)]
 pub struct AppState {
     pub db: Db,
     pub queues: Queues,
+    /// Stores and queues new workflow runs, batched across concurrent requests.
+    pub submit: TaskSubmitter,
     pub signals: Signals,
     pub config: Arc<Config>,
     pub jwt_secret: Secret,
@@ -34,6 +39,7 @@ impl AppState {
         ));
         let login_limiter = Arc::new(RateLimiter::per_minute(config.login_rate_limit));
         Self {
+            submit: submitter(backends.db.clone(), backends.queues.clone()),
             db: backends.db,
             queues: backends.queues,
             signals: backends.signals,

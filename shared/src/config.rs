@@ -82,7 +82,8 @@ pub struct Config {
     #[arg(long, env = "LLMOPS_CORS_ORIGINS", default_value = "*")]
     pub cors_origins: String,
 
-    /// Connections in the store pool of each process.
+    /// Connections in the Postgres pool of each process. (SQLite uses one: it serializes
+    /// writers anyway, and a second writer would only sleep in its busy handler.)
     #[arg(long, env = "LLMOPS_DB_POOL_SIZE", default_value_t = 16)]
     pub db_pool_size: u32,
 

@@ -6,13 +6,15 @@ use shared::{
     config::Config,
     llm::LlmClient,
     signals::Signals,
-    store::Db,
+    store::{Db, tasks::TaskWrites},
     workflow::{Engine, EngineConfig},
 };
 
 #[derive(Clone)]
 pub struct WorkerState {
     pub db: Db,
+    /// Task claims and final writes, batched across this process's concurrent runs.
+    pub tasks: TaskWrites,
     pub signals: Signals,
     pub config: Arc<Config>,
     pub engine: Engine,
@@ -25,6 +27,7 @@ impl WorkerState {
         let engine = Engine::new(engine_config(&config));
         let llm = shared::chat::llm_client(&config);
         Self {
+            tasks: TaskWrites::new(db.clone()),
             db,
             signals,
             config,

@@ -6,7 +6,7 @@ use std::{str::FromStr, time::Duration};
 
 use sqlx::{
     migrate::Migrator,
-    postgres::{PgPool, PgPoolOptions},
+    postgres::{PgConnectOptions, PgPool, PgPoolOptions},
     sqlite::{
         SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
     },
@@ -16,6 +16,7 @@ use crate::config::{Config, StoreKind};
 
 pub mod accounts;
 pub mod apps;
+pub mod batch;
 pub mod messages;
 pub mod tasks;
 
@@ -29,6 +30,11 @@ pub enum StoreError {
     Sqlx(#[from] sqlx::Error),
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A batched write's failure, shared by every caller in the batch.
+    #[error(transparent)]
+    Shared(std::sync::Arc<StoreError>),
+    #[error("batched write: {0}")]
+    Batch(String),
     #[error("cannot create the data directory {path}: {source}")]
     DataDir {
         path: String,
@@ -64,7 +70,10 @@ impl Db {
                 PgPoolOptions::new()
                     .max_connections(config.db_pool_size)
                     .acquire_timeout(Duration::from_secs(5))
-                    .connect(&url)
+                    .connect_with(
+                        PgConnectOptions::from_str(&url)?
+                            .statement_cache_capacity(STATEMENT_CACHE),
+                    )
                     .await?,
             ),
             StoreKind::Sqlite => {
@@ -77,7 +86,7 @@ impl Db {
                         source,
                     })?;
                 }
-                Db::Sqlite(sqlite_pool(options, config.db_pool_size).await?)
+                Db::Sqlite(sqlite_pool(options).await?)
             }
         };
         db.migrate().await?;
@@ -123,8 +132,17 @@ impl Db {
     }
 }
 
-async fn sqlite_pool(options: SqliteConnectOptions, size: u32) -> Result<SqlitePool, sqlx::Error> {
+/// Prepared statements each connection keeps: the batched writes have one text per batch size
+/// (up to [`batch::MAX_BATCH`]), beside everything else.
+const STATEMENT_CACHE: usize = 512;
+
+/// One connection. SQLite has a single writer: with several connections, a writer that finds
+/// the lock taken sleeps in its busy handler (1 ms, 2 ms, 5 ms, ...) instead of queueing, and
+/// throughput collapsed. One connection queues every statement fairly in the pool instead, and
+/// the batched writes keep the statements few.
+async fn sqlite_pool(options: SqliteConnectOptions) -> Result<SqlitePool, sqlx::Error> {
     let options = options
+        .statement_cache_capacity(STATEMENT_CACHE)
         .create_if_missing(true)
         .journal_mode(SqliteJournalMode::Wal)
         // NORMAL is durable against process crashes in WAL mode and far cheaper than FULL.
@@ -132,7 +150,7 @@ async fn sqlite_pool(options: SqliteConnectOptions, size: u32) -> Result<SqliteP
         .busy_timeout(Duration::from_secs(10))
         .foreign_keys(true);
     SqlitePoolOptions::new()
-        .max_connections(size.max(2))
+        .max_connections(1)
         .acquire_timeout(Duration::from_secs(10))
         .connect_with(options)
         .await

@@ -1,11 +1,14 @@
 //! Workflow tasks: one row per run holding its schema, inputs, status, result and report.
 //! The report column is the whole `IReport` as JSON, written in a few batches per run.
 
+use std::collections::{HashMap, HashSet};
+
 use serde_json::{Map, Value};
-use sqlx::types::Json;
+// Multi-row statements are built from placeholders only (`$1`, `$2`, ...), never from values.
+use sqlx::{AssertSqlSafe, types::Json};
 use uuid::Uuid;
 
-use super::{Db, StoreError};
+use super::{Db, StoreError, batch::Batcher, now_ms};
 use crate::with_pool;
 
 /// Task statuses as stored (the FlowGram `WorkflowStatus` strings).
@@ -40,34 +43,64 @@ pub struct TaskView {
 }
 
 /// A new task row.
-pub struct NewTask<'a> {
+pub struct NewTask {
     pub id: Uuid,
     pub owner_id: Option<Uuid>,
-    pub status: &'a str,
-    pub schema_json: &'a str,
-    pub inputs: &'a Map<String, Value>,
+    pub status: &'static str,
+    pub schema_json: String,
+    pub inputs: Map<String, Value>,
     /// Set for a task rejected by validation (stored failed, never queued).
-    pub outputs: Option<&'a Map<String, Value>>,
-    pub report: &'a Value,
+    pub outputs: Option<Map<String, Value>>,
+    pub report: Value,
     pub at_ms: i64,
 }
 
-pub async fn insert_task(db: &Db, task: NewTask<'_>) -> Result<(), StoreError> {
-    let finished_at = status::is_terminal(task.status).then_some(task.at_ms);
-    with_pool!(db, pool => sqlx::query(
+pub async fn insert_task(db: &Db, task: NewTask) -> Result<(), StoreError> {
+    insert_tasks(db, std::slice::from_ref(&task)).await
+}
+
+/// Stores new tasks with one multi-row statement.
+pub async fn insert_tasks(db: &Db, tasks: &[NewTask]) -> Result<(), StoreError> {
+    if tasks.is_empty() {
+        return Ok(());
+    }
+    let sql = format!(
         "INSERT INTO tasks (id, owner_id, status, schema_json, inputs, outputs, report, created_at, updated_at, finished_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9)")
-        .bind(task.id)
-        .bind(task.owner_id)
-        .bind(task.status)
-        .bind(task.schema_json)
-        .bind(Json(task.inputs))
-        .bind(task.outputs.map(Json))
-        .bind(Json(task.report))
-        .bind(task.at_ms)
-        .bind(finished_at)
-        .execute(pool).await.map(|r| r.rows_affected()))?;
+         VALUES {}",
+        rows_sql(tasks.len(), 9, |p| format!("({}, {}, {}, {}, {}, {}, {}, {}, {}, {})",
+            p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7], p[7], p[8]))
+    );
+    with_pool!(db, pool => {
+        let mut query = sqlx::query(AssertSqlSafe(sql.as_str()));
+        for task in tasks {
+            let finished_at = status::is_terminal(task.status).then_some(task.at_ms);
+            query = query
+                .bind(task.id)
+                .bind(task.owner_id)
+                .bind(task.status)
+                .bind(&task.schema_json)
+                .bind(Json(&task.inputs))
+                .bind(task.outputs.as_ref().map(Json))
+                .bind(Json(&task.report))
+                .bind(task.at_ms)
+                .bind(finished_at);
+        }
+        query.execute(pool).await.map(|r| r.rows_affected())
+    })?;
     Ok(())
+}
+
+/// `rows` comma-separated row expressions of `width` parameters each (`$1`..`$n` in order);
+/// `row` formats one row from its placeholders. Multi-row statements are how batches reach
+/// the store in one round trip.
+fn rows_sql(rows: usize, width: usize, row: impl Fn(&[String]) -> String) -> String {
+    (0..rows)
+        .map(|r| {
+            let params: Vec<String> = (1..=width).map(|c| format!("${}", r * width + c)).collect();
+            row(&params)
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The task's status, owner and report.
@@ -88,11 +121,32 @@ pub async fn get_task_result(db: &Db, id: Uuid) -> Result<Option<TaskView>, Stor
 /// Returns `None` when the task is gone or already terminal (canceled while queued,
 /// finished by an earlier delivery), so a redelivered job never runs twice to completion.
 pub async fn start_attempt(db: &Db, id: Uuid, at_ms: i64) -> Result<Option<TaskToRun>, StoreError> {
-    Ok(with_pool!(db, pool => sqlx::query_as::<_, TaskToRun>(
-        "UPDATE tasks SET status = 'processing', attempt = attempt + 1, updated_at = $2
-         WHERE id = $1 AND status IN ('pending', 'processing')
-         RETURNING id, schema_json, inputs, attempt, cancel_requested")
-        .bind(id).bind(at_ms).fetch_optional(pool).await)?)
+    Ok(start_attempts(db, &[id], at_ms).await?.pop())
+}
+
+/// [`start_attempt`] for many tasks in one statement; returns the rows it claimed.
+pub async fn start_attempts(
+    db: &Db,
+    ids: &[Uuid],
+    at_ms: i64,
+) -> Result<Vec<TaskToRun>, StoreError> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let placeholders: Vec<String> = (0..ids.len()).map(|i| format!("${}", i + 2)).collect();
+    let sql = format!(
+        "UPDATE tasks SET status = 'processing', attempt = attempt + 1, updated_at = $1
+         WHERE id IN ({}) AND status IN ('pending', 'processing')
+         RETURNING id, schema_json, inputs, attempt, cancel_requested",
+        placeholders.join(", ")
+    );
+    Ok(with_pool!(db, pool => {
+        let mut query = sqlx::query_as::<_, TaskToRun>(AssertSqlSafe(sql.as_str())).bind(at_ms);
+        for id in ids {
+            query = query.bind(id);
+        }
+        query.fetch_all(pool).await
+    })?)
 }
 
 /// Writes a progress snapshot of the report (and serves as the attempt's heartbeat). Only the
@@ -118,23 +172,120 @@ pub async fn touch_attempt(db: &Db, id: Uuid, attempt: i32, at_ms: i64) -> Resul
     Ok(())
 }
 
+/// The final state of an attempt.
+pub struct FinishedTask {
+    pub id: Uuid,
+    pub attempt: i32,
+    pub status: &'static str,
+    pub outputs: Map<String, Value>,
+    pub report: Value,
+    pub at_ms: i64,
+}
+
 /// The final write of a run: status, result and report in one statement. Returns whether this
 /// attempt still owned the task (a newer attempt or a cancel of a queued task wins).
-pub async fn finish_task(
-    db: &Db,
-    id: Uuid,
-    attempt: i32,
-    final_status: &str,
-    outputs: &Map<String, Value>,
-    report: &Value,
-    at_ms: i64,
-) -> Result<bool, StoreError> {
-    let done = with_pool!(db, pool => sqlx::query(
-        "UPDATE tasks SET status = $3, outputs = $4, report = $5, updated_at = $6, finished_at = $6
-         WHERE id = $1 AND attempt = $2 AND status = 'processing'")
-        .bind(id).bind(attempt).bind(final_status).bind(Json(outputs)).bind(Json(report)).bind(at_ms)
-        .execute(pool).await.map(|r| r.rows_affected()))?;
-    Ok(done == 1)
+pub async fn finish_task(db: &Db, task: FinishedTask) -> Result<bool, StoreError> {
+    Ok(!finish_tasks(db, std::slice::from_ref(&task))
+        .await?
+        .is_empty())
+}
+
+/// [`finish_task`] for many tasks in one statement; returns the (id, attempt) pairs that still
+/// owned their task (and so were written).
+pub async fn finish_tasks(db: &Db, tasks: &[FinishedTask]) -> Result<Vec<(Uuid, i32)>, StoreError> {
+    if tasks.is_empty() {
+        return Ok(Vec::new());
+    }
+    // Postgres types a VALUES list from its first row and would take untyped parameters for
+    // text; SQLite has no `::` casts. So the casts are there on Postgres only.
+    let casts: [&str; 6] = match db {
+        Db::Postgres(_) => ["::uuid", "::int4", "::text", "::jsonb", "::jsonb", "::int8"],
+        Db::Sqlite(_) => [""; 6],
+    };
+    let sql = format!(
+        "WITH v (id, attempt, status, outputs, report, at) AS (VALUES {})
+         UPDATE tasks SET status = v.status, outputs = v.outputs, report = v.report,
+                          updated_at = v.at, finished_at = v.at
+         FROM v
+         WHERE tasks.id = v.id AND tasks.attempt = v.attempt AND tasks.status = 'processing'
+         RETURNING tasks.id, tasks.attempt",
+        rows_sql(tasks.len(), 6, |p| {
+            let typed: Vec<String> = p
+                .iter()
+                .zip(casts)
+                .map(|(p, c)| format!("{p}{c}"))
+                .collect();
+            format!("({})", typed.join(", "))
+        })
+    );
+    Ok(with_pool!(db, pool => {
+        let mut query = sqlx::query_as(AssertSqlSafe(sql.as_str()));
+        for task in tasks {
+            query = query
+                .bind(task.id)
+                .bind(task.attempt)
+                .bind(task.status)
+                .bind(Json(&task.outputs))
+                .bind(Json(&task.report))
+                .bind(task.at_ms);
+        }
+        query.fetch_all(pool).await
+    })?)
+}
+
+/// A worker's claims and final writes, group-committed across its concurrent runs (see
+/// [`super::batch`]): under load, one statement claims or finishes a whole burst of tasks.
+#[derive(Clone)]
+pub struct TaskWrites {
+    starts: Batcher<Uuid, Option<TaskToRun>>,
+    finishes: Batcher<FinishedTask, bool>,
+}
+
+impl TaskWrites {
+    /// Starts the batch writers (on the current tokio runtime).
+    pub fn new(db: Db) -> Self {
+        let starts = Batcher::spawn("start_attempts", {
+            let db = db.clone();
+            move |ids: Vec<Uuid>| {
+                let db = db.clone();
+                async move {
+                    let mut unique = ids.clone();
+                    unique.sort_unstable();
+                    unique.dedup();
+                    let mut claimed: HashMap<Uuid, TaskToRun> =
+                        start_attempts(&db, &unique, now_ms())
+                            .await?
+                            .into_iter()
+                            .map(|task| (task.id, task))
+                            .collect();
+                    // A task delivered twice in one burst is claimed once; the copy is dropped.
+                    Ok(ids.iter().map(|id| claimed.remove(id)).collect())
+                }
+            }
+        });
+        let finishes = Batcher::spawn("finish_tasks", move |tasks: Vec<FinishedTask>| {
+            let db = db.clone();
+            async move {
+                let owned: HashSet<(Uuid, i32)> =
+                    finish_tasks(&db, &tasks).await?.into_iter().collect();
+                Ok(tasks
+                    .iter()
+                    .map(|t| owned.contains(&(t.id, t.attempt)))
+                    .collect())
+            }
+        });
+        Self { starts, finishes }
+    }
+
+    /// [`start_attempt`], batched.
+    pub async fn start_attempt(&self, id: Uuid) -> Result<Option<TaskToRun>, StoreError> {
+        self.starts.submit(id).await
+    }
+
+    /// [`finish_task`], batched.
+    pub async fn finish(&self, task: FinishedTask) -> Result<bool, StoreError> {
+        self.finishes.submit(task).await
+    }
 }
 
 /// Fails a task outright (attempts exhausted, undecodable schema), whatever attempt holds it.

@@ -2,8 +2,9 @@
 //!
 //! A run costs a handful of writes: claiming the attempt, a progress snapshot at most every
 //! [`FLUSH_EVERY`] while the report changes (or a heartbeat when it does not), and the final
-//! state in one statement. Cancel arrives as a signal (from any API replica) and cancels the
-//! engine's token: in-flight requests are dropped and the run ends `canceled`.
+//! state in one statement. The claim and the final write are batched with the process's
+//! other runs (group commit). Cancel arrives as a signal (from any API replica) and cancels
+//! the engine's token: in-flight requests are dropped and the run ends `canceled`.
 
 use std::{sync::Arc, time::Duration};
 
@@ -40,7 +41,7 @@ pub async fn execute(job: RunWorkflow, state: &WorkerState) -> anyhow::Result<()
     // Subscribe before claiming the task: a cancel published after the claim is then seen,
     // and one stored before it comes back in the claim's `cancel_requested`.
     let mut cancel_signal = state.signals.subscribe(&channel::task_cancel(id)).await?;
-    let Some(task) = tasks::start_attempt(db, id, now_ms()).await? else {
+    let Some(task) = state.tasks.start_attempt(id).await? else {
         // Unknown, canceled while queued, or already finished by an earlier delivery.
         tracing::debug!("task is not runnable; job dropped");
         return Ok(());
@@ -114,16 +115,17 @@ pub async fn execute(job: RunWorkflow, state: &WorkerState) -> anyhow::Result<()
         _ => tasks::status::FAILED,
     };
     let final_report: Value = serde_json::to_value(report.snapshot())?;
-    let owned = tasks::finish_task(
-        db,
-        id,
-        task.attempt,
-        final_status,
-        &outcome.outputs,
-        &final_report,
-        now_ms(),
-    )
-    .await?;
+    let owned = state
+        .tasks
+        .finish(tasks::FinishedTask {
+            id,
+            attempt: task.attempt,
+            status: final_status,
+            outputs: outcome.outputs.clone(),
+            report: final_report,
+            at_ms: now_ms(),
+        })
+        .await?;
     if owned {
         notify_done(state, id, final_status, &outcome.outputs).await;
     } else {

@@ -8,6 +8,7 @@
 mod caller;
 mod error;
 mod input;
+mod submit;
 
 use std::time::Duration;
 
@@ -20,7 +21,6 @@ use futures::StreamExt;
 use serde::Serialize;
 use serde_json::{Map, Value};
 use shared::{
-    queue::RunWorkflow,
     signals::{TaskDone, channel},
     store::{
         now_ms,
@@ -35,6 +35,7 @@ use uuid::Uuid;
 pub use caller::TaskCaller;
 pub use error::{TaskError, TaskErrorBody};
 use input::{TaskCancelInput, TaskQuery, TaskRunInput};
+pub use submit::{TaskSubmitter, submitter};
 
 use crate::state::AppState;
 
@@ -107,39 +108,23 @@ async fn run_task(
         ),
     };
     let report = serde_json::to_value(&report).map_err(|e| TaskError::Unavailable(e.into()))?;
-    let empty = Map::new();
-    tasks::insert_task(
-        &state.db,
-        NewTask {
+    let queued = state
+        .submit
+        .submit(NewTask {
             id,
             owner_id: caller.account_id(),
             status: task_status,
-            schema_json: &input.schema,
-            inputs: &input.inputs,
-            outputs: validation.is_err().then_some(&empty),
-            report: &report,
+            outputs: validation.is_err().then(Map::new),
+            schema_json: input.schema,
+            inputs: input.inputs,
+            report,
             at_ms: at,
-        },
-    )
-    .await?;
-    if validation.is_ok()
-        && let Err(e) = state.queues.push(RunWorkflow { task_id: id }).await
-    {
-        // Never leave a task pending that no worker will ever see.
-        let failed = Report::validation_failed(
-            &id.to_string(),
-            input.inputs,
-            &["The task could not be queued".to_owned()],
-            now_ms(),
-        );
-        let _ = tasks::fail_task(
-            &state.db,
-            id,
-            &serde_json::to_value(&failed).unwrap_or_default(),
-            now_ms(),
-        )
-        .await;
-        return Err(TaskError::Unavailable(e.into()));
+        })
+        .await?;
+    if !queued {
+        return Err(TaskError::Unavailable(anyhow::anyhow!(
+            "the task could not be queued"
+        )));
     }
     Ok(Json(TaskRunOutput {
         task_id: id.to_string(),
