@@ -1,6 +1,7 @@
 //! The queues under load that once broke apalis: a backlog pushed while no worker runs must
 //! drain completely once workers start (apalis-redis 1.0's fetch used to fail on thousands of
-//! due jobs at once), on Redis and on the embedded SQLite queue.
+//! due jobs at once), on Redis and on the embedded SQLite queue. Every job is then
+//! acknowledged, and the vacuum leaves the queue empty (nothing grows without bound).
 
 use std::time::{Duration, Instant};
 
@@ -10,7 +11,10 @@ use harness::{
     probe::{Probe, run_probe_worker},
 };
 use shared::{
-    queue::{QueueBackend, QueueSettings, Queues, RunWorkflow, redis_storage, sqlite_storage},
+    queue::{
+        QueueBackend, QueueSettings, Queues, RunWorkflow, WORKFLOW_QUEUE, redis_storage,
+        sqlite_storage, vacuum,
+    },
     signals::Signals,
 };
 use tokio_util::sync::CancellationToken;
@@ -53,6 +57,67 @@ async fn drain(backend: QueueBackend, signals: Signals, expected: usize) {
     stop.cancel();
     worker.await.unwrap().unwrap();
     assert_eq!(probe.count(), expected, "every job ran exactly once");
+}
+
+/// Jobs of the workflow queue in each state, as the backend records them.
+async fn queue_state(backend: &QueueBackend) -> (u64, u64) {
+    match backend {
+        QueueBackend::Sqlite(pool) => {
+            let count = |status: &'static str| {
+                sqlx::query_scalar::<_, i64>(
+                    "SELECT count(*) FROM Jobs WHERE job_type = $1 AND status = $2",
+                )
+                .bind(WORKFLOW_QUEUE)
+                .bind(status)
+                .fetch_one(pool)
+            };
+            (count("Done").await.unwrap() as u64, {
+                let all: i64 = sqlx::query_scalar("SELECT count(*) FROM Jobs WHERE job_type = $1")
+                    .bind(WORKFLOW_QUEUE)
+                    .fetch_one(pool)
+                    .await
+                    .unwrap();
+                all as u64
+            })
+        }
+        QueueBackend::Redis(conn) => {
+            let mut c = conn.clone();
+            let done: u64 = redis::cmd("SCARD")
+                .arg(format!("{WORKFLOW_QUEUE}:done"))
+                .query_async(&mut c)
+                .await
+                .unwrap();
+            let stored: u64 = redis::cmd("HLEN")
+                .arg(format!("{WORKFLOW_QUEUE}:data"))
+                .query_async(&mut c)
+                .await
+                .unwrap();
+            (done, stored)
+        }
+    }
+}
+
+/// Every drained job is acknowledged as done, and the vacuum then deletes them all.
+async fn assert_acked_then_vacuumed(backend: &QueueBackend, expected: u64) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (done, stored) = queue_state(backend).await;
+        if done == expected {
+            assert_eq!(stored, expected);
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{done} of {expected} jobs acknowledged"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(vacuum(backend, WORKFLOW_QUEUE).await.unwrap(), expected);
+    assert_eq!(
+        queue_state(backend).await,
+        (0, 0),
+        "the queue is empty after the vacuum"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -98,6 +163,21 @@ async fn a_redis_backlog_of_50000_jobs_drains_when_workers_start_afterwards() {
         .await
         .unwrap();
     assert_eq!((active, scheduled), (0, 0));
+    let backend = QueueBackend::Redis(conn);
+    assert_acked_then_vacuumed(&backend, 50_000).await;
+    let inflight: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{WORKFLOW_QUEUE}:inflight:*"))
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    for set in inflight {
+        let held: u64 = redis::cmd("SCARD")
+            .arg(&set)
+            .query_async(&mut c)
+            .await
+            .unwrap();
+        assert_eq!(held, 0, "{set} still holds jobs");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -125,6 +205,7 @@ async fn an_embedded_backlog_drains_when_workers_start_afterwards() {
             .unwrap();
     }
     let _ = sqlite_storage::<RunWorkflow>;
-    drain(QueueBackend::Sqlite(pool), signals, 5000).await;
+    drain(QueueBackend::Sqlite(pool.clone()), signals, 5000).await;
+    assert_acked_then_vacuumed(&QueueBackend::Sqlite(pool), 5000).await;
     std::fs::remove_dir_all(dir).unwrap();
 }

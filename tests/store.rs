@@ -223,3 +223,32 @@ async fn postgres_batched_writes() {
     let db = postgres(&pg).await;
     check_batched_writes(&db).await;
 }
+
+/// apalis-sqlite's ack joins the acknowledged ids to `Jobs`; it must look each one up by id,
+/// not walk every job the worker ever held (which made each ack slower as the table grew).
+#[tokio::test]
+async fn sqlite_queue_acks_look_jobs_up_by_id() {
+    let (db, dir) = sqlite().await;
+    let pool = db.as_sqlite().unwrap();
+    let ack = "WITH j AS (SELECT value ->> 'task_id' AS task_id, value ->> 'attempt' AS attempt,
+                                 value ->> 'result' AS result, value ->> 'status' AS status
+                          FROM json_each($1))
+               UPDATE Jobs SET status = j.status, attempts = j.attempt, last_result = j.result,
+                               done_at = strftime('%s', 'now')
+               FROM j WHERE Jobs.id = j.task_id AND Jobs.lock_by = $2";
+    let plan: Vec<(i64, i64, i64, String)> =
+        sqlx::query_as(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {ack}")))
+            .bind("[]")
+            .bind("worker")
+            .fetch_all(pool)
+            .await
+            .unwrap();
+    let steps: Vec<&str> = plan.iter().map(|(_, _, _, step)| step.as_str()).collect();
+    assert!(
+        steps
+            .iter()
+            .any(|s| s.contains("Jobs USING INDEX sqlite_autoindex_Jobs_1 (id=?)")),
+        "{steps:?}"
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}

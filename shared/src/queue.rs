@@ -182,8 +182,9 @@ pub fn redis_storage<J: Job>(
             .heartbeat_interval(settings.heartbeat)
             .missed_heartbeats(MISSED_HEARTBEATS)
             .batch_size(FETCH_BATCH)
-            // Results live in our store; apalis's copies would only grow Redis.
-            .persist_results(false),
+            // In apalis 1.0 this switch is also the ack: without it a finished job stays
+            // in-flight forever. Its "result" is our handler's `()`; [`vacuum`] deletes it.
+            .persist_results(true),
     )
 }
 
@@ -198,8 +199,75 @@ pub fn sqlite_storage<J: Job>(
             .heartbeat_interval(settings.heartbeat)
             .missed_heartbeats(MISSED_HEARTBEATS)
             .batch_size(FETCH_BATCH)
-            .persist_results(false),
+            // The ack (see `redis_storage`): without it every job stays `Running`.
+            .persist_results(true),
     )
+}
+
+/// Finished jobs deleted per statement or script call, so housekeeping never holds the
+/// queue up for long.
+const VACUUM_BATCH: usize = 1000;
+
+/// Deletes acknowledged jobs (done, killed, out of attempts) from a queue; returns how many.
+/// Our store keeps each run's outcome, so the queue's copies are only clutter.
+///
+/// Ours rather than apalis's `Vacuum`: on SQLite that ends with a whole-file `VACUUM` (which
+/// rewrites the store's tables too), and on Redis it reads the whole data hash at once and
+/// leaves the ids in the `done` set.
+pub async fn vacuum(backend: &QueueBackend, queue: &str) -> Result<u64, QueueError> {
+    let mut total = 0;
+    loop {
+        let deleted = match backend {
+            QueueBackend::Sqlite(pool) => {
+                sqlx::query(
+                    "DELETE FROM Jobs WHERE ROWID IN (
+                         SELECT ROWID FROM Jobs WHERE job_type = $1 AND (status IN ('Done', 'Killed')
+                             OR (status = 'Failed' AND attempts >= max_attempts))
+                         LIMIT $2)",
+                )
+                .bind(queue)
+                .bind(VACUUM_BATCH as i64)
+                .execute(pool)
+                .await?
+                .rows_affected()
+            }
+            QueueBackend::Redis(conn) => {
+                static SCRIPT: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+                    redis::Script::new(
+                        r#"
+                        -- KEYS: data hash, meta prefix, done set, dead set; ARGV[1]: batch size
+                        local deleted = 0
+                        for _, set in ipairs({KEYS[3], KEYS[4]}) do
+                            local ids = redis.call('SPOP', set, ARGV[1])
+                            for _, id in ipairs(ids) do
+                                redis.call('HDEL', KEYS[1], id)
+                                redis.call('HDEL', KEYS[2] .. ':result', id)
+                                redis.call('DEL', KEYS[2] .. ':' .. id)
+                            end
+                            deleted = deleted + #ids
+                        end
+                        return deleted
+                        "#,
+                    )
+                });
+                let keys = [":data", ":meta", ":done", ":dead"].map(|k| format!("{queue}{k}"));
+                let mut conn = conn.clone();
+                SCRIPT
+                    .key(&keys[0])
+                    .key(&keys[1])
+                    .key(&keys[2])
+                    .key(&keys[3])
+                    .arg(VACUUM_BATCH)
+                    .invoke_async::<u64>(&mut conn)
+                    .await?
+            }
+        };
+        total += deleted;
+        if deleted < VACUUM_BATCH as u64 {
+            return Ok(total);
+        }
+        tokio::task::yield_now().await;
+    }
 }
 
 /// Moves due jobs from apalis-redis's `scheduled` set to its `active` list in chunks, then

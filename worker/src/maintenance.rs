@@ -1,10 +1,10 @@
-//! Housekeeping every worker process runs beside its queues: task retention and the reaper
-//! that re-queues runs whose job the queue lost.
+//! Housekeeping every worker process runs beside its queues: task retention, the reaper that
+//! re-queues runs whose job the queue lost, and deleting acknowledged jobs from the queues.
 
 use std::time::Duration;
 
 use shared::{
-    queue::{Queues, RunWorkflow},
+    queue::{self, DebugChat, Job, Queues, RunWorkflow},
     store::{Db, now_ms, tasks},
 };
 
@@ -14,18 +14,30 @@ const RETENTION_BATCH: i64 = 500;
 /// far past the queue's own re-delivery, its job too.
 const STALE_AFTER: Duration = Duration::from_secs(120);
 
+/// How often acknowledged jobs are deleted from the queues: often enough that a busy queue
+/// holds seconds of finished jobs, not hours.
+const VACUUM_EVERY: Duration = Duration::from_secs(10);
+
 /// Runs forever; spawn it.
 pub async fn run(db: Db, queues: Queues, retention_days: u64) {
+    tokio::join!(
+        vacuum_queues(&queues),
+        tend_tasks(&db, &queues, retention_days)
+    );
+}
+
+/// Retention and the reaper, every 30 s.
+async fn tend_tasks(db: &Db, queues: &Queues, retention_days: u64) {
     let mut tick = tokio::time::interval(Duration::from_secs(30));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
         if retention_days > 0
-            && let Err(e) = delete_expired(&db, retention_days).await
+            && let Err(e) = delete_expired(db, retention_days).await
         {
             tracing::warn!(error = %e, "task retention failed");
         }
-        if let Err(e) = requeue_stale(&db, &queues).await {
+        if let Err(e) = requeue_stale(db, queues).await {
             tracing::warn!(error = %e, "requeueing stale tasks failed");
         }
     }
@@ -59,4 +71,20 @@ pub async fn requeue_stale(db: &Db, queues: &Queues) -> anyhow::Result<usize> {
         queues.push(RunWorkflow { task_id }).await?;
     }
     Ok(stale.len())
+}
+
+/// Deletes acknowledged jobs from both queues every [`VACUUM_EVERY`].
+async fn vacuum_queues(queues: &Queues) {
+    let mut tick = tokio::time::interval(VACUUM_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        for name in [RunWorkflow::QUEUE, DebugChat::QUEUE] {
+            match queue::vacuum(queues.backend(), name).await {
+                Ok(0) => {}
+                Ok(deleted) => tracing::debug!(queue = name, deleted, "vacuumed finished jobs"),
+                Err(e) => tracing::warn!(queue = name, error = %e, "vacuuming the queue failed"),
+            }
+        }
+    }
 }
