@@ -32,6 +32,7 @@ mod registry;
 mod report;
 mod sandbox;
 mod schema;
+mod schema_cache;
 mod scope;
 pub mod types;
 mod validation;
@@ -47,6 +48,7 @@ pub use report::{
     WorkflowStatus, now_ms,
 };
 pub use schema::{WorkflowSchema, parse_schema};
+pub use schema_cache::parse_schema_cached;
 pub use scope::{Scope, Variable};
 pub use types::VarType;
 pub use value::{FlowValue, Resolved, Template};

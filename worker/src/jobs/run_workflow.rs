@@ -6,7 +6,7 @@
 //! other runs (group commit). Cancel arrives as a signal (from any API replica) and cancels
 //! the engine's token: in-flight requests are dropped and the run ends `canceled`.
 
-use std::{sync::Arc, time::Duration};
+use std::time::Duration;
 
 use apalis::prelude::*;
 use futures::StreamExt;
@@ -15,7 +15,7 @@ use shared::{
     queue::RunWorkflow,
     signals::{TaskDone, channel},
     store::{now_ms, tasks},
-    workflow::{Report, ReportHandle, WorkflowStatus, parse_schema},
+    workflow::{Report, ReportHandle, WorkflowStatus, parse_schema_cached},
 };
 use tokio_util::sync::CancellationToken;
 
@@ -67,8 +67,8 @@ pub async fn execute(job: RunWorkflow, state: &WorkerState) -> anyhow::Result<()
 
     let inputs = task.inputs.0;
     let report = ReportHandle::new(&id.to_string(), inputs.clone());
-    let schema = match parse_schema(&task.schema_json) {
-        Ok(schema) => Arc::new(schema),
+    let schema = match parse_schema_cached(&task.schema_json) {
+        Ok(schema) => schema,
         Err(errors) => {
             // The API validated it before queueing; only a corrupted row gets here.
             let failed = Report::validation_failed(&id.to_string(), inputs, &errors, now_ms());

@@ -26,7 +26,7 @@ use shared::{
         now_ms,
         tasks::{self, CancelOutcome, NewTask, TaskView, status},
     },
-    workflow::{Report, StatusData, WorkflowStatus, parse_schema, validate_inputs},
+    workflow::{Report, StatusData, WorkflowStatus, parse_schema_cached, validate_inputs},
 };
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
@@ -71,7 +71,7 @@ pub struct TaskValidateOutput {
 
 /// Validation of a run request: schema (the four validators), then the start inputs.
 fn validate(input: &TaskRunInput) -> Result<(), Vec<String>> {
-    let schema = parse_schema(&input.schema)?;
+    let schema = parse_schema_cached(&input.schema)?;
     validate_inputs(&schema, &input.inputs)
 }
 
