@@ -4,7 +4,7 @@
 use uuid::Uuid;
 
 use super::{Db, StoreError};
-use crate::with_pool;
+use crate::{with_pool, with_read_pool};
 
 /// An account row.
 #[derive(Clone, Debug, sqlx::FromRow)]
@@ -71,7 +71,7 @@ pub async fn find_account_by_email(db: &Db, email: &str) -> Result<Option<Accoun
 }
 
 pub async fn get_account(db: &Db, id: Uuid) -> Result<Option<Account>, StoreError> {
-    Ok(with_pool!(db, pool => sqlx::query_as::<_, Account>(
+    Ok(with_read_pool!(db, pool => sqlx::query_as::<_, Account>(
         concat!("SELECT ", columns!(), " FROM accounts WHERE id = $1"))
         .bind(id).fetch_optional(pool).await)?)
 }
@@ -97,7 +97,7 @@ mod tests {
             .connect("sqlite::memory:")
             .await
             .unwrap();
-        let db = Db::Sqlite(pool);
+        let db = Db::sqlite_single(pool);
         db.migrate().await.unwrap();
         db
     }

@@ -7,7 +7,7 @@ use sqlx::types::Json;
 use uuid::Uuid;
 
 use super::{Db, StoreError};
-use crate::with_pool;
+use crate::{with_pool, with_read_pool};
 
 /// Config statuses as stored.
 pub mod config_status {
@@ -165,7 +165,7 @@ fn joined_config(
 
 /// The app with its draft and published configs, in one query.
 pub async fn get_app(db: &Db, id: Uuid) -> Result<Option<AppDetail>, StoreError> {
-    let row = with_pool!(db, pool => sqlx::query_as::<_, AppDetailRow>(concat!(
+    let row = with_read_pool!(db, pool => sqlx::query_as::<_, AppDetailRow>(concat!(
         "SELECT ", app_columns!("a."), ",
                 d.id AS d_id, d.model_config AS d_model_config, d.memory_mode AS d_memory_mode,
                 d.created_at AS d_created_at, d.updated_at AS d_updated_at,
@@ -221,13 +221,13 @@ pub async fn list_apps(
     offset: i64,
 ) -> Result<(Vec<AppListItem>, u64), StoreError> {
     let pattern = contains_pattern(search_word.unwrap_or_default());
-    let (total,): (i64,) = with_pool!(db, pool => sqlx::query_as(
+    let (total,): (i64,) = with_read_pool!(db, pool => sqlx::query_as(
         "SELECT COUNT(*) FROM apps WHERE account_id = $1 AND LOWER(name) LIKE LOWER($2) ESCAPE '\\'")
         .bind(account_id).bind(&pattern).fetch_one(pool).await)?;
     if total == 0 {
         return Ok((Vec::new(), 0));
     }
-    let items = with_pool!(db, pool => sqlx::query_as::<_, AppListItem>(concat!(
+    let items = with_read_pool!(db, pool => sqlx::query_as::<_, AppListItem>(concat!(
         "SELECT ", app_columns!("a."), ",
                 (SELECT c.id FROM app_configs c WHERE c.app_id = a.id AND c.status = 'drafted') AS drafted_app_config_id,
                 (SELECT c.id FROM app_configs c WHERE c.app_id = a.id AND c.status = 'published') AS published_app_config_id
@@ -362,7 +362,7 @@ pub(crate) mod tests {
             .connect("sqlite::memory:")
             .await
             .unwrap();
-        let db = Db::Sqlite(pool);
+        let db = Db::sqlite_single(pool);
         db.migrate().await.unwrap();
         let account = accounts::insert_account(
             &db,

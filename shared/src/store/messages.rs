@@ -8,7 +8,7 @@ use sqlx::types::Json;
 use uuid::Uuid;
 
 use super::{Db, StoreError};
-use crate::{chat::Round, with_pool};
+use crate::{chat::Round, with_pool, with_read_pool};
 
 /// Message statuses as stored.
 pub mod status {
@@ -161,10 +161,12 @@ pub async fn ensure_debug_conversation(
 }
 
 pub async fn get_conversation(db: &Db, id: Uuid) -> Result<Option<Conversation>, StoreError> {
-    Ok(with_pool!(db, pool => sqlx::query_as::<_, Conversation>(
+    Ok(
+        with_read_pool!(db, pool => sqlx::query_as::<_, Conversation>(
         "SELECT id, app_id, summary, summary_updated_at, created_at, updated_at
          FROM conversations WHERE id = $1")
-        .bind(id).fetch_optional(pool).await)?)
+        .bind(id).fetch_optional(pool).await)?,
+    )
 }
 
 /// The conversation's long-term memory summary (`""` when the conversation is unknown).
@@ -203,7 +205,7 @@ pub async fn insert_message(db: &Db, new: NewMessage<'_>) -> Result<(), StoreErr
 
 /// The message, deleted or not.
 pub async fn get_message(db: &Db, id: Uuid) -> Result<Option<Message>, StoreError> {
-    Ok(with_pool!(db, pool => sqlx::query_as::<_, Message>(
+    Ok(with_read_pool!(db, pool => sqlx::query_as::<_, Message>(
         concat!("SELECT ", message_columns!(), " FROM messages WHERE id = $1"))
         .bind(id).fetch_optional(pool).await)?)
 }
@@ -216,13 +218,13 @@ pub async fn list_messages(
     limit: i64,
     offset: i64,
 ) -> Result<(Vec<Message>, u64), StoreError> {
-    let (total,): (i64,) = with_pool!(db, pool => sqlx::query_as(
+    let (total,): (i64,) = with_read_pool!(db, pool => sqlx::query_as(
         "SELECT COUNT(*) FROM messages WHERE conversation_id = $1 AND deleted_at IS NULL")
         .bind(conversation_id).fetch_one(pool).await)?;
     if total == 0 {
         return Ok((Vec::new(), 0));
     }
-    let list = with_pool!(db, pool => sqlx::query_as::<_, Message>(concat!(
+    let list = with_read_pool!(db, pool => sqlx::query_as::<_, Message>(concat!(
         "SELECT ", message_columns!(), " FROM messages
          WHERE conversation_id = $1 AND deleted_at IS NULL
          ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $3"))

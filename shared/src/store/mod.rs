@@ -46,16 +46,32 @@ pub enum StoreError {
 #[derive(Clone, Debug)]
 pub enum Db {
     Postgres(PgPool),
-    Sqlite(SqlitePool),
+    /// One writer connection (see [`sqlite_pools`]) and a few readers, which WAL lets run
+    /// beside the writer without waiting in its queue.
+    Sqlite {
+        write: SqlitePool,
+        read: SqlitePool,
+    },
 }
 
-/// Runs the same expression on whichever pool is active.
+/// Runs the same expression on whichever pool is active (on SQLite, the writer).
 #[macro_export]
 macro_rules! with_pool {
     ($db:expr, $pool:ident => $body:expr) => {
         match $db {
             $crate::store::Db::Postgres($pool) => $body,
-            $crate::store::Db::Sqlite($pool) => $body,
+            $crate::store::Db::Sqlite { write: $pool, .. } => $body,
+        }
+    };
+}
+
+/// [`with_pool!`] for a read-only statement: on SQLite it runs on a reader connection.
+#[macro_export]
+macro_rules! with_read_pool {
+    ($db:expr, $pool:ident => $body:expr) => {
+        match $db {
+            $crate::store::Db::Postgres($pool) => $body,
+            $crate::store::Db::Sqlite { read: $pool, .. } => $body,
         }
     };
 }
@@ -85,7 +101,8 @@ impl Db {
                         source,
                     })?;
                 }
-                Db::Sqlite(sqlite_pool(options).await?)
+                let (write, read) = sqlite_pools(options).await?;
+                Db::Sqlite { write, read }
             }
         };
         db.migrate().await?;
@@ -96,7 +113,7 @@ impl Db {
     pub async fn migrate(&self) -> Result<(), StoreError> {
         match self {
             Db::Postgres(pool) => migrator(StoreKind::Postgres).run(pool).await?,
-            Db::Sqlite(pool) => {
+            Db::Sqlite { write: pool, .. } => {
                 apalis_sqlite::SqliteStorage::setup(pool)
                     .await
                     .map_err(|e| match e {
@@ -119,14 +136,23 @@ impl Db {
     pub fn kind(&self) -> StoreKind {
         match self {
             Db::Postgres(_) => StoreKind::Postgres,
-            Db::Sqlite(_) => StoreKind::Sqlite,
+            Db::Sqlite { .. } => StoreKind::Sqlite,
         }
     }
 
-    /// The SQLite pool, which the embedded queue shares.
+    /// A store on one SQLite pool for both reads and writes (an in-memory database, whose
+    /// connections would each be a different database).
+    pub fn sqlite_single(pool: SqlitePool) -> Self {
+        Db::Sqlite {
+            write: pool.clone(),
+            read: pool,
+        }
+    }
+
+    /// The SQLite writer pool, which the embedded queue shares.
     pub fn as_sqlite(&self) -> Option<&SqlitePool> {
         match self {
-            Db::Sqlite(pool) => Some(pool),
+            Db::Sqlite { write, .. } => Some(write),
             Db::Postgres(_) => None,
         }
     }
@@ -136,11 +162,17 @@ impl Db {
 /// (up to [`batch::MAX_BATCH`]), beside everything else.
 const STATEMENT_CACHE: usize = 512;
 
-/// One connection. SQLite has a single writer: with several connections, a writer that finds
-/// the lock taken sleeps in its busy handler (1 ms, 2 ms, 5 ms, ...) instead of queueing, and
-/// throughput collapsed. One connection queues every statement fairly in the pool instead, and
-/// the batched writes keep the statements few.
-async fn sqlite_pool(options: SqliteConnectOptions) -> Result<SqlitePool, sqlx::Error> {
+/// Readers beside the writer: point reads are short, so a few serve many requests.
+const SQLITE_READERS: u32 = 4;
+
+/// The writer (one connection) and the readers. SQLite has a single writer: with several
+/// writing connections, one that finds the lock taken sleeps in its busy handler (1 ms, 2 ms,
+/// 5 ms, ...) instead of queueing, and throughput collapsed. One connection queues every write
+/// fairly in the pool instead, and the batched writes keep the statements few. Readers never
+/// take the write lock in WAL mode.
+async fn sqlite_pools(
+    options: SqliteConnectOptions,
+) -> Result<(SqlitePool, SqlitePool), sqlx::Error> {
     let options = options
         .statement_cache_capacity(STATEMENT_CACHE)
         .create_if_missing(true)
@@ -149,11 +181,17 @@ async fn sqlite_pool(options: SqliteConnectOptions) -> Result<SqlitePool, sqlx::
         .synchronous(SqliteSynchronous::Normal)
         .busy_timeout(Duration::from_secs(10))
         .foreign_keys(true);
-    SqlitePoolOptions::new()
+    let write = SqlitePoolOptions::new()
         .max_connections(1)
         .acquire_timeout(Duration::from_secs(10))
-        .connect_with(options)
-        .await
+        .connect_with(options.clone())
+        .await?;
+    let read = SqlitePoolOptions::new()
+        .max_connections(SQLITE_READERS)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect_with(options.create_if_missing(false).read_only(true))
+        .await?;
+    Ok((write, read))
 }
 
 /// apalis-sqlite acknowledges jobs with `UPDATE Jobs ... FROM json_each(ids) WHERE Jobs.id =

@@ -9,7 +9,7 @@ use sqlx::{AssertSqlSafe, types::Json};
 use uuid::Uuid;
 
 use super::{Db, StoreError, batch::Batcher, now_ms};
-use crate::with_pool;
+use crate::{with_pool, with_read_pool};
 
 /// Task statuses as stored (the FlowGram `WorkflowStatus` strings).
 pub mod status {
@@ -105,14 +105,14 @@ fn rows_sql(rows: usize, width: usize, row: impl Fn(&[String]) -> String) -> Str
 
 /// The task's status, owner and report.
 pub async fn get_task_report(db: &Db, id: Uuid) -> Result<Option<TaskView>, StoreError> {
-    Ok(with_pool!(db, pool => sqlx::query_as::<_, TaskView>(
+    Ok(with_read_pool!(db, pool => sqlx::query_as::<_, TaskView>(
         "SELECT owner_id, status, report AS document FROM tasks WHERE id = $1")
         .bind(id).fetch_optional(pool).await)?)
 }
 
 /// The task's status, owner and result (outputs).
 pub async fn get_task_result(db: &Db, id: Uuid) -> Result<Option<TaskView>, StoreError> {
-    Ok(with_pool!(db, pool => sqlx::query_as::<_, TaskView>(
+    Ok(with_read_pool!(db, pool => sqlx::query_as::<_, TaskView>(
         "SELECT owner_id, status, outputs AS document FROM tasks WHERE id = $1")
         .bind(id).fetch_optional(pool).await)?)
 }
@@ -200,7 +200,7 @@ pub async fn finish_tasks(db: &Db, tasks: &[FinishedTask]) -> Result<Vec<(Uuid, 
     // text; SQLite has no `::` casts. So the casts are there on Postgres only.
     let casts: [&str; 6] = match db {
         Db::Postgres(_) => ["::uuid", "::int4", "::text", "::jsonb", "::jsonb", "::int8"],
-        Db::Sqlite(_) => [""; 6],
+        Db::Sqlite { .. } => [""; 6],
     };
     let sql = format!(
         "WITH v (id, attempt, status, outputs, report, at) AS (VALUES {})
