@@ -24,6 +24,7 @@ fn settings() -> QueueSettings {
     QueueSettings {
         max_attempts: 1,
         heartbeat: Duration::from_secs(2),
+        fetch_batch: shared::queue::fetch_batch(64),
     }
 }
 

@@ -43,6 +43,7 @@ impl Backends {
         let settings = QueueSettings {
             max_attempts: config.task_max_attempts,
             heartbeat: config.worker_heartbeat(),
+            fetch_batch: crate::queue::fetch_batch(config.worker_concurrency),
         };
         Ok(Self {
             db,
