@@ -514,3 +514,48 @@ async fn run_then_kill_its_worker(options: StackOptions) -> Option<(Stack, MockL
     stack.workers[holder].kill9();
     Some((stack, llm, id))
 }
+
+/// On the embedded store a task and its queue job commit together: when the queue refuses the
+/// job, the run answers 503 and no task is left behind, pending with no job to run it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_embedded_run_the_queue_refuses_leaves_nothing_behind() {
+    let Some(stack) = Stack::start(Mode::Embedded).await else {
+        return;
+    };
+    let llm = MockLlm::start().await;
+    let schema = fixture("basic", &llm);
+    let inputs = json!({"model_name": "m", "llm_settings": {"temperature": 0.5}, "work": {"role": "r", "task": "t"}});
+    let file = stack.dir.join("data").join("llmops.db");
+    let store = sqlx::SqlitePool::connect(&format!("sqlite://{}", file.display()))
+        .await
+        .unwrap();
+    sqlx::query(
+        "CREATE TRIGGER refuse_jobs BEFORE INSERT ON Jobs
+         BEGIN SELECT RAISE(ABORT, 'the queue refuses jobs'); END",
+    )
+    .execute(&store)
+    .await
+    .unwrap();
+    let r = stack
+        .client
+        .post(stack.url("/api/task/run"))
+        .json(&json!({"schema": schema.to_string(), "inputs": inputs}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["code"], "fail", "{body}");
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM tasks")
+        .fetch_one(&store)
+        .await
+        .unwrap();
+    assert_eq!(stored, 0, "no task without its job");
+
+    sqlx::query("DROP TRIGGER refuse_jobs")
+        .execute(&store)
+        .await
+        .unwrap();
+    let (out, _) = run_to_end(&stack, &schema, inputs).await;
+    assert_eq!(out["llm_task"], "t", "{out}");
+}

@@ -156,11 +156,73 @@ impl Queues {
                     .push_all(tasks)
                     .await
                     .map_err(|e| QueueError::Push(e.to_string()))?;
-                self.signals
-                    .publish(&channel::queue_available(J::QUEUE), "")
-                    .await?;
+                self.wake::<J>().await?;
             }
         }
+        Ok(())
+    }
+
+    /// Writes jobs into the embedded (SQLite) queue on the caller's connection, inside its
+    /// transaction, so they commit together with the rows they refer to. Call
+    /// [`Queues::wake`] once the transaction has committed.
+    ///
+    /// This is apalis-sqlite's push (`queries/task/sink.sql` and `push_tasks` of
+    /// apalis-sqlite 1.0, pinned in `Cargo.lock`: the same columns, values and encoding) as one
+    /// multi-row statement: apalis inserts row by row, and each row is a round trip on the
+    /// store's single writer connection while every other write waits. Every test that runs a
+    /// task on the embedded stack has apalis's own workers consume rows written here.
+    pub async fn push_sqlite_in<J: Job>(
+        &self,
+        conn: &mut sqlx::SqliteConnection,
+        jobs: Vec<J>,
+    ) -> Result<(), QueueError> {
+        const WIDTH: usize = 5;
+        if jobs.is_empty() {
+            return Ok(());
+        }
+        let run_at = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs() as i64;
+        // Default metadata, encoded as apalis encodes a task's metadata store.
+        let metadata = serde_json::to_string(TaskBuilder::new(()).build().metadata())
+            .map_err(|e| QueueError::Push(e.to_string()))?;
+        for chunk in jobs.chunks(crate::store::batch::MAX_BATCH) {
+            let rows: Vec<String> = (0..chunk.len())
+                .map(|r| {
+                    let p = |c: usize| r * WIDTH + c;
+                    format!(
+                        "(${}, ${}, ${}, 'Pending', 0, ${}, ${}, NULL, NULL, NULL, NULL, 0, ${}, NULL)",
+                        p(1), p(2), p(3), p(4), p(5), chunk.len() * WIDTH + 1
+                    )
+                })
+                .collect();
+            // Built from placeholders only; the values are bound.
+            let sql = format!(
+                "INSERT INTO Jobs VALUES {} ON CONFLICT(job_type, idempotency_key) DO NOTHING",
+                rows.join(", ")
+            );
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for job in chunk {
+                // The job as JSON bytes (apalis-sqlite's codec) and a new ULID id.
+                let args = serde_json::to_vec(job).map_err(|e| QueueError::Push(e.to_string()))?;
+                query = query
+                    .bind(args)
+                    .bind(ulid::Ulid::generate().to_string())
+                    .bind(J::QUEUE)
+                    .bind(self.settings.max_attempts as i64)
+                    .bind(run_at);
+            }
+            query.bind(metadata.as_str()).execute(&mut *conn).await?;
+        }
+        Ok(())
+    }
+
+    /// Wakes idle workers of a queue (after [`Queues::push_sqlite_in`]'s commit).
+    pub async fn wake<J: Job>(&self) -> Result<(), QueueError> {
+        self.signals
+            .publish(&channel::queue_available(J::QUEUE), "")
+            .await?;
         Ok(())
     }
 

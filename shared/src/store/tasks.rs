@@ -64,15 +64,40 @@ pub async fn insert_tasks(db: &Db, tasks: &[NewTask]) -> Result<(), StoreError> 
     if tasks.is_empty() {
         return Ok(());
     }
-    let sql = format!(
+    let sql = insert_tasks_sql(tasks.len());
+    with_pool!(db, pool => new_tasks_query!(sql, tasks).execute(pool).await.map(|_| ()))?;
+    Ok(())
+}
+
+/// [`insert_tasks`] on a SQLite connection, inside the caller's transaction: the embedded
+/// store commits new tasks together with their queue jobs.
+pub async fn insert_tasks_sqlite(
+    conn: &mut sqlx::SqliteConnection,
+    tasks: &[NewTask],
+) -> Result<(), StoreError> {
+    if tasks.is_empty() {
+        return Ok(());
+    }
+    let sql = insert_tasks_sql(tasks.len());
+    new_tasks_query!(sql, tasks).execute(conn).await?;
+    Ok(())
+}
+
+fn insert_tasks_sql(rows: usize) -> String {
+    format!(
         "INSERT INTO tasks (id, owner_id, status, schema_json, inputs, outputs, report, created_at, updated_at, finished_at)
          VALUES {}",
-        rows_sql(tasks.len(), 9, |p| format!("({}, {}, {}, {}, {}, {}, {}, {}, {}, {})",
+        rows_sql(rows, 9, |p| format!("({}, {}, {}, {}, {}, {}, {}, {}, {}, {})",
             p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7], p[7], p[8]))
-    );
-    with_pool!(db, pool => {
-        let mut query = sqlx::query(AssertSqlSafe(sql.as_str()));
-        for task in tasks {
+    )
+}
+
+/// The insert of [`insert_tasks_sql`] with every task's values bound (a macro: it is typed
+/// for whichever backend executes it).
+macro_rules! new_tasks_query {
+    ($sql:expr, $tasks:expr) => {{
+        let mut query = sqlx::query(AssertSqlSafe($sql.as_str()));
+        for task in $tasks {
             let finished_at = status::is_terminal(task.status).then_some(task.at_ms);
             query = query
                 .bind(task.id)
@@ -85,10 +110,10 @@ pub async fn insert_tasks(db: &Db, tasks: &[NewTask]) -> Result<(), StoreError> 
                 .bind(task.at_ms)
                 .bind(finished_at);
         }
-        query.execute(pool).await.map(|r| r.rows_affected())
-    })?;
-    Ok(())
+        query
+    }};
 }
+use new_tasks_query;
 
 /// `rows` comma-separated row expressions of `width` parameters each (`$1`..`$n` in order);
 /// `row` formats one row from its placeholders. Multi-row statements are how batches reach

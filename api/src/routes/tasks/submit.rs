@@ -1,9 +1,10 @@
 //! Task submission, group-committed: a burst of run requests is stored with one multi-row
 //! insert and queued with one push (see [`shared::store::batch`]), then each request gets its
-//! answer.
+//! answer. On the embedded store the tasks and their jobs commit in one transaction; with
+//! Postgres and Redis they are two writes, and a job the queue refuses fails its task.
 
 use shared::{
-    queue::{Queues, RunWorkflow},
+    queue::{Job, QueueBackend, Queues, RunWorkflow},
     store::{
         Db, StoreError,
         batch::Batcher,
@@ -21,6 +22,9 @@ pub fn submitter(db: Db, queues: Queues) -> TaskSubmitter {
     Batcher::spawn("submit_tasks", move |new: Vec<NewTask>| {
         let (db, queues) = (db.clone(), queues.clone());
         async move {
+            if let (Db::Sqlite { write, .. }, QueueBackend::Sqlite(_)) = (&db, queues.backend()) {
+                return submit_embedded(write, &queues, &new).await;
+            }
             tasks::insert_tasks(&db, &new).await?;
             let pending: Vec<&NewTask> =
                 new.iter().filter(|t| t.status == status::PENDING).collect();
@@ -39,6 +43,31 @@ pub fn submitter(db: Db, queues: Queues) -> TaskSubmitter {
             Ok(vec![true; new.len()])
         }
     })
+}
+
+/// The tasks and their jobs in one SQLite transaction: all stored and queued, or nothing.
+async fn submit_embedded(
+    write: &sqlx::SqlitePool,
+    queues: &Queues,
+    new: &[NewTask],
+) -> Result<Vec<bool>, StoreError> {
+    let jobs = new
+        .iter()
+        .filter(|t| t.status == status::PENDING)
+        .map(|t| RunWorkflow { task_id: t.id })
+        .collect();
+    let mut tx = write.begin().await?;
+    tasks::insert_tasks_sqlite(&mut tx, new).await?;
+    queues
+        .push_sqlite_in(&mut tx, jobs)
+        .await
+        .map_err(|e| StoreError::Batch(e.to_string()))?;
+    tx.commit().await?;
+    if let Err(error) = queues.wake::<RunWorkflow>().await {
+        // The jobs are committed; the workers' fallback poll finds them.
+        tracing::warn!(%error, queue = RunWorkflow::QUEUE, "could not wake the workers");
+    }
+    Ok(vec![true; new.len()])
 }
 
 async fn fail_unqueued(db: &Db, task: &NewTask) {
