@@ -80,14 +80,18 @@ pub struct QueueSettings {
     pub max_attempts: u32,
     /// Worker heartbeat; a worker silent for `MISSED_HEARTBEATS` of them is presumed dead.
     pub heartbeat: Duration,
-    /// apalis's `batch_size`: the jobs a worker takes per fetch, and also the room in its
-    /// channel of lock and ack events. Each running job queues two events (lock, then ack),
-    /// so with less than twice the worker's concurrency that channel fills and the worker
-    /// stops starting jobs until the events are written (embedded: 3,250 runs/s at 1x,
-    /// 3,830 at 2x). It also bounds how many queued jobs one worker holds beyond those it
-    /// runs. See [`fetch_batch`].
+    /// apalis-sqlite's `batch_size`: the jobs a worker takes per fetch, and also the room in
+    /// its channel of lock and ack events. Each running job queues two events (lock, then
+    /// ack), so with less than twice the worker's concurrency that channel fills and the
+    /// worker stops starting jobs until the events are written (embedded: 3,250 runs/s at
+    /// 1x, 3,830 at 2x). See [`fetch_batch`]; Redis uses [`REDIS_FETCH_BATCH`].
     pub fetch_batch: usize,
 }
+
+/// apalis-redis's `batch_size`. Redis writes the events fast, so the channel never filled at
+/// 32; a larger batch left jobs waiting in one worker's buffer while the other worker was
+/// free, and runs of 128 per fetch showed stalls of 0.5-2 s (two workers, 2,000 runs/s).
+pub const REDIS_FETCH_BATCH: usize = 32;
 
 /// [`QueueSettings::fetch_batch`] for workers of this concurrency.
 pub fn fetch_batch(worker_concurrency: usize) -> usize {
@@ -251,7 +255,7 @@ pub fn redis_storage<J: Job>(
             .queue(J::QUEUE)
             .heartbeat_interval(settings.heartbeat)
             .missed_heartbeats(MISSED_HEARTBEATS)
-            .batch_size(settings.fetch_batch)
+            .batch_size(REDIS_FETCH_BATCH)
             // In apalis 1.0 this switch is also the ack: without it a finished job stays
             // in-flight forever. Its "result" is our handler's `()`; [`vacuum`] deletes it.
             .persist_results(true),
