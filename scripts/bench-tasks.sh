@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Task API throughput, as in docs/benchmarks.md: start a deployment from the release binaries,
+# run `llmops-loadgen workflow` against it (start -> llm (mock, 0 ms) -> end), tear it down.
+#
+#   scripts/bench-tasks.sh embedded    [loadgen args...]   # one llmops-api on SQLite
+#   scripts/bench-tasks.sh distributed [loadgen args...]   # api + 2 workers + Postgres + Redis
+#
+# Runs and concurrency: N (10000) and C (64) in the environment; extra args go to the load
+# generator, e.g. `N=15000 scripts/bench-tasks.sh distributed --rate 750`.
+# Build first: cargo build --release --workspace --bins. Distributed needs initdb/pg_ctl
+# (run as the `postgres` user when root) and redis-server; Postgres runs with
+# synchronous_commit=off, as in the published figures.
+set -euo pipefail
+mode=${1:?usage: $0 embedded|distributed [loadgen args...]}
+shift
+root=$(cd "$(dirname "$0")/.." && pwd)
+bin=$root/target/release
+port=${BENCH_PORT:-4100}
+dir=$(mktemp -d)
+chmod 777 "$dir"
+pids=()
+pg_ctl_bin=""
+
+as_postgres() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  if [ -n "$pg_ctl_bin" ]; then as_postgres "$pg_ctl_bin" -D "$dir/pg" stop -m fast >/dev/null || true; fi
+  rm -rf "$dir"
+}
+trap cleanup EXIT
+
+export RUST_LOG=warn LLMOPS_LISTEN=127.0.0.1:$port LLMOPS_DATA_DIR=$dir/data
+if [ "$mode" = distributed ]; then
+  pg_bin=$(dirname "$(command -v initdb || ls /usr/lib/postgresql/*/bin/initdb | tail -1)")
+  pg_ctl_bin=$pg_bin/pg_ctl
+  pg_port=$((port + 1)) redis_port=$((port + 2))
+  as_postgres "$pg_bin/initdb" -D "$dir/pg" -A trust -U postgres >/dev/null
+  as_postgres "$pg_ctl_bin" -D "$dir/pg" -l "$dir/pg.log" -w start \
+    -o "-p $pg_port -k $dir -c synchronous_commit=off -c max_connections=200" >/dev/null
+  redis-server --port "$redis_port" --save "" --appendonly no >"$dir/redis.log" 2>&1 &
+  pids+=($!)
+  export DATABASE_URL=postgres://postgres@127.0.0.1:$pg_port/postgres
+  export REDIS_URL=redis://127.0.0.1:$redis_port JWT_SECRET=bench-secret-0123456789abcdef
+  sleep 0.5
+fi
+(cd "$dir" && exec "$bin/llmops-api") >"$dir/api.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 200); do curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break; sleep 0.05; done
+if [ "$mode" = distributed ]; then
+  for _ in 1 2; do "$bin/llmops-worker" >>"$dir/workers.log" 2>&1 & pids+=($!); done
+  sleep 1
+fi
+"$bin/llmops-loadgen" workflow --url "http://127.0.0.1:$port" \
+  --schema "$root/loadgen/schemas/start-llm-end.json" --mock-llm -n "${N:-10000}" -c "${C:-64}" "$@"
