@@ -29,14 +29,18 @@ fn sentence(model: &str, temperature: &str, system: &str, prompt: &str) -> Strin
     }))
 }
 
-async fn run(stack: &Stack, schema: &Value, inputs: Value) -> String {
-    let r = stack
+async fn post_run(stack: &Stack, schema: &Value, inputs: &Value) -> reqwest::Response {
+    stack
         .client
         .post(stack.url("/api/task/run"))
         .json(&json!({"schema": schema.to_string(), "inputs": inputs}))
         .send()
         .await
-        .unwrap();
+        .unwrap()
+}
+
+async fn run(stack: &Stack, schema: &Value, inputs: Value) -> String {
+    let r = post_run(stack, schema, &inputs).await;
     assert_eq!(r.status(), 200);
     let body: Value = r.json().await.unwrap();
     body["taskID"].as_str().expect("taskID").to_owned()
@@ -536,13 +540,7 @@ async fn an_embedded_run_the_queue_refuses_leaves_nothing_behind() {
     .execute(&store)
     .await
     .unwrap();
-    let r = stack
-        .client
-        .post(stack.url("/api/task/run"))
-        .json(&json!({"schema": schema.to_string(), "inputs": inputs}))
-        .send()
-        .await
-        .unwrap();
+    let r = post_run(&stack, &schema, &inputs).await;
     assert_eq!(r.status(), 503);
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["code"], "fail", "{body}");
