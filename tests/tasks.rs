@@ -557,3 +557,36 @@ async fn an_embedded_run_the_queue_refuses_leaves_nothing_behind() {
     let (out, _) = run_to_end(&stack, &schema, inputs).await;
     assert_eq!(out["llm_task"], "t", "{out}");
 }
+
+/// The embedded server killed with SIGKILL in the middle of a run: once it is started again on
+/// the same data, the run is delivered again (its worker missed its heartbeats) and succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_embedded_run_survives_a_crash_of_the_server() {
+    let Some(mut stack) = Stack::start(Mode::Embedded).await else {
+        return;
+    };
+    let llm = MockLlm::start().await;
+    llm.set_latency(Duration::from_secs(2));
+    let inputs = json!({"model_name": "m", "llm_settings": {"temperature": 0.5}, "work": {"role": "r", "task": "t"}});
+    let id = run(&stack, &fixture("basic", &llm), inputs).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while llm.requests().is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the run never reached the provider"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    stack.crash_and_restart_api().await;
+    let r = stack
+        .client
+        .get(stack.url(&format!("/api/task/result?taskID={id}&wait=30000")))
+        .send()
+        .await
+        .unwrap();
+    let out: Value = r.json().await.unwrap();
+    assert_eq!(out["llm_task"], "t", "{out}\n{}", stack.logs());
+    let rep = report(&stack, &id).await;
+    assert_eq!(rep["workflowStatus"]["status"], "succeeded");
+    assert!(llm.requests().len() >= 2, "the run was attempted again");
+}

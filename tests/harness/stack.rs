@@ -191,6 +191,15 @@ impl Stack {
         n
     }
 
+    /// Kills `llmops-api` with SIGKILL, as a crash would, and starts it again on the same data
+    /// and settings; returns once it is ready.
+    pub async fn crash_and_restart_api(&mut self) {
+        self.api.kill9();
+        let restarted = spawn(&self.dir, "llmops-api", "api-restarted", &self.env);
+        self.api = restarted;
+        self.wait_healthy().await;
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
     }
