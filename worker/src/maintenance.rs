@@ -1,11 +1,12 @@
 //! Housekeeping every worker process runs beside its queues: task retention, the reaper that
-//! re-queues runs whose job the queue lost, and deleting acknowledged jobs from the queues.
+//! re-queues runs whose job the queue lost, failing chat answers nobody will finish, and
+//! deleting acknowledged jobs from the queues.
 
 use std::time::Duration;
 
 use shared::{
     queue::{self, DebugChat, Job, Queues, RunWorkflow},
-    store::{Db, now_ms, tasks},
+    store::{Db, messages, now_ms, tasks},
 };
 
 /// Terminated tasks deleted per statement: small, so no statement holds up running work.
@@ -18,16 +19,36 @@ const STALE_AFTER: Duration = Duration::from_secs(120);
 /// holds seconds of finished jobs, not hours.
 const VACUUM_EVERY: Duration = Duration::from_secs(10);
 
-/// Runs forever; spawn it.
-pub async fn run(db: Db, queues: Queues, retention_days: u64) {
-    tokio::join!(
-        vacuum_queues(&queues),
-        tend_tasks(&db, &queues, retention_days)
-    );
+/// The error a chat answer gets when its worker stopped and no delivery finished it.
+pub const INTERRUPTED_ANSWER: &str = "The answer was interrupted: the worker generating it stopped";
+
+/// What the housekeeping needs from the process configuration.
+pub struct Settings {
+    pub retention_days: u64,
+    /// An answer `streaming` this long without a write lost its worker for good. Answers do
+    /// not heart-beat, so this is well past the longest an attempt can take.
+    pub stale_answer_after: Duration,
 }
 
-/// Retention and the reaper, every 30 s.
-async fn tend_tasks(db: &Db, queues: &Queues, retention_days: u64) {
+impl Settings {
+    pub fn from_config(config: &shared::config::Config) -> Self {
+        Self {
+            retention_days: config.task_retention_days,
+            // An attempt is at most the answer and the summary call, each bounded by the
+            // LLM timeout; leave room for redeliveries too.
+            stale_answer_after: Duration::from_secs((4 * config.llm_timeout_secs).max(15 * 60)),
+        }
+    }
+}
+
+/// Runs forever; spawn it.
+pub async fn run(db: Db, queues: Queues, settings: Settings) {
+    tokio::join!(vacuum_queues(&queues), tend_tasks(&db, &queues, &settings));
+}
+
+/// Retention and the reapers, every 30 s.
+async fn tend_tasks(db: &Db, queues: &Queues, settings: &Settings) {
+    let retention_days = settings.retention_days;
     let mut tick = tokio::time::interval(Duration::from_secs(30));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -39,6 +60,13 @@ async fn tend_tasks(db: &Db, queues: &Queues, retention_days: u64) {
         }
         if let Err(e) = requeue_stale(db, queues).await {
             tracing::warn!(error = %e, "requeueing stale tasks failed");
+        }
+        let now = now_ms();
+        let stale = now - settings.stale_answer_after.as_millis() as i64;
+        match messages::fail_stale_answers(db, stale, INTERRUPTED_ANSWER, now).await {
+            Ok(0) => {}
+            Ok(n) => tracing::warn!(count = n, "failed chat answers whose worker stopped"),
+            Err(e) => tracing::warn!(error = %e, "failing stale chat answers failed"),
         }
     }
 }

@@ -74,7 +74,7 @@ pub async fn run_workers(
     let maintenance = tokio::spawn(crate::maintenance::run(
         state.db.clone(),
         Queues::new(backend.clone(), state.signals.clone(), settings.clone()),
-        state.config.task_retention_days,
+        crate::maintenance::Settings::from_config(&state.config),
     ));
     let workflow_waker =
         QueueWaker::start(&state.signals, RunWorkflow::QUEUE, FALLBACK_POLL).await?;

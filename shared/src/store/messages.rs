@@ -304,6 +304,22 @@ pub async fn fail_pending(db: &Db, id: Uuid, error: &str, at_ms: i64) -> Result<
     Ok(n == 1)
 }
 
+/// Fails answers whose attempt has not written since `older_than_ms`: their worker died and
+/// the queue has given up on the job (or lost it), so no one will ever finish them. Returns
+/// how many; without this they would stay `streaming` forever.
+pub async fn fail_stale_answers(
+    db: &Db,
+    older_than_ms: i64,
+    error: &str,
+    at_ms: i64,
+) -> Result<u64, StoreError> {
+    Ok(with_pool!(db, pool => sqlx::query(
+        "UPDATE messages SET status = 'error', error = $2, updated_at = $3
+         WHERE status = 'streaming' AND updated_at < $1")
+        .bind(older_than_ms).bind(error).bind(at_ms)
+        .execute(pool).await.map(|r| r.rows_affected()))?)
+}
+
 /// Stops a queued message at once, or flags one being answered for its worker.
 pub async fn request_stop(db: &Db, id: Uuid, at_ms: i64) -> Result<StopOutcome, StoreError> {
     let queued = with_pool!(db, pool => sqlx::query(
@@ -406,6 +422,40 @@ mod tests {
             finish_answer(db, id, claimed.attempt, outcome, 6)
                 .await
                 .unwrap()
+        );
+    }
+
+    #[tokio::test]
+    async fn answers_left_streaming_by_a_dead_worker_are_failed() {
+        let (db, account) = store_with_account().await;
+        let (app, conv) = conversation(&db, account).await;
+        let abandoned = ask(&db, app, conv, account, "q1", 1).await;
+        start_answer(&db, abandoned, 10).await.unwrap().unwrap();
+        let recent = ask(&db, app, conv, account, "q2", 1).await;
+        start_answer(&db, recent, 1_000).await.unwrap().unwrap();
+        let answered = ask(&db, app, conv, account, "q3", 1).await;
+        answer(&db, answered, "a3").await;
+
+        let failed = fail_stale_answers(&db, 500, "interrupted", 2_000)
+            .await
+            .unwrap();
+        assert_eq!(failed, 1);
+        let mut states = Vec::new();
+        for id in [abandoned, recent, answered] {
+            let m = get_message(&db, id).await.unwrap().unwrap();
+            states.push((m.status, m.error));
+        }
+        assert_eq!(
+            states,
+            [
+                ("error".to_owned(), "interrupted".to_owned()),
+                ("streaming".to_owned(), String::new()),
+                ("normal".to_owned(), String::new()),
+            ]
+        );
+        assert!(
+            start_answer(&db, abandoned, 3_000).await.unwrap().is_none(),
+            "final"
         );
     }
 
