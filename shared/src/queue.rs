@@ -17,7 +17,10 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 use uuid::Uuid;
 
-use crate::signals::{SignalError, Signals, channel};
+use crate::{
+    signals::{SignalError, Signals, channel},
+    store::batch::rows_sql,
+};
 
 /// Queue names (Redis key prefixes / SQLite `job_type`).
 pub const WORKFLOW_QUEUE: &str = "llmops-workflow";
@@ -192,19 +195,17 @@ impl Queues {
         let metadata = serde_json::to_string(TaskBuilder::new(()).build().metadata())
             .map_err(|e| QueueError::Push(e.to_string()))?;
         for chunk in jobs.chunks(crate::store::batch::MAX_BATCH) {
-            let rows: Vec<String> = (0..chunk.len())
-                .map(|r| {
-                    let p = |c: usize| r * WIDTH + c;
-                    format!(
-                        "(${}, ${}, ${}, 'Pending', 0, ${}, ${}, NULL, NULL, NULL, NULL, 0, ${}, NULL)",
-                        p(1), p(2), p(3), p(4), p(5), chunk.len() * WIDTH + 1
-                    )
-                })
-                .collect();
+            // Every row shares the metadata, bound once after the rows' own parameters.
+            let metadata_param = chunk.len() * WIDTH + 1;
+            let rows = rows_sql(chunk.len(), WIDTH, |p| {
+                format!(
+                    "({}, {}, {}, 'Pending', 0, {}, {}, NULL, NULL, NULL, NULL, 0, ${metadata_param}, NULL)",
+                    p[0], p[1], p[2], p[3], p[4]
+                )
+            });
             // Built from placeholders only; the values are bound.
             let sql = format!(
-                "INSERT INTO Jobs VALUES {} ON CONFLICT(job_type, idempotency_key) DO NOTHING",
-                rows.join(", ")
+                "INSERT INTO Jobs VALUES {rows} ON CONFLICT(job_type, idempotency_key) DO NOTHING"
             );
             let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
             for job in chunk {

@@ -89,3 +89,16 @@ impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
         }
     }
 }
+
+/// `rows` comma-separated row expressions of `width` parameters each (`$1`..`$n` in order);
+/// `row` formats one row from its placeholders. Multi-row statements are how batches reach
+/// the store in one round trip.
+pub(crate) fn rows_sql(rows: usize, width: usize, row: impl Fn(&[String]) -> String) -> String {
+    (0..rows)
+        .map(|r| {
+            let params: Vec<String> = (1..=width).map(|c| format!("${}", r * width + c)).collect();
+            row(&params)
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}

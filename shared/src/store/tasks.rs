@@ -8,7 +8,11 @@ use serde_json::{Map, Value};
 use sqlx::{AssertSqlSafe, types::Json};
 use uuid::Uuid;
 
-use super::{Db, StoreError, batch::Batcher, now_ms};
+use super::{
+    Db, StoreError,
+    batch::{Batcher, rows_sql},
+    now_ms,
+};
 use crate::{with_pool, with_read_pool};
 
 /// Task statuses as stored (the FlowGram `WorkflowStatus` strings).
@@ -114,19 +118,6 @@ macro_rules! new_tasks_query {
     }};
 }
 use new_tasks_query;
-
-/// `rows` comma-separated row expressions of `width` parameters each (`$1`..`$n` in order);
-/// `row` formats one row from its placeholders. Multi-row statements are how batches reach
-/// the store in one round trip.
-fn rows_sql(rows: usize, width: usize, row: impl Fn(&[String]) -> String) -> String {
-    (0..rows)
-        .map(|r| {
-            let params: Vec<String> = (1..=width).map(|c| format!("${}", r * width + c)).collect();
-            row(&params)
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
-}
 
 /// The task's status, owner and report.
 pub async fn get_task_report(db: &Db, id: Uuid) -> Result<Option<TaskView>, StoreError> {

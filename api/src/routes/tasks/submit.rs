@@ -22,16 +22,16 @@ pub fn submitter(db: Db, queues: Queues) -> TaskSubmitter {
     Batcher::spawn("submit_tasks", move |new: Vec<NewTask>| {
         let (db, queues) = (db.clone(), queues.clone());
         async move {
-            if let (Db::Sqlite { write, .. }, QueueBackend::Sqlite(_)) = (&db, queues.backend()) {
-                return submit_embedded(write, &queues, &new).await;
-            }
-            tasks::insert_tasks(&db, &new).await?;
             let pending: Vec<&NewTask> =
                 new.iter().filter(|t| t.status == status::PENDING).collect();
             let jobs = pending
                 .iter()
                 .map(|t| RunWorkflow { task_id: t.id })
                 .collect();
+            if let (Db::Sqlite { write, .. }, QueueBackend::Sqlite(_)) = (&db, queues.backend()) {
+                return submit_embedded(write, &queues, &new, jobs).await;
+            }
+            tasks::insert_tasks(&db, &new).await?;
             if let Err(error) = queues.push_many(jobs).await {
                 tracing::error!(%error, count = pending.len(), "tasks could not be queued");
                 // Never leave a task pending that no worker will ever see.
@@ -50,12 +50,8 @@ async fn submit_embedded(
     write: &sqlx::SqlitePool,
     queues: &Queues,
     new: &[NewTask],
+    jobs: Vec<RunWorkflow>,
 ) -> Result<Vec<bool>, StoreError> {
-    let jobs = new
-        .iter()
-        .filter(|t| t.status == status::PENDING)
-        .map(|t| RunWorkflow { task_id: t.id })
-        .collect();
     let mut tx = write.begin().await?;
     tasks::insert_tasks_sqlite(&mut tx, new).await?;
     queues
