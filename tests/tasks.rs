@@ -47,9 +47,14 @@ async fn run(stack: &Stack, schema: &Value, inputs: Value) -> String {
 }
 
 async fn result(stack: &Stack, id: &str) -> Value {
+    result_within(stack, id, 20_000).await
+}
+
+/// The task's result, waiting up to `wait_ms` for it to finish.
+async fn result_within(stack: &Stack, id: &str, wait_ms: u64) -> Value {
     let r = stack
         .client
-        .get(stack.url(&format!("/api/task/result?taskID={id}&wait=20000")))
+        .get(stack.url(&format!("/api/task/result?taskID={id}&wait={wait_ms}")))
         .send()
         .await
         .unwrap();
@@ -80,6 +85,18 @@ async fn run_to_end(stack: &Stack, schema: &Value, inputs: Value) -> (Value, Val
 
 fn node_status(report: &Value, node: &str) -> Value {
     report["reports"][node]["status"].clone()
+}
+
+/// Waits until the provider holds the run's LLM call.
+async fn provider_holds_a_call(llm: &MockLlm) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while llm.requests().is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the run never reached the provider"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 fn snapshot_count(report: &Value, node: &str) -> usize {
@@ -208,12 +225,7 @@ both_modes! {
         llm.set_latency(Duration::from_secs(5));
         let inputs = json!({"model_name": "m", "llm_settings": {"temperature": 0.5}, "work": {"role": "r", "task": "t"}});
         let id = run(&stack, &fixture("basic", &llm), inputs).await;
-        // Wait until the provider holds the request.
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while llm.requests().is_empty() {
-            assert!(Instant::now() < deadline, "the LLM call never started");
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        provider_holds_a_call(&llm).await;
         let asked = Instant::now();
         let r = stack.client.put(stack.url("/api/task/cancel")).json(&json!({"taskID": id})).send().await.unwrap();
         assert_eq!(r.json::<Value>().await.unwrap(), json!({"success": true}));
@@ -264,13 +276,7 @@ async fn a_run_survives_the_kill_of_the_worker_holding_it() {
     let Some((stack, llm, id)) = run_then_kill_its_worker(options).await else {
         return;
     };
-    let r = stack
-        .client
-        .get(stack.url(&format!("/api/task/result?taskID={id}&wait=30000")))
-        .send()
-        .await
-        .unwrap();
-    let out: Value = r.json().await.unwrap();
+    let out = result_within(&stack, &id, 30_000).await;
     assert!(
         out["llm_res"]
             .as_str()
@@ -295,13 +301,7 @@ async fn a_run_whose_attempts_are_used_up_fails_saying_so() {
     let Some((stack, _llm, id)) = run_then_kill_its_worker(options).await else {
         return;
     };
-    let out = stack
-        .client
-        .get(stack.url(&format!("/api/task/result?taskID={id}&wait=30000")))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(out.json::<Value>().await.unwrap(), json!({}));
+    assert_eq!(result_within(&stack, &id, 30_000).await, json!({}));
     let rep = report(&stack, &id).await;
     assert_eq!(rep["workflowStatus"]["status"], "failed", "{rep}");
     let message = rep["messages"]["error"][0]["message"].as_str().unwrap();
@@ -466,11 +466,7 @@ async fn sigterm_lets_a_worker_finish_its_run_before_it_exits() {
     llm.set_latency(Duration::from_millis(1500));
     let inputs = json!({"model_name": "m", "llm_settings": {"temperature": 0.5}, "work": {"role": "r", "task": "t"}});
     let id = run(&stack, &fixture("basic", &llm), inputs).await;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while llm.requests().is_empty() {
-        assert!(Instant::now() < deadline, "the run never reached the LLM");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    provider_holds_a_call(&llm).await;
     let status = stack.workers[0]
         .terminate(Duration::from_secs(25))
         .expect("worker did not stop");
@@ -515,6 +511,8 @@ async fn run_then_kill_its_worker(options: StackOptions) -> Option<(Stack, MockL
     let inputs = json!({"model_name": "m", "llm_settings": {"temperature": 0.5}, "work": {"role": "r", "task": "t"}});
     let id = run(&stack, &fixture("basic", &llm), inputs).await;
     let holder = worker_holding(&stack, &id).await;
+    // Killed mid-call: the attempt has started and the provider holds its request.
+    provider_holds_a_call(&llm).await;
     stack.workers[holder].kill9();
     Some((stack, llm, id))
 }
@@ -569,22 +567,9 @@ async fn an_embedded_run_survives_a_crash_of_the_server() {
     llm.set_latency(Duration::from_secs(2));
     let inputs = json!({"model_name": "m", "llm_settings": {"temperature": 0.5}, "work": {"role": "r", "task": "t"}});
     let id = run(&stack, &fixture("basic", &llm), inputs).await;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while llm.requests().is_empty() {
-        assert!(
-            Instant::now() < deadline,
-            "the run never reached the provider"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    provider_holds_a_call(&llm).await;
     stack.crash_and_restart_api().await;
-    let r = stack
-        .client
-        .get(stack.url(&format!("/api/task/result?taskID={id}&wait=30000")))
-        .send()
-        .await
-        .unwrap();
-    let out: Value = r.json().await.unwrap();
+    let out = result_within(&stack, &id, 30_000).await;
     assert_eq!(out["llm_task"], "t", "{out}\n{}", stack.logs());
     let rep = report(&stack, &id).await;
     assert_eq!(rep["workflowStatus"]["status"], "succeeded");
