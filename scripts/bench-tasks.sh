@@ -26,11 +26,12 @@ cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
   if [ -n "$pg_ctl_bin" ]; then as_postgres "$pg_ctl_bin" -D "$dir/pg" stop -m fast >/dev/null || true; fi
+  if [ -n "${KEEP_LOG:-}" ]; then cp "$dir/api.log" "$KEEP_LOG"; fi
   rm -rf "$dir"
 }
 trap cleanup EXIT
 
-export RUST_LOG=warn LLMOPS_LISTEN=127.0.0.1:$port LLMOPS_DATA_DIR=$dir/data
+export RUST_LOG=${RUST_LOG:-warn} LLMOPS_LISTEN=127.0.0.1:$port LLMOPS_DATA_DIR=$dir/data
 if [ "$mode" = distributed ]; then
   pg_bin=$(dirname "$(command -v initdb || ls /usr/lib/postgresql/*/bin/initdb | tail -1)")
   pg_ctl_bin=$pg_bin/pg_ctl
@@ -44,7 +45,7 @@ if [ "$mode" = distributed ]; then
   export REDIS_URL=redis://127.0.0.1:$redis_port JWT_SECRET=bench-secret-0123456789abcdef
   sleep 0.5
 fi
-(cd "$dir" && exec "$bin/llmops-api") >"$dir/api.log" 2>&1 &
+(cd "$dir" && exec "${API_BIN:-$bin/llmops-api}") >"$dir/api.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 200); do curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break; sleep 0.05; done
 if [ "$mode" = distributed ]; then

@@ -13,7 +13,7 @@ use shared::{
 
 use crate::{
     rate_limit::RateLimiter,
-    routes::tasks::{TaskSubmitter, submitter},
+    routes::tasks::{RecentTasks, TaskSubmitter, submitter},
 };
 
 #[derive(Clone)]
@@ -22,6 +22,8 @@ pub struct AppState {
     pub queues: Queues,
     /// Stores and queues new workflow runs, batched across concurrent requests.
     pub submit: TaskSubmitter,
+    /// The tasks this process queued recently, their owners and outcomes, for result requests.
+    pub recent_tasks: Arc<RecentTasks>,
     pub signals: Signals,
     pub config: Arc<Config>,
     pub jwt_secret: Secret,
@@ -38,8 +40,14 @@ impl AppState {
             Duration::from_secs(config.jwt_ttl_secs),
         ));
         let login_limiter = Arc::new(RateLimiter::per_minute(config.login_rate_limit));
+        let recent_tasks = Arc::new(RecentTasks::default());
+        let record = recent_tasks.clone();
+        backends
+            .signals
+            .observe_task_done(move |id, outcome| record.finished(id, outcome));
         Self {
             submit: submitter(backends.db.clone(), backends.queues.clone()),
+            recent_tasks,
             db: backends.db,
             queues: backends.queues,
             signals: backends.signals,

@@ -8,7 +8,7 @@
 use std::{
     collections::HashMap,
     pin::Pin,
-    sync::{Arc, Mutex},
+    sync::{Arc, Mutex, OnceLock},
     task::{Context, Poll},
 };
 
@@ -21,9 +21,22 @@ use tokio::sync::broadcast;
 /// run would). Chat channels stay per-channel: their deltas only go where someone listens.
 const PATTERN_FAMILIES: [&str; 2] = ["task:", "queue:"];
 
-/// Capacity of one channel's in-process fan-out. A subscriber that falls this far behind
-/// (a stalled SSE client) misses messages rather than stalling the publisher.
-const CHANNEL_CAPACITY: usize = 1024;
+/// Capacity of a chat message's event channel (its deltas). A subscriber that falls this far
+/// behind (a stalled SSE client) misses messages rather than stalling the publisher.
+const STREAM_CHANNEL_CAPACITY: usize = 1024;
+
+/// Capacity of every other channel: they carry one-off signals (done, cancel, stop, wake).
+/// A broadcast channel allocates all its slots up front, and two channels are made per
+/// workflow run: at 1,024 slots that was ~80 KB zeroed per run.
+const SIGNAL_CHANNEL_CAPACITY: usize = 16;
+
+fn channel_capacity(channel: &str) -> usize {
+    if channel.starts_with("message:") && channel.ends_with(":events") {
+        STREAM_CHANNEL_CAPACITY
+    } else {
+        SIGNAL_CHANNEL_CAPACITY
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum SignalError {
@@ -46,6 +59,11 @@ pub mod channel {
     /// A workflow task reached a terminal state.
     pub fn task_done(task_id: Uuid) -> String {
         format!("task:{task_id}:done")
+    }
+    /// The task of a `task:<id>:done` channel.
+    pub fn task_done_id(channel: &str) -> Option<Uuid> {
+        let id = channel.strip_prefix("task:")?.strip_suffix(":done")?;
+        Uuid::parse_str(id).ok()
     }
     /// Events of a debug chat message (deltas, end, error).
     pub fn message_events(message_id: Uuid) -> String {
@@ -73,8 +91,12 @@ pub struct Signals {
 struct Inner {
     /// Local subscribers per channel; the same fan-out serves both modes.
     local: Mutex<HashMap<String, broadcast::Sender<Arc<str>>>>,
+    /// Sees every task outcome this process receives, before its subscribers do.
+    task_done_observer: OnceLock<TaskDoneObserver>,
     redis: Option<RedisBus>,
 }
+
+type TaskDoneObserver = Box<dyn Fn(uuid::Uuid, &Arc<str>) + Send + Sync>;
 
 struct RedisBus {
     publisher: ConnectionManager,
@@ -86,10 +108,7 @@ impl Signals {
     /// In-process signals for the embedded mode.
     pub fn in_process() -> Self {
         Self {
-            inner: Arc::new(Inner {
-                local: Mutex::new(HashMap::new()),
-                redis: None,
-            }),
+            inner: Arc::new(Inner::new(None)),
         }
     }
 
@@ -102,13 +121,10 @@ impl Signals {
         for family in PATTERN_FAMILIES {
             sink.psubscribe(format!("{family}*")).await?;
         }
-        let inner = Arc::new(Inner {
-            local: Mutex::new(HashMap::new()),
-            redis: Some(RedisBus {
-                publisher,
-                sink: tokio::sync::Mutex::new(sink),
-            }),
-        });
+        let inner = Arc::new(Inner::new(Some(RedisBus {
+            publisher,
+            sink: tokio::sync::Mutex::new(sink),
+        })));
         let weak = Arc::downgrade(&inner);
         tokio::spawn(async move {
             while let Some(msg) = stream.next().await {
@@ -145,7 +161,7 @@ impl Signals {
             match local.get(channel) {
                 Some(tx) => (tx.subscribe(), false),
                 None => {
-                    let (tx, rx) = broadcast::channel(CHANNEL_CAPACITY);
+                    let (tx, rx) = broadcast::channel(channel_capacity(channel));
                     local.insert(channel.to_owned(), tx);
                     (rx, true)
                 }
@@ -174,6 +190,25 @@ impl Signals {
             ),
             signals: self.clone(),
         })
+    }
+
+    /// Calls `observe` with every task outcome (`task:<id>:done`) this process receives, in
+    /// any mode, before that channel's subscribers get it. So whatever `observe` records is
+    /// visible to a subscriber that checks it right after subscribing: an outcome delivered
+    /// before the subscription was made is in the record, a later one reaches the
+    /// subscription. One observer per process; a second call is ignored (and logged).
+    pub fn observe_task_done(
+        &self,
+        observe: impl Fn(uuid::Uuid, &Arc<str>) + Send + Sync + 'static,
+    ) {
+        if self
+            .inner
+            .task_done_observer
+            .set(Box::new(observe))
+            .is_err()
+        {
+            tracing::warn!("a task outcome observer is already set; ignoring another");
+        }
     }
 
     /// Whether the Redis side (if any) answers.
@@ -222,7 +257,22 @@ fn is_pattern_family(channel: &str) -> bool {
 }
 
 impl Inner {
+    fn new(redis: Option<RedisBus>) -> Self {
+        Self {
+            local: Mutex::new(HashMap::new()),
+            task_done_observer: OnceLock::new(),
+            redis,
+        }
+    }
+
     fn deliver(&self, channel: &str, payload: Arc<str>) {
+        // The observer runs before the fan-out takes the map lock, so a subscriber that
+        // registers after that lock finds the observer's effect (see `observe_task_done`).
+        if let Some(observe) = self.task_done_observer.get()
+            && let Some(task_id) = channel::task_done_id(channel)
+        {
+            observe(task_id, &payload);
+        }
         let local = self.local.lock().expect("signal map poisoned");
         if let Some(tx) = local.get(channel) {
             let _ = tx.send(payload);
@@ -268,6 +318,36 @@ mod tests {
         assert_eq!(&*b.next().await.unwrap(), "hello");
         let nothing = tokio::time::timeout(Duration::from_millis(20), other.next()).await;
         assert!(nothing.is_err(), "y must not receive x's message");
+    }
+
+    #[tokio::test]
+    async fn the_task_outcome_observer_sees_outcomes_before_subscribers() {
+        let signals = Signals::in_process();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let record = seen.clone();
+        signals.observe_task_done(move |id, payload| {
+            record.lock().unwrap().push((id, payload.to_string()));
+        });
+        let id = uuid::Uuid::new_v4();
+        let mut sub = signals.subscribe(&channel::task_done(id)).await.unwrap();
+        signals
+            .publish(&channel::task_done(id), "outcome")
+            .await
+            .unwrap();
+        signals
+            .publish(&channel::task_cancel(id), "")
+            .await
+            .unwrap();
+        assert_eq!(&*sub.next().await.unwrap(), "outcome");
+        assert_eq!(*seen.lock().unwrap(), vec![(id, "outcome".to_owned())]);
+    }
+
+    #[test]
+    fn task_done_channels_name_their_task() {
+        let id = uuid::Uuid::new_v4();
+        assert_eq!(channel::task_done_id(&channel::task_done(id)), Some(id));
+        assert_eq!(channel::task_done_id(&channel::task_cancel(id)), None);
+        assert_eq!(channel::task_done_id("task:nope:done"), None);
     }
 
     #[tokio::test]

@@ -8,6 +8,7 @@
 mod caller;
 mod error;
 mod input;
+mod recent;
 mod submit;
 
 use std::time::Duration;
@@ -35,6 +36,7 @@ use uuid::Uuid;
 pub use caller::TaskCaller;
 pub use error::{TaskError, TaskErrorBody};
 use input::{TaskCancelInput, TaskQuery, TaskRunInput};
+pub use recent::RecentTasks;
 pub use submit::{TaskSubmitter, submitter};
 
 use crate::state::AppState;
@@ -108,6 +110,9 @@ async fn run_task(
         ),
     };
     let report = serde_json::to_value(&report).map_err(|e| TaskError::Unavailable(e.into()))?;
+    if validation.is_ok() {
+        state.recent_tasks.remember(id, caller.account_id());
+    }
     let queued = state
         .submit
         .submit(NewTask {
@@ -120,27 +125,50 @@ async fn run_task(
             report,
             at_ms: at,
         })
-        .await?;
+        .await
+        .inspect_err(|_| state.recent_tasks.forget(id))?;
     if !queued {
+        state.recent_tasks.forget(id);
         return Err(TaskError::Unavailable(anyhow::anyhow!(
             "the task could not be queued"
         )));
     }
+
     Ok(Json(TaskRunOutput {
         task_id: id.to_string(),
     }))
 }
 
-/// Checks ownership: a task made with a token belongs to that account only.
+/// Whether the caller may see a task: one made with a token belongs to that account only.
+fn may_see(owner: Option<Uuid>, caller: &TaskCaller) -> bool {
+    owner.is_none() || owner == caller.account_id()
+}
+
+/// Checks ownership of a stored task: someone else's task is an unknown task.
 fn visible(
     view: Option<TaskView>,
     caller: &TaskCaller,
     raw_id: &str,
 ) -> Result<TaskView, TaskError> {
     match view {
-        Some(v) if v.owner_id.is_none() || v.owner_id == caller.account_id() => Ok(v),
+        Some(v) if may_see(v.owner_id, caller) => Ok(v),
         _ => Err(TaskError::NotFound(raw_id.to_owned())),
     }
+}
+
+/// The result body of a stored task: its outputs once terminal, `null` before.
+fn result_body(view: TaskView) -> Value {
+    if status::is_terminal(&view.status) {
+        view.document.map(|d| d.0).unwrap_or(Value::Null)
+    } else {
+        Value::Null
+    }
+}
+
+/// The outputs carried by a task's completion message, if it reads as a terminal outcome.
+fn outcome_outputs(message: &str) -> Option<Value> {
+    let TaskDone { status, outputs } = serde_json::from_str::<TaskDone>(message).ok()?;
+    status::is_terminal(&status).then_some(Value::Object(outputs))
 }
 
 /// A task's result: the end node's outputs (TaskResult).
@@ -164,36 +192,43 @@ async fn get_task_result(
         .wait
         .filter(|w| *w > 0)
         .map(|w| Duration::from_millis(w).min(MAX_WAIT));
-    // Subscribe before reading, so a completion between the read and the wait is not missed.
-    let done = match wait {
-        Some(_) => Some(
-            state
-                .signals
-                .subscribe(&channel::task_done(id))
-                .await
-                .map_err(|e| TaskError::Unavailable(e.into()))?,
-        ),
-        None => None,
-    };
-    let view = visible(tasks::get_task_result(&state.db, id).await?, &caller, raw)?;
-    if status::is_terminal(&view.status) {
-        return Ok(Json(view.document.map(|d| d.0).unwrap_or(Value::Null)));
-    }
-    if let (Some(wait), Some(mut done)) = (wait, done)
-        && let Ok(Some(message)) = tokio::time::timeout(wait, done.next()).await
-    {
-        // The completion message carries the result; read the store only if it does not parse.
-        if let Ok(TaskDone { status, outputs }) = serde_json::from_str::<TaskDone>(&message)
-            && status::is_terminal(&status)
-        {
-            return Ok(Json(Value::Object(outputs)));
-        }
+    let Some(wait) = wait else {
         let view = visible(tasks::get_task_result(&state.db, id).await?, &caller, raw)?;
-        if status::is_terminal(&view.status) {
-            return Ok(Json(view.document.map(|d| d.0).unwrap_or(Value::Null)));
+        return Ok(Json(result_body(view)));
+    };
+    // Subscribe before reading, so a completion between the read and the wait is not missed.
+    let mut done = state
+        .signals
+        .subscribe(&channel::task_done(id))
+        .await
+        .map_err(|e| TaskError::Unavailable(e.into()))?;
+    match state.recent_tasks.get(id) {
+        // Queued by this process: the owner is known, and an outcome that came before the
+        // subscription is recorded (`RecentTasks`), so the store need not be read.
+        Some(task) if !may_see(task.owner, &caller) => {
+            return Err(TaskError::NotFound(raw.into()));
+        }
+        Some(task) => {
+            if let Some(outputs) = task.outcome.as_deref().and_then(outcome_outputs) {
+                return Ok(Json(outputs));
+            }
+        }
+        None => {
+            let view = visible(tasks::get_task_result(&state.db, id).await?, &caller, raw)?;
+            if status::is_terminal(&view.status) {
+                return Ok(Json(result_body(view)));
+            }
         }
     }
-    Ok(Json(Value::Null))
+    // The completion message carries the result.
+    if let Ok(Some(message)) = tokio::time::timeout(wait, done.next()).await
+        && let Some(outputs) = outcome_outputs(&message)
+    {
+        return Ok(Json(outputs));
+    }
+    // No (readable) completion within the wait: the store has the last word.
+    let view = visible(tasks::get_task_result(&state.db, id).await?, &caller, raw)?;
+    Ok(Json(result_body(view)))
 }
 
 /// A task's report: statuses, timings, snapshots and messages of every node (TaskReport).
