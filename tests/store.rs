@@ -252,3 +252,46 @@ async fn sqlite_queue_acks_look_jobs_up_by_id() {
     );
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// The embedded store's writer keeps our settings (apalis-sqlite's setup switches its
+/// connection to `synchronous = OFF` and a 64,000-page cache), and committed pages reach the
+/// database file through the background checkpointer, long before the writer's own
+/// checkpoint threshold.
+#[tokio::test]
+async fn sqlite_writer_settings_and_background_checkpoints() {
+    let (db, dir) = sqlite().await;
+    let pool = db.as_sqlite().unwrap();
+    for (pragma, expected) in [
+        ("synchronous", 1), // NORMAL
+        ("cache_size", -8192),
+        ("wal_autocheckpoint", 10_000),
+    ] {
+        let value: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("PRAGMA {pragma}")))
+            .fetch_one(pool)
+            .await
+            .unwrap();
+        assert_eq!(value, expected, "PRAGMA {pragma}");
+    }
+
+    let file = dir.join("llmops.db");
+    let before = std::fs::metadata(&file).unwrap().len();
+    // About 1 MB of rows: a few hundred WAL pages, far below the writer's threshold.
+    let tasks: Vec<NewTask> = (0..500)
+        .map(|_| NewTask {
+            schema_json: "x".repeat(2_000),
+            ..new_task(status::PENDING, 1)
+        })
+        .collect();
+    for chunk in tasks.chunks(50) {
+        tasks::insert_tasks(&db, chunk).await.unwrap();
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while std::fs::metadata(&file).unwrap().len() < before + 1_000_000 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the WAL was not checkpointed into the database file"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    std::fs::remove_dir_all(dir).unwrap();
+}

@@ -2,7 +2,7 @@
 //! placeholders, `RETURNING`) runs on whichever pool is active through [`with_pool!`]; each
 //! arm type-checks against its own driver. (sqlx's `AnyPool` cannot carry UUIDs or JSON.)
 
-use std::{str::FromStr, time::Duration};
+use std::{str::FromStr, sync::Arc, time::Duration};
 
 use sqlx::{
     migrate::Migrator,
@@ -13,10 +13,12 @@ use sqlx::{
 };
 
 use crate::config::{Config, StoreKind};
+use checkpoint::Checkpointer;
 
 pub mod accounts;
 pub mod apps;
 pub mod batch;
+mod checkpoint;
 pub mod messages;
 pub mod tasks;
 
@@ -32,7 +34,7 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     /// A batched write's failure, shared by every caller in the batch.
     #[error(transparent)]
-    Shared(std::sync::Arc<StoreError>),
+    Shared(Arc<StoreError>),
     #[error("batched write: {0}")]
     Batch(String),
     #[error("cannot create the data directory {path}: {source}")]
@@ -51,6 +53,8 @@ pub enum Db {
     Sqlite {
         write: SqlitePool,
         read: SqlitePool,
+        /// WAL checkpoints beside the writer (none for an in-memory database).
+        checkpointer: Option<Arc<Checkpointer>>,
     },
 }
 
@@ -101,8 +105,12 @@ impl Db {
                         source,
                     })?;
                 }
-                let (write, read) = sqlite_pools(options).await?;
-                Db::Sqlite { write, read }
+                let (write, read, checkpoint) = sqlite_pools(options).await?;
+                Db::Sqlite {
+                    write,
+                    read,
+                    checkpointer: Some(Arc::new(Checkpointer::spawn(checkpoint))),
+                }
             }
         };
         db.migrate().await?;
@@ -147,6 +155,7 @@ impl Db {
         Db::Sqlite {
             write: pool.clone(),
             read: pool,
+            checkpointer: None,
         }
     }
 
@@ -171,14 +180,14 @@ const SQLITE_CACHE_KIB: u32 = 8 * 1024;
 /// Readers beside the writer: point reads are short, so a few serve many requests.
 const SQLITE_READERS: u32 = 4;
 
-/// The writer (one connection) and the readers. SQLite has a single writer: with several
+/// The writer (one connection), the readers, and the checkpointer's connection. SQLite has a single writer: with several
 /// writing connections, one that finds the lock taken sleeps in its busy handler (1 ms, 2 ms,
 /// 5 ms, ...) instead of queueing, and throughput collapsed. One connection queues every write
 /// fairly in the pool instead, and the batched writes keep the statements few. Readers never
 /// take the write lock in WAL mode.
 async fn sqlite_pools(
     options: SqliteConnectOptions,
-) -> Result<(SqlitePool, SqlitePool), sqlx::Error> {
+) -> Result<(SqlitePool, SqlitePool, SqlitePool), sqlx::Error> {
     let options = options
         .statement_cache_capacity(STATEMENT_CACHE)
         .create_if_missing(true)
@@ -194,6 +203,14 @@ async fn sqlite_pools(
         .max_connections(1)
         .test_before_acquire(false)
         .acquire_timeout(Duration::from_secs(10))
+        .connect_with(options.clone().pragma(
+            "wal_autocheckpoint",
+            checkpoint::WRITER_CHECKPOINT_PAGES.to_string(),
+        ))
+        .await?;
+    let checkpoint = SqlitePoolOptions::new()
+        .max_connections(1)
+        .test_before_acquire(false)
         .connect_with(options.clone())
         .await?;
     let read = SqlitePoolOptions::new()
@@ -202,7 +219,7 @@ async fn sqlite_pools(
         .acquire_timeout(Duration::from_secs(10))
         .connect_with(options.create_if_missing(false).read_only(true))
         .await?;
-    Ok((write, read))
+    Ok((write, read, checkpoint))
 }
 
 /// apalis-sqlite's `setup` switches the connection it runs on (our one writer) to

@@ -96,7 +96,9 @@ async fn run_task(
     body: Bytes,
 ) -> Result<Json<TaskRunOutput>, TaskError> {
     let input = TaskRunInput::parse(&body)?;
-    let id = Uuid::new_v4();
+    // Time-ordered: new rows go to the end of the id index instead of a random page of it,
+    // which keeps each batch's writes to a few pages (SQLite's WAL, Postgres's B-tree).
+    let id = Uuid::now_v7();
     let at = now_ms();
     let validation = validate(&input);
     let (task_status, report) = match &validation {
