@@ -18,6 +18,7 @@ use tokio::sync::Notify;
 use uuid::Uuid;
 
 use crate::{
+    config::StoreKind,
     signals::{SignalError, Signals, channel},
     store::batch::rows_sql,
 };
@@ -183,7 +184,7 @@ impl Queues {
         conn: &mut sqlx::SqliteConnection,
         jobs: Vec<J>,
     ) -> Result<(), QueueError> {
-        const WIDTH: usize = 5;
+        const WIDTH: usize = 6;
         if jobs.is_empty() {
             return Ok(());
         }
@@ -195,12 +196,10 @@ impl Queues {
         let metadata = serde_json::to_string(TaskBuilder::new(()).build().metadata())
             .map_err(|e| QueueError::Push(e.to_string()))?;
         for chunk in jobs.chunks(crate::store::batch::MAX_BATCH) {
-            // Every row shares the metadata, bound once after the rows' own parameters.
-            let metadata_param = chunk.len() * WIDTH + 1;
-            let rows = rows_sql(chunk.len(), WIDTH, |p| {
+            let rows = rows_sql(StoreKind::Sqlite, chunk.len(), WIDTH, |p| {
                 format!(
-                    "({}, {}, {}, 'Pending', 0, {}, {}, NULL, NULL, NULL, NULL, 0, ${metadata_param}, NULL)",
-                    p[0], p[1], p[2], p[3], p[4]
+                    "({}, {}, {}, 'Pending', 0, {}, {}, NULL, NULL, NULL, NULL, 0, {}, NULL)",
+                    p[0], p[1], p[2], p[3], p[4], p[5]
                 )
             });
             // Built from placeholders only; the values are bound.
@@ -216,9 +215,10 @@ impl Queues {
                     .bind(ulid::Ulid::generate().to_string())
                     .bind(J::QUEUE)
                     .bind(self.settings.max_attempts as i64)
-                    .bind(run_at);
+                    .bind(run_at)
+                    .bind(metadata.as_str());
             }
-            query.bind(metadata.as_str()).execute(&mut *conn).await?;
+            query.execute(&mut *conn).await?;
         }
         Ok(())
     }

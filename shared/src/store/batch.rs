@@ -13,6 +13,7 @@ use std::{future::Future, sync::Arc};
 use tokio::sync::{mpsc, oneshot};
 
 use super::StoreError;
+use crate::config::StoreKind;
 
 /// The most items one flush writes: bounds statement size and the number of distinct
 /// statement texts the connections prepare and cache.
@@ -90,13 +91,31 @@ impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
     }
 }
 
-/// `rows` comma-separated row expressions of `width` parameters each (`$1`..`$n` in order);
-/// `row` formats one row from its placeholders. Multi-row statements are how batches reach
-/// the store in one round trip.
-pub(crate) fn rows_sql(rows: usize, width: usize, row: impl Fn(&[String]) -> String) -> String {
+/// The `n`th (1-based) bind parameter on this backend, in statements built from placeholders.
+/// SQLite gets anonymous `?`, bound in the order they appear (so each parameter must appear
+/// once, in binding order): for a named one, binding searches the statement's list of names,
+/// which over a multi-row statement's hundreds of parameters was quadratic.
+pub(crate) fn placeholder(kind: StoreKind, n: usize) -> String {
+    match kind {
+        StoreKind::Postgres => format!("${n}"),
+        StoreKind::Sqlite => "?".to_owned(),
+    }
+}
+
+/// `rows` comma-separated row expressions of `width` parameters each, numbered in order;
+/// `row` formats one row from its placeholders, using each once and in order. Multi-row
+/// statements are how batches reach the store in one round trip.
+pub(crate) fn rows_sql(
+    kind: StoreKind,
+    rows: usize,
+    width: usize,
+    row: impl Fn(&[String]) -> String,
+) -> String {
     (0..rows)
         .map(|r| {
-            let params: Vec<String> = (1..=width).map(|c| format!("${}", r * width + c)).collect();
+            let params: Vec<String> = (1..=width)
+                .map(|c| placeholder(kind, r * width + c))
+                .collect();
             row(&params)
         })
         .collect::<Vec<_>>()

@@ -4,16 +4,16 @@
 use std::collections::{HashMap, HashSet};
 
 use serde_json::{Map, Value};
-// Multi-row statements are built from placeholders only (`$1`, `$2`, ...), never from values.
+// Multi-row statements are built from placeholders only (`$1` or `?`), never from values.
 use sqlx::{AssertSqlSafe, types::Json};
 use uuid::Uuid;
 
 use super::{
     Db, StoreError,
-    batch::{Batcher, rows_sql},
+    batch::{Batcher, placeholder, rows_sql},
     now_ms,
 };
-use crate::{with_pool, with_read_pool};
+use crate::{config::StoreKind, with_pool, with_read_pool};
 
 /// Task statuses as stored (the FlowGram `WorkflowStatus` strings).
 pub mod status {
@@ -68,7 +68,7 @@ pub async fn insert_tasks(db: &Db, tasks: &[NewTask]) -> Result<(), StoreError> 
     if tasks.is_empty() {
         return Ok(());
     }
-    let sql = insert_tasks_sql(tasks.len());
+    let sql = insert_tasks_sql(db.kind(), tasks.len());
     with_pool!(db, pool => new_tasks_query!(sql, tasks).execute(pool).await.map(|_| ()))?;
     Ok(())
 }
@@ -82,17 +82,16 @@ pub async fn insert_tasks_sqlite(
     if tasks.is_empty() {
         return Ok(());
     }
-    let sql = insert_tasks_sql(tasks.len());
+    let sql = insert_tasks_sql(StoreKind::Sqlite, tasks.len());
     new_tasks_query!(sql, tasks).execute(conn).await?;
     Ok(())
 }
 
-fn insert_tasks_sql(rows: usize) -> String {
+fn insert_tasks_sql(kind: StoreKind, rows: usize) -> String {
     format!(
         "INSERT INTO tasks (id, owner_id, status, schema_json, inputs, outputs, report, created_at, updated_at, finished_at)
          VALUES {}",
-        rows_sql(rows, 9, |p| format!("({}, {}, {}, {}, {}, {}, {}, {}, {}, {})",
-            p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7], p[7], p[8]))
+        rows_sql(kind, rows, 10, |p| format!("({})", p.join(", ")))
     )
 }
 
@@ -111,6 +110,7 @@ macro_rules! new_tasks_query {
                 .bind(Json(&task.inputs))
                 .bind(task.outputs.as_ref().map(Json))
                 .bind(Json(&task.report))
+                .bind(task.at_ms)
                 .bind(task.at_ms)
                 .bind(finished_at);
         }
@@ -149,12 +149,14 @@ pub async fn start_attempts(
     if ids.is_empty() {
         return Ok(Vec::new());
     }
-    let placeholders: Vec<String> = (0..ids.len()).map(|i| format!("${}", i + 2)).collect();
+    let kind = db.kind();
+    let ids_sql: Vec<String> = (2..ids.len() + 2).map(|n| placeholder(kind, n)).collect();
     let sql = format!(
-        "UPDATE tasks SET status = 'processing', attempt = attempt + 1, updated_at = $1
+        "UPDATE tasks SET status = 'processing', attempt = attempt + 1, updated_at = {}
          WHERE id IN ({}) AND status IN ('pending', 'processing')
          RETURNING id, schema_json, inputs, attempt, cancel_requested",
-        placeholders.join(", ")
+        placeholder(kind, 1),
+        ids_sql.join(", ")
     );
     Ok(with_pool!(db, pool => {
         let mut query = sqlx::query_as::<_, TaskToRun>(AssertSqlSafe(sql.as_str())).bind(at_ms);
@@ -225,7 +227,7 @@ pub async fn finish_tasks(db: &Db, tasks: &[FinishedTask]) -> Result<Vec<(Uuid, 
          FROM v
          WHERE tasks.id = v.id AND tasks.attempt = v.attempt AND tasks.status = 'processing'
          RETURNING tasks.id, tasks.attempt",
-        rows_sql(tasks.len(), 6, |p| {
+        rows_sql(db.kind(), tasks.len(), 6, |p| {
             let typed: Vec<String> = p
                 .iter()
                 .zip(casts)
