@@ -38,7 +38,7 @@ fn new_task(task_status: &'static str, at_ms: i64) -> NewTask {
         schema_json: "{}".into(),
         inputs: Map::new(),
         outputs: None,
-        report: json!({}),
+        report: serde_json::value::to_raw_value(&json!({})).unwrap(),
         at_ms,
     }
 }
@@ -56,7 +56,7 @@ fn finished(id: Uuid, attempt: i32, report: serde_json::Value, at_ms: i64) -> Fi
         attempt,
         status: status::SUCCEEDED,
         outputs: Map::new(),
-        report,
+        report: serde_json::value::to_raw_value(&report).unwrap(),
         at_ms,
     }
 }

@@ -3,7 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use serde_json::{Map, Value};
+use serde_json::{Map, Value, value::RawValue};
 // Multi-row statements are built from placeholders only (`$1` or `?`), never from values.
 use sqlx::{AssertSqlSafe, types::Json};
 use uuid::Uuid;
@@ -55,7 +55,8 @@ pub struct NewTask {
     pub inputs: Map<String, Value>,
     /// Set for a task rejected by validation (stored failed, never queued).
     pub outputs: Option<Map<String, Value>>,
-    pub report: Value,
+    /// The initial report as JSON text.
+    pub report: Box<RawValue>,
     pub at_ms: i64,
 }
 
@@ -173,7 +174,7 @@ pub async fn save_progress(
     db: &Db,
     id: Uuid,
     attempt: i32,
-    report: &Value,
+    report: &RawValue,
     at_ms: i64,
 ) -> Result<(), StoreError> {
     with_pool!(db, pool => sqlx::query(
@@ -196,7 +197,8 @@ pub struct FinishedTask {
     pub attempt: i32,
     pub status: &'static str,
     pub outputs: Map<String, Value>,
-    pub report: Value,
+    /// The report as JSON text ([`crate::workflow::ReportHandle::to_json`]).
+    pub report: Box<RawValue>,
     pub at_ms: i64,
 }
 

@@ -275,6 +275,19 @@ impl ReportHandle {
         report
     }
 
+    /// The report as JSON text, as [`ReportHandle::snapshot`] would serialize, without copying
+    /// it first: the worker stores this text, several times per run.
+    pub fn to_json(&self) -> serde_json::Result<Box<serde_json::value::RawValue>> {
+        let mut state = self.lock();
+        let now = now_ms();
+        // Running nodes' time costs are "so far"; bringing them up to now changes no status.
+        state.report.workflow_status.refresh_time_cost(now);
+        for node in state.report.reports.values_mut() {
+            node.status.refresh_time_cost(now);
+        }
+        serde_json::value::to_raw_value(&state.report)
+    }
+
     /// All snapshots in the order they were created, across nodes (what the reference's
     /// `snapshotCenter.exportAll()` returns).
     pub fn snapshots_in_order(&self) -> Vec<Snapshot> {

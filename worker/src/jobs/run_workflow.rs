@@ -97,7 +97,7 @@ pub async fn execute(job: RunWorkflow, state: &WorkerState) -> anyhow::Result<()
             _ = flush.tick() => {
                 let version = report.version();
                 if version != flushed_version {
-                    let snapshot = serde_json::to_value(report.snapshot())?;
+                    let snapshot = report.to_json()?;
                     tasks::save_progress(db, id, task.attempt, &snapshot, now_ms()).await?;
                     flushed_version = version;
                     last_write = tokio::time::Instant::now();
@@ -114,7 +114,7 @@ pub async fn execute(job: RunWorkflow, state: &WorkerState) -> anyhow::Result<()
         WorkflowStatus::Canceled => tasks::status::CANCELED,
         _ => tasks::status::FAILED,
     };
-    let final_report: Value = serde_json::to_value(report.snapshot())?;
+    let final_report = report.to_json()?;
     let owned = state
         .tasks
         .finish(tasks::FinishedTask {

@@ -111,7 +111,8 @@ async fn run_task(
             Report::validation_failed(&id.to_string(), input.inputs.clone(), errors, at),
         ),
     };
-    let report = serde_json::to_value(&report).map_err(|e| TaskError::Unavailable(e.into()))?;
+    let report =
+        serde_json::value::to_raw_value(&report).map_err(|e| TaskError::Unavailable(e.into()))?;
     if validation.is_ok() {
         state.recent_tasks.remember(id, caller.account_id());
     }
