@@ -106,15 +106,35 @@ async fn main() -> anyhow::Result<()> {
 }
 
 /// One workflow run, end to end; returns its latency.
-async fn one_run(
-    client: &reqwest::Client,
-    url: &str,
-    body: &Value,
-    token: Option<&str>,
-) -> anyhow::Result<Duration> {
+/// What every run sends, prepared once so the load generator spends its CPU on requests,
+/// not on re-encoding the same body and re-parsing the same URL.
+struct RunRequest {
+    base: String,
+    run_url: reqwest::Url,
+    result_url: reqwest::Url,
+    body: bytes::Bytes,
+    token: Option<String>,
+}
+
+impl RunRequest {
+    fn new(url: &str, body: &Value, token: Option<String>) -> anyhow::Result<Self> {
+        Ok(Self {
+            base: url.to_owned(),
+            run_url: format!("{url}/api/task/run").parse()?,
+            result_url: format!("{url}/api/task/result").parse()?,
+            body: serde_json::to_vec(body)?.into(),
+            token,
+        })
+    }
+}
+
+async fn one_run(client: &reqwest::Client, request: &RunRequest) -> anyhow::Result<Duration> {
     let start = Instant::now();
-    let mut req = client.post(format!("{url}/api/task/run")).json(body);
-    if let Some(t) = token {
+    let mut req = client
+        .post(request.run_url.clone())
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .body(request.body.clone());
+    if let Some(t) = &request.token {
         req = req.bearer_auth(t);
     }
     let r = req.send().await?;
@@ -129,8 +149,10 @@ async fn one_run(
         .as_str()
         .context("no taskID")?
         .to_owned();
-    let mut req = client.get(format!("{url}/api/task/result?taskID={id}&wait=30000"));
-    if let Some(t) = token {
+    let mut result_url = request.result_url.clone();
+    result_url.set_query(Some(&format!("taskID={id}&wait=30000")));
+    let mut req = client.get(result_url);
+    if let Some(t) = &request.token {
         req = req.bearer_auth(t);
     }
     let r = req.send().await?;
@@ -140,7 +162,7 @@ async fn one_run(
     let result: Value = r.json().await?;
     if result.is_null() || result.as_object().is_some_and(|m| m.is_empty()) {
         let report: Value = client
-            .get(format!("{url}/api/task/report?taskID={id}"))
+            .get(format!("{}/api/task/report?taskID={id}", request.base))
             .send()
             .await?
             .json()
@@ -157,30 +179,26 @@ async fn workflow(args: WorkflowArgs) -> anyhow::Result<()> {
     let _mock = if common.mock_llm {
         let mock = MockLlm::start().await;
         mock.set_latency(Duration::from_millis(common.mock_latency_ms));
+        mock.forget_requests();
         schema = schema.replace("{{MOCK_LLM}}", &mock.base_url);
         Some(mock)
     } else {
         None
     };
     let inputs: Value = serde_json::from_str(&args.inputs).context("--inputs is not JSON")?;
-    let body = Arc::new(json!({"schema": schema, "inputs": inputs}));
+    let request = Arc::new(RunRequest::new(
+        &common.url,
+        &json!({"schema": schema, "inputs": inputs}),
+        common.token.clone(),
+    )?);
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(common.concurrency * 2)
         .timeout(Duration::from_secs(60))
         .build()?;
 
-    let run = {
-        let (client, url, body, token) = (
-            client.clone(),
-            common.url.clone(),
-            body.clone(),
-            common.token.clone(),
-        );
-        move || {
-            let (client, url, body, token) =
-                (client.clone(), url.clone(), body.clone(), token.clone());
-            async move { one_run(&client, &url, &body, token.as_deref()).await }
-        }
+    let run = move || {
+        let (client, request) = (client.clone(), request.clone());
+        async move { one_run(&client, &request).await }
     };
     drive("workflow runs", &common, run).await.map(|_| ())
 }

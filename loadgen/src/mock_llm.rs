@@ -8,7 +8,7 @@
 use std::{
     sync::{
         Arc, Mutex,
-        atomic::{AtomicU64, AtomicUsize, Ordering},
+        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
     },
     time::Duration,
 };
@@ -30,6 +30,8 @@ use serde_json::{Value, json};
 #[derive(Default)]
 struct MockState {
     requests: Mutex<Vec<Value>>,
+    /// Set by a load generator: a long run would keep every body for nothing.
+    forget_requests: AtomicBool,
     latency_ms: AtomicU64,
     chunk_delay_ms: AtomicU64,
     dropped: AtomicUsize,
@@ -92,6 +94,10 @@ impl MockLlm {
     /// Answer every request with this HTTP status (`None` restores success).
     pub fn set_failure(&self, status: Option<u16>) {
         *self.state.fail_status.lock().unwrap() = status;
+    }
+    /// Stops recording request bodies ([`MockLlm::requests`] stays as it is).
+    pub fn forget_requests(&self) {
+        self.state.forget_requests.store(true, Ordering::SeqCst);
     }
     /// Every request body received so far.
     pub fn requests(&self) -> Vec<Value> {
@@ -165,7 +171,9 @@ async fn chat_completions(
     if !path.ends_with("chat/completions") {
         return (StatusCode::NOT_FOUND, "unknown path").into_response();
     }
-    state.requests.lock().unwrap().push(body.clone());
+    if !state.forget_requests.load(Ordering::Relaxed) {
+        state.requests.lock().unwrap().push(body.clone());
+    }
     let guard = CompletionGuard {
         state: state.clone(),
         done: false,
