@@ -16,8 +16,11 @@ use crate::{
     routes::tasks::{RecentTasks, TaskSubmitter, submitter},
 };
 
+/// Shared by every request: axum clones the state for each handler, so it is one `Arc`.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<AppStateInner>);
+
+pub struct AppStateInner {
     pub db: Db,
     pub queues: Queues,
     /// Stores and queues new workflow runs, batched across concurrent requests.
@@ -45,7 +48,7 @@ impl AppState {
         backends
             .signals
             .observe_task_done(move |id, outcome| record.finished(id, outcome));
-        Self {
+        Self(Arc::new(AppStateInner {
             submit: submitter(backends.db.clone(), backends.queues.clone()),
             recent_tasks,
             db: backends.db,
@@ -55,6 +58,13 @@ impl AppState {
             jwt_secret,
             jwt,
             login_limiter,
-        }
+        }))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = AppStateInner;
+    fn deref(&self) -> &AppStateInner {
+        &self.0
     }
 }

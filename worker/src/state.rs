@@ -10,8 +10,11 @@ use shared::{
     workflow::{Engine, EngineConfig},
 };
 
+/// apalis hands each job its own clone of the state, so it is one `Arc`.
 #[derive(Clone)]
-pub struct WorkerState {
+pub struct WorkerState(Arc<WorkerStateInner>);
+
+pub struct WorkerStateInner {
     pub db: Db,
     /// Task claims and final writes, batched across this process's concurrent runs.
     pub tasks: TaskWrites,
@@ -26,14 +29,21 @@ impl WorkerState {
     pub fn new(db: Db, signals: Signals, config: Arc<Config>) -> Self {
         let engine = Engine::new(engine_config(&config));
         let llm = shared::chat::llm_client(&config);
-        Self {
+        Self(Arc::new(WorkerStateInner {
             tasks: TaskWrites::new(db.clone()),
             db,
             signals,
             config,
             engine,
             llm,
-        }
+        }))
+    }
+}
+
+impl std::ops::Deref for WorkerState {
+    type Target = WorkerStateInner;
+    fn deref(&self) -> &WorkerStateInner {
+        &self.0
     }
 }
 
