@@ -7,6 +7,8 @@
 #
 # Runs and concurrency: N (10000) and C (64) in the environment; extra args go to the load
 # generator, e.g. `N=15000 scripts/bench-tasks.sh distributed --rate 750`.
+# API_BIN runs another llmops-api build (to compare builds, alternate them); RUST_LOG and
+# KEEP_LOG=<file> keep the server's log (e.g. RUST_LOG=warn,sqlx::query=debug counts statements).
 # Build first: cargo build --release --workspace --bins. Distributed needs initdb/pg_ctl
 # (run as the `postgres` user when root) and redis-server; Postgres runs with
 # synchronous_commit=off, as in the published figures.
@@ -51,6 +53,12 @@ for _ in $(seq 200); do curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && b
 if [ "$mode" = distributed ]; then
   for _ in 1 2; do "$bin/llmops-worker" >>"$dir/workers.log" 2>&1 & pids+=($!); done
   sleep 1
+fi
+# This VM's speed drifts: print a fixed CPU-bound reference next to the figures (0.45-0.55 s when
+# the machine is quick).
+if command -v python3 >/dev/null; then
+  python3 -c "import time; t = time.perf_counter(); sum(i * i for i in range(10**7)); \
+print(f'machine: reference loop {time.perf_counter() - t:.2f} s')"
 fi
 "$bin/llmops-loadgen" workflow --url "http://127.0.0.1:$port" \
   --schema "$root/loadgen/schemas/start-llm-end.json" --mock-llm -n "${N:-10000}" -c "${C:-64}" "$@"
