@@ -6,7 +6,8 @@
 #   scripts/bench-tasks.sh distributed [loadgen args...]   # api + 2 workers + Postgres + Redis
 #
 # Runs and concurrency: N (10000) and C (64) in the environment; extra args go to the load
-# generator, e.g. `N=15000 scripts/bench-tasks.sh distributed --rate 750`.
+# generator, e.g. `N=15000 scripts/bench-tasks.sh distributed --rate 750`. BENCH=cancel measures
+# cancel-to-canceled instead (N samples, default 100, each canceled inside a 5 s LLM call).
 # API_BIN runs another llmops-api build (to compare builds, alternate them); RUST_LOG and
 # KEEP_LOG=<file> keep the server's log (e.g. RUST_LOG=warn,sqlx::query=debug counts statements).
 # Build first: cargo build --release --workspace --bins. Distributed needs initdb/pg_ctl
@@ -60,5 +61,11 @@ if command -v python3 >/dev/null; then
   python3 -c "import time; t = time.perf_counter(); sum(i * i for i in range(10**7)); \
 print(f'machine: reference loop {time.perf_counter() - t:.2f} s')"
 fi
-"$bin/llmops-loadgen" workflow --url "http://127.0.0.1:$port" \
-  --schema "$root/loadgen/schemas/start-llm-end.json" --mock-llm -n "${N:-10000}" -c "${C:-64}" "$@"
+schema=$root/loadgen/schemas/start-llm-end.json
+case "${BENCH:-workflow}" in
+  workflow) "$bin/llmops-loadgen" workflow --url "http://127.0.0.1:$port" \
+    --schema "$schema" --mock-llm -n "${N:-10000}" -c "${C:-64}" "$@" ;;
+  cancel) "$bin/llmops-loadgen" cancel --url "http://127.0.0.1:$port" \
+    --schema "$schema" -n "${N:-100}" "$@" ;;
+  *) echo "BENCH is workflow or cancel" >&2; exit 2 ;;
+esac
