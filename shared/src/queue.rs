@@ -20,7 +20,7 @@ use uuid::Uuid;
 use crate::{
     config::StoreKind,
     signals::{SignalError, Signals, channel},
-    store::batch::rows_sql,
+    store::{SqliteQuery, batch::rows_sql},
 };
 
 /// Queue names (Redis key prefixes / SQLite `job_type`).
@@ -170,24 +170,36 @@ impl Queues {
         Ok(())
     }
 
-    /// Writes jobs into the embedded (SQLite) queue on the caller's connection, inside its
-    /// transaction, so they commit together with the rows they refer to. Call
-    /// [`Queues::wake`] once the transaction has committed.
+    /// The statement that writes `count` jobs into the embedded (SQLite) queue, with its
+    /// values bound by [`Queues::bind_sqlite_push`]: the caller runs it in the transaction
+    /// that stores the rows the jobs refer to, so both commit together. Call
+    /// [`Queues::wake`] once the transaction has committed. Empty for no jobs.
     ///
     /// This is apalis-sqlite's push (`queries/task/sink.sql` and `push_tasks` of
     /// apalis-sqlite 1.0, pinned in `Cargo.lock`: the same columns, values and encoding) as one
     /// multi-row statement: apalis inserts row by row, and each row is a round trip on the
     /// store's single writer connection while every other write waits. Every test that runs a
     /// task on the embedded stack has apalis's own workers consume rows written here.
-    pub async fn push_sqlite_in<J: Job>(
-        &self,
-        conn: &mut sqlx::SqliteConnection,
-        jobs: Vec<J>,
-    ) -> Result<(), QueueError> {
-        const WIDTH: usize = 6;
-        if jobs.is_empty() {
-            return Ok(());
+    pub fn sqlite_push_sql(count: usize) -> String {
+        if count == 0 {
+            return String::new();
         }
+        let rows = rows_sql(StoreKind::Sqlite, count, 6, |p| {
+            format!(
+                "({}, {}, {}, 'Pending', 0, {}, {}, NULL, NULL, NULL, NULL, 0, {}, NULL)",
+                p[0], p[1], p[2], p[3], p[4], p[5]
+            )
+        });
+        // Built from placeholders only; the values are bound.
+        format!("INSERT INTO Jobs VALUES {rows} ON CONFLICT(job_type, idempotency_key) DO NOTHING")
+    }
+
+    /// Binds the values of [`Queues::sqlite_push_sql`], after whatever `query` bound before.
+    pub fn bind_sqlite_push<'q, J: Job>(
+        &self,
+        mut query: SqliteQuery<'q>,
+        jobs: &[J],
+    ) -> Result<SqliteQuery<'q>, QueueError> {
         let run_at = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default()
@@ -195,35 +207,21 @@ impl Queues {
         // Default metadata, encoded as apalis encodes a task's metadata store.
         let metadata = serde_json::to_string(TaskBuilder::new(()).build().metadata())
             .map_err(|e| QueueError::Push(e.to_string()))?;
-        for chunk in jobs.chunks(crate::store::batch::MAX_BATCH) {
-            let rows = rows_sql(StoreKind::Sqlite, chunk.len(), WIDTH, |p| {
-                format!(
-                    "({}, {}, {}, 'Pending', 0, {}, {}, NULL, NULL, NULL, NULL, 0, {}, NULL)",
-                    p[0], p[1], p[2], p[3], p[4], p[5]
-                )
-            });
-            // Built from placeholders only; the values are bound.
-            let sql = format!(
-                "INSERT INTO Jobs VALUES {rows} ON CONFLICT(job_type, idempotency_key) DO NOTHING"
-            );
-            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-            for job in chunk {
-                // The job as JSON bytes (apalis-sqlite's codec) and a new ULID id.
-                let args = serde_json::to_vec(job).map_err(|e| QueueError::Push(e.to_string()))?;
-                query = query
-                    .bind(args)
-                    .bind(ulid::Ulid::generate().to_string())
-                    .bind(J::QUEUE)
-                    .bind(self.settings.max_attempts as i64)
-                    .bind(run_at)
-                    .bind(metadata.as_str());
-            }
-            query.execute(&mut *conn).await?;
+        for job in jobs {
+            // The job as JSON bytes (apalis-sqlite's codec) and a new ULID id.
+            let args = serde_json::to_vec(job).map_err(|e| QueueError::Push(e.to_string()))?;
+            query = query
+                .bind(args)
+                .bind(ulid::Ulid::generate().to_string())
+                .bind(J::QUEUE)
+                .bind(self.settings.max_attempts as i64)
+                .bind(run_at)
+                .bind(metadata.clone());
         }
-        Ok(())
+        Ok(query)
     }
 
-    /// Wakes idle workers of a queue (after [`Queues::push_sqlite_in`]'s commit).
+    /// Wakes idle workers of a queue (after the commit of [`Queues::sqlite_push_sql`]).
     pub async fn wake<J: Job>(&self) -> Result<(), QueueError> {
         self.signals
             .publish(&channel::queue_available(J::QUEUE), "")

@@ -58,6 +58,10 @@ pub enum Db {
     },
 }
 
+/// A query on the embedded store that several modules build together (the embedded submit's
+/// tasks and queue jobs).
+pub type SqliteQuery<'q> = sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>;
+
 /// Runs the same expression on whichever pool is active (on SQLite, the writer).
 #[macro_export]
 macro_rules! with_pool {

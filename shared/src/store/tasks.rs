@@ -9,7 +9,7 @@ use sqlx::{AssertSqlSafe, types::Json};
 use uuid::Uuid;
 
 use super::{
-    Db, StoreError,
+    Db, SqliteQuery, StoreError,
     batch::{Batcher, placeholder, rows_sql},
     now_ms,
 };
@@ -70,22 +70,23 @@ pub async fn insert_tasks(db: &Db, tasks: &[NewTask]) -> Result<(), StoreError> 
         return Ok(());
     }
     let sql = insert_tasks_sql(db.kind(), tasks.len());
-    with_pool!(db, pool => new_tasks_query!(sql, tasks).execute(pool).await.map(|_| ()))?;
+    with_pool!(db, pool => new_tasks_query!(sql.as_str(), tasks).execute(pool).await.map(|_| ()))?;
     Ok(())
 }
 
-/// [`insert_tasks`] on a SQLite connection, inside the caller's transaction: the embedded
-/// store commits new tasks together with their queue jobs.
-pub async fn insert_tasks_sqlite(
-    conn: &mut sqlx::SqliteConnection,
-    tasks: &[NewTask],
-) -> Result<(), StoreError> {
-    if tasks.is_empty() {
-        return Ok(());
-    }
-    let sql = insert_tasks_sql(StoreKind::Sqlite, tasks.len());
-    new_tasks_query!(sql, tasks).execute(conn).await?;
-    Ok(())
+/// [`insert_tasks`] on the embedded store, as one statement within `before` and `after`
+/// (further statements, whose values the caller binds after these): the embedded submit runs
+/// its whole transaction, tasks and queue jobs, as one command.
+pub fn insert_tasks_sqlite_within<'q>(
+    tasks: &'q [NewTask],
+    before: &str,
+    after: &str,
+) -> SqliteQuery<'q> {
+    let sql = format!(
+        "{before}\n{};\n{after}",
+        insert_tasks_sql(StoreKind::Sqlite, tasks.len())
+    );
+    new_tasks_query!(sql, tasks)
 }
 
 fn insert_tasks_sql(kind: StoreKind, rows: usize) -> String {
@@ -100,7 +101,7 @@ fn insert_tasks_sql(kind: StoreKind, rows: usize) -> String {
 /// for whichever backend executes it).
 macro_rules! new_tasks_query {
     ($sql:expr, $tasks:expr) => {{
-        let mut query = sqlx::query(AssertSqlSafe($sql.as_str()));
+        let mut query = sqlx::query(AssertSqlSafe($sql));
         for task in $tasks {
             let finished_at = status::is_terminal(task.status).then_some(task.at_ms);
             query = query

@@ -46,19 +46,36 @@ pub fn submitter(db: Db, queues: Queues) -> TaskSubmitter {
 }
 
 /// The tasks and their jobs in one SQLite transaction: all stored and queued, or nothing.
+///
+/// The transaction goes to the connection as one command (`BEGIN IMMEDIATE`, the tasks' insert,
+/// the jobs' insert, `COMMIT`) rather than four: every statement is a round trip to the
+/// connection's thread, and the store's single writer is held, every other write waiting,
+/// for all of them. A failing statement ends the command before `COMMIT`; the `ROLLBACK` sent
+/// then leaves nothing behind (tested with a trigger that refuses jobs).
 async fn submit_embedded(
     write: &sqlx::SqlitePool,
     queues: &Queues,
     new: &[NewTask],
     jobs: Vec<RunWorkflow>,
 ) -> Result<Vec<bool>, StoreError> {
-    let mut tx = write.begin().await?;
-    tasks::insert_tasks_sqlite(&mut tx, new).await?;
-    queues
-        .push_sqlite_in(&mut tx, jobs)
-        .await
+    let after = match Queues::sqlite_push_sql(jobs.len()) {
+        push if push.is_empty() => "COMMIT".to_owned(),
+        push => format!("{push};\nCOMMIT"),
+    };
+    let query = tasks::insert_tasks_sqlite_within(new, "BEGIN IMMEDIATE;", &after);
+    let query = queues
+        .bind_sqlite_push(query, &jobs)
         .map_err(|e| StoreError::Batch(e.to_string()))?;
-    tx.commit().await?;
+    let mut conn = write.acquire().await?;
+    if let Err(error) = query.execute(&mut *conn).await {
+        if sqlx::query("ROLLBACK").execute(&mut *conn).await.is_err() {
+            // Either no transaction was open (BEGIN failed), or the connection is broken:
+            // never hand a connection that may be inside a transaction back to the pool.
+            conn.close_on_drop();
+        }
+        return Err(error.into());
+    }
+    drop(conn);
     if let Err(error) = queues.wake::<RunWorkflow>().await {
         // The jobs are committed; the workers' fallback poll finds them.
         tracing::warn!(%error, queue = RunWorkflow::QUEUE, "could not wake the workers");
