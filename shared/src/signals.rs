@@ -31,7 +31,7 @@ const STREAM_CHANNEL_CAPACITY: usize = 1024;
 const SIGNAL_CHANNEL_CAPACITY: usize = 16;
 
 fn channel_capacity(channel: &str) -> usize {
-    if channel.starts_with("message:") && channel.ends_with(":events") {
+    if channel::is_message_events(channel) {
         STREAM_CHANNEL_CAPACITY
     } else {
         SIGNAL_CHANNEL_CAPACITY
@@ -68,6 +68,10 @@ pub mod channel {
     /// Events of a debug chat message (deltas, end, error).
     pub fn message_events(message_id: Uuid) -> String {
         format!("message:{message_id}:events")
+    }
+    /// Whether the channel is a [`message_events`] channel.
+    pub fn is_message_events(channel: &str) -> bool {
+        channel.starts_with("message:") && channel.ends_with(":events")
     }
     /// Stop was requested for a debug chat message.
     pub fn message_stop(message_id: Uuid) -> String {
@@ -348,6 +352,8 @@ mod tests {
         assert_eq!(channel::task_done_id(&channel::task_done(id)), Some(id));
         assert_eq!(channel::task_done_id(&channel::task_cancel(id)), None);
         assert_eq!(channel::task_done_id("task:nope:done"), None);
+        assert!(channel::is_message_events(&channel::message_events(id)));
+        assert!(!channel::is_message_events(&channel::message_stop(id)));
     }
 
     #[tokio::test]

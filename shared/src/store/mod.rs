@@ -184,9 +184,9 @@ const SQLITE_CACHE_KIB: u32 = 8 * 1024;
 /// Readers beside the writer: point reads are short, so a few serve many requests.
 const SQLITE_READERS: u32 = 4;
 
-/// The writer (one connection), the readers, and the checkpointer's connection. SQLite has a single writer: with several
-/// writing connections, one that finds the lock taken sleeps in its busy handler (1 ms, 2 ms,
-/// 5 ms, ...) instead of queueing, and throughput collapsed. One connection queues every write
+/// The writer (one connection), the readers, and the checkpointer's connection. SQLite has a
+/// single writer: with several writing connections, one that finds the lock taken sleeps in
+/// its busy handler (1 ms, 2 ms, 5 ms, ...) instead of queueing, and throughput collapsed. One connection queues every write
 /// fairly in the pool instead, and the batched writes keep the statements few. Readers never
 /// take the write lock in WAL mode.
 async fn sqlite_pools(
