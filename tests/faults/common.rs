@@ -1,0 +1,1 @@
+//! Helpers the fault tests share.
