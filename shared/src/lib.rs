@@ -6,6 +6,7 @@ pub mod chat;
 pub mod config;
 pub mod llm;
 pub mod queue;
+pub mod redis_conn;
 pub mod shutdown;
 pub mod signals;
 pub mod store;

@@ -8,17 +8,19 @@
 
 use std::{pin::Pin, sync::Arc, time::Duration};
 
-use apalis::prelude::{TaskBuilder, TaskSink};
+use apalis::prelude::{TaskBuilder, TaskId};
 use apalis_redis::RedisStorage;
 use apalis_sqlite::SqliteStorage;
 use futures::{Stream, StreamExt};
 use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
+use sqlx::AssertSqlSafe;
 use tokio::sync::Notify;
 use uuid::Uuid;
 
 use crate::{
     config::StoreKind,
+    redis_conn::retry_once,
     signals::{SignalError, Signals, channel},
     store::{SqliteQuery, batch::rows_sql},
 };
@@ -50,20 +52,38 @@ pub struct DebugChat {
 /// A job type and the queue it travels on.
 pub trait Job: Serialize + for<'de> Deserialize<'de> + Send + Sync + Unpin + 'static {
     const QUEUE: &'static str;
+
+    /// The id of the store row the job runs.
+    fn row_id(&self) -> Uuid;
+
+    /// The job's id in the queue, derived from its row's id: one row, one queue id, so a
+    /// second push of the same row is recognised and ignored (both UUIDs and ULIDs are 128
+    /// bits; a UUIDv7's leading 48 bits are a millisecond timestamp, as a ULID's are).
+    fn queue_id(&self) -> TaskId {
+        TaskId::from_ulid(ulid::Ulid::from(self.row_id().as_u128()))
+    }
 }
 impl Job for RunWorkflow {
     const QUEUE: &'static str = WORKFLOW_QUEUE;
+    fn row_id(&self) -> Uuid {
+        self.task_id
+    }
 }
 impl Job for DebugChat {
     const QUEUE: &'static str = CHAT_QUEUE;
+    fn row_id(&self) -> Uuid {
+        self.message_id
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum QueueError {
-    #[error("queue push failed: {0}")]
-    Push(String),
+    #[error("encoding a job: {0}")]
+    Encode(#[from] serde_json::Error),
     #[error("redis: {0}")]
     Redis(#[from] redis::RedisError),
+    #[error("redis queue: {0}")]
+    RedisQueue(#[from] apalis_redis::Error),
     #[error("sqlite: {0}")]
     Sqlite(#[from] sqlx::Error),
     #[error(transparent)]
@@ -135,51 +155,70 @@ impl Queues {
 
     /// Pushes a job and wakes idle workers of its queue.
     pub async fn push<J: Job>(&self, job: J) -> Result<(), QueueError> {
-        self.push_many(vec![job]).await
+        self.push_many(vec![job]).await.map(|_| ())
     }
 
-    /// Pushes jobs in one batch (one transaction on SQLite) and wakes idle workers once.
-    pub async fn push_many<J: Job>(&self, jobs: Vec<J>) -> Result<(), QueueError> {
+    /// Pushes jobs in one batch (one statement on SQLite, one script call on Redis) and wakes
+    /// idle workers once.
+    ///
+    /// Idempotent while the queue holds a job: every job's queue id is derived from the id of
+    /// the row it runs ([`Job::queue_id`]), and a push of an id the queue already holds is
+    /// ignored. So pushing again whatever the store says must run (see the worker's
+    /// re-queue sweep) never queues a job twice. Answers how many jobs were new.
+    pub async fn push_many<J: Job>(&self, jobs: Vec<J>) -> Result<u64, QueueError> {
         if jobs.is_empty() {
-            return Ok(());
+            return Ok(0);
         }
-        let tasks = futures::stream::iter(jobs.into_iter().map(|job| {
-            TaskBuilder::new(job)
-                .max_attempts(self.settings.max_attempts as usize)
-                .build()
-        }));
-        match &self.backend {
+        let added = match &self.backend {
             QueueBackend::Redis(conn) => {
-                let mut storage = redis_storage::<J>(conn.clone(), &self.settings);
-                storage
-                    .push_all(tasks)
-                    .await
-                    .map_err(|e| QueueError::Push(e.to_string()))?;
+                let tasks = jobs
+                    .iter()
+                    .map(|job| {
+                        Ok(TaskBuilder::new(serde_json::to_vec(job)?)
+                            .task_id(job.queue_id())
+                            .max_attempts(self.settings.max_attempts as usize)
+                            .build())
+                    })
+                    .collect::<Result<Vec<_>, QueueError>>()?;
+                let config = redis_config::<J>(&self.settings);
+                let (enqueued, scheduled) = retry_once(|| {
+                    let mut conn = conn.clone();
+                    let (config, tasks) = (&config, &tasks);
+                    async move {
+                        apalis_redis::queries::push_tasks(&mut conn, config, tasks).await
+                    }
+                })
+                .await?;
                 // Also publishes the wake-up signal (in the same script).
                 promote_due(conn.clone(), J::QUEUE).await?;
+                u64::from(enqueued) + u64::from(scheduled)
             }
             QueueBackend::Sqlite(pool) => {
-                let mut storage = sqlite_storage::<J>(pool, &self.settings);
-                storage
-                    .push_all(tasks)
-                    .await
-                    .map_err(|e| QueueError::Push(e.to_string()))?;
+                let query = sqlx::query(AssertSqlSafe(Self::sqlite_push_sql(jobs.len())));
+                let added = self
+                    .bind_sqlite_push(query, &jobs)?
+                    .execute(pool)
+                    .await?
+                    .rows_affected();
                 self.wake::<J>().await?;
+                added
             }
-        }
-        Ok(())
+        };
+        Ok(added)
     }
 
     /// The statement that writes `count` jobs into the embedded (SQLite) queue, with its
-    /// values bound by [`Queues::bind_sqlite_push`]: the caller runs it in the transaction
-    /// that stores the rows the jobs refer to, so both commit together. Call
-    /// [`Queues::wake`] once the transaction has committed. Empty for no jobs.
+    /// values bound by [`Queues::bind_sqlite_push`]. The embedded submit runs it in the
+    /// transaction that stores the rows the jobs refer to, so both commit together; call
+    /// [`Queues::wake`] once that transaction has committed. Empty for no jobs.
     ///
     /// This is apalis-sqlite's push (`queries/task/sink.sql` and `push_tasks` of
-    /// apalis-sqlite 1.0, pinned in `Cargo.lock`: the same columns, values and encoding) as one
-    /// multi-row statement: apalis inserts row by row, and each row is a round trip on the
-    /// store's single writer connection while every other write waits. Every test that runs a
-    /// task on the embedded stack has apalis's own workers consume rows written here.
+    /// apalis-sqlite 1.0, vendored: the same columns, values and encoding) as one multi-row
+    /// statement: apalis inserts row by row, and each row is a round trip on the store's
+    /// single writer connection while every other write waits. A job whose id the queue
+    /// already holds is skipped (`ON CONFLICT DO NOTHING`, any constraint), which makes the
+    /// push idempotent (see [`Queues::push_many`]). Every test that runs a task on the
+    /// embedded stack has apalis's own workers consume rows written here.
     pub fn sqlite_push_sql(count: usize) -> String {
         if count == 0 {
             return String::new();
@@ -191,7 +230,7 @@ impl Queues {
             )
         });
         // Built from placeholders only; the values are bound.
-        format!("INSERT INTO Jobs VALUES {rows} ON CONFLICT(job_type, idempotency_key) DO NOTHING")
+        format!("INSERT INTO Jobs VALUES {rows} ON CONFLICT DO NOTHING")
     }
 
     /// Binds the values of [`Queues::sqlite_push_sql`], after whatever `query` bound before.
@@ -205,14 +244,13 @@ impl Queues {
             .unwrap_or_default()
             .as_secs() as i64;
         // Default metadata, encoded as apalis encodes a task's metadata store.
-        let metadata = serde_json::to_string(TaskBuilder::new(()).build().metadata())
-            .map_err(|e| QueueError::Push(e.to_string()))?;
+        let metadata = serde_json::to_string(TaskBuilder::new(()).build().metadata())?;
         for job in jobs {
-            // The job as JSON bytes (apalis-sqlite's codec) and a new ULID id.
-            let args = serde_json::to_vec(job).map_err(|e| QueueError::Push(e.to_string()))?;
+            // The job as JSON bytes (apalis-sqlite's codec) under its fixed queue id.
+            let args = serde_json::to_vec(job)?;
             query = query
                 .bind(args)
-                .bind(ulid::Ulid::generate().to_string())
+                .bind(job.queue_id().to_string())
                 .bind(J::QUEUE)
                 .bind(self.settings.max_attempts as i64)
                 .bind(run_at)
@@ -233,8 +271,11 @@ impl Queues {
     pub async fn ping(&self) -> Result<(), QueueError> {
         match &self.backend {
             QueueBackend::Redis(conn) => {
-                let mut conn = conn.clone();
-                redis::cmd("PING").query_async::<String>(&mut conn).await?;
+                retry_once(|| {
+                    let mut conn = conn.clone();
+                    async move { redis::cmd("PING").query_async::<String>(&mut conn).await }
+                })
+                .await?;
             }
             QueueBackend::Sqlite(pool) => {
                 sqlx::query("SELECT 1").execute(pool).await?;
@@ -249,16 +290,18 @@ pub fn redis_storage<J: Job>(
     conn: ConnectionManager,
     settings: &QueueSettings,
 ) -> RedisStorage<J, ConnectionManager> {
-    RedisStorage::new(conn).with_config(
-        apalis_redis::Config::default()
-            .queue(J::QUEUE)
-            .heartbeat_interval(settings.heartbeat)
-            .missed_heartbeats(MISSED_HEARTBEATS)
-            .batch_size(REDIS_FETCH_BATCH)
-            // In apalis 1.0 this switch is also the ack: without it a finished job stays
-            // in-flight forever. Its "result" is our handler's `()`; [`vacuum`] deletes it.
-            .persist_results(true),
-    )
+    RedisStorage::new(conn).with_config(redis_config::<J>(settings))
+}
+
+fn redis_config<J: Job>(settings: &QueueSettings) -> apalis_redis::Config {
+    apalis_redis::Config::default()
+        .queue(J::QUEUE)
+        .heartbeat_interval(settings.heartbeat)
+        .missed_heartbeats(MISSED_HEARTBEATS)
+        .batch_size(REDIS_FETCH_BATCH)
+        // In apalis 1.0 this switch is also the ack: without it a finished job stays
+        // in-flight forever. Its "result" is our handler's `()`; [`vacuum`] deletes it.
+        .persist_results(true)
 }
 
 /// The apalis SQLite storage of a job type, in the store's own file.
@@ -328,15 +371,14 @@ pub async fn vacuum(backend: &QueueBackend, queue: &str) -> Result<u64, QueueErr
                     )
                 });
                 let keys = [":data", ":meta", ":done", ":dead"].map(|k| format!("{queue}{k}"));
-                let mut conn = conn.clone();
-                SCRIPT
-                    .key(&keys[0])
-                    .key(&keys[1])
-                    .key(&keys[2])
-                    .key(&keys[3])
-                    .arg(VACUUM_BATCH)
-                    .invoke_async::<u64>(&mut conn)
-                    .await?
+                let mut invocation = SCRIPT.prepare_invoke();
+                invocation.key(&keys).arg(VACUUM_BATCH);
+                retry_once(|| {
+                    let mut conn = conn.clone();
+                    let invocation = &invocation;
+                    async move { invocation.invoke_async::<u64>(&mut conn).await }
+                })
+                .await?
             }
         };
         total += deleted;
@@ -354,7 +396,7 @@ pub async fn vacuum(backend: &QueueBackend, queue: &str) -> Result<u64, QueueErr
 /// *all* due ids with one Lua `unpack`, which fails ("too many results to unpack") once about
 /// 8,000 are due at once; the worker then dies. Promoting in chunks of 500 right after each
 /// push (and before workers start) keeps that set near empty whatever the backlog.
-pub async fn promote_due(mut conn: ConnectionManager, queue: &str) -> Result<u64, QueueError> {
+pub async fn promote_due(conn: ConnectionManager, queue: &str) -> Result<u64, QueueError> {
     static SCRIPT: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
         redis::Script::new(
             r#"
@@ -377,14 +419,19 @@ pub async fn promote_due(mut conn: ConnectionManager, queue: &str) -> Result<u64
     });
     let config = apalis_redis::Config::default().queue(queue);
     let now = chrono::Utc::now().timestamp();
-    let moved: u64 = SCRIPT
+    let mut invocation = SCRIPT.prepare_invoke();
+    invocation
         .key(config.scheduled_jobs_set())
         .key(config.active_jobs_list())
         .key(config.signal_list())
         .arg(now)
-        .arg(channel::queue_available(queue))
-        .invoke_async(&mut conn)
-        .await?;
+        .arg(channel::queue_available(queue));
+    let moved: u64 = retry_once(|| {
+        let mut conn = conn.clone();
+        let invocation = &invocation;
+        async move { invocation.invoke_async(&mut conn).await }
+    })
+    .await?;
     Ok(moved)
 }
 
@@ -447,7 +494,8 @@ impl QueueWaker {
     }
 }
 
-/// Connects to Redis for the queues.
+/// Connects to Redis for the queues (a connection that heals itself, see
+/// [`crate::redis_conn`]).
 pub async fn connect_redis(url: &str) -> Result<ConnectionManager, QueueError> {
-    Ok(apalis_redis::connect(url).await?)
+    Ok(crate::redis_conn::connect(url).await?)
 }

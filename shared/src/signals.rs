@@ -3,18 +3,25 @@
 //! embedded one, behind one small interface.
 //!
 //! Signals are hints, not storage: a message nobody listens to is dropped, so every state a
-//! signal announces is also written to the store first.
+//! signal announces is also written to the store first, and whoever waits on a signal also
+//! reads the store now and then ([`Signals::store_checks`]): at once when the bus comes back
+//! after an outage (messages sent meanwhile are lost), every second while it is down, and
+//! every few seconds otherwise. On Redis the subscribing connection is re-established, with
+//! backoff, whenever it drops, and every channel still listened to is subscribed again.
 
 use std::{
     collections::HashMap,
     pin::Pin,
-    sync::{Arc, Mutex, OnceLock},
+    sync::{Arc, Mutex, OnceLock, Weak},
     task::{Context, Poll},
+    time::Duration,
 };
 
 use futures::{Stream, StreamExt};
-use redis::aio::{ConnectionManager, PubSubSink};
-use tokio::sync::broadcast;
+use redis::aio::{ConnectionManager, PubSubSink, PubSubStream};
+use tokio::sync::{broadcast, watch};
+
+use crate::redis_conn::retry_once;
 
 /// Channel families every process pattern-subscribes to once at start-up, so that the many
 /// short-lived per-task subscriptions cost no Redis round trip (SUBSCRIBE + UNSUBSCRIBE per
@@ -38,10 +45,34 @@ fn channel_capacity(channel: &str) -> usize {
     }
 }
 
+/// How often a waiter reads the store while the bus is up: covers a message lost to a race
+/// or to an outage not yet noticed (a half-open connection).
+pub const CHECK_WHILE_UP: Duration = Duration::from_secs(5);
+/// How often a waiter reads the store while the bus is down.
+pub const CHECK_WHILE_DOWN: Duration = Duration::from_secs(1);
+
+/// Backoff between attempts to re-establish the subscribing connection.
+const RESUBSCRIBE_MIN_DELAY: Duration = Duration::from_millis(50);
+const RESUBSCRIBE_MAX_DELAY: Duration = Duration::from_secs(2);
+/// Longest one (re)subscription may take before it counts as failed: a SUBSCRIBE sent on a
+/// connection that died silently would otherwise wait for ever.
+const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(2);
+
 #[derive(Debug, thiserror::Error)]
 pub enum SignalError {
     #[error("redis: {0}")]
     Redis(#[from] redis::RedisError),
+    #[error("redis did not answer within {0:?}")]
+    Timeout(Duration),
+}
+
+/// The state of the process's link to the signal bus.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Link {
+    /// Whether the subscribing side is connected (always, in process).
+    pub up: bool,
+    /// How many times the subscribing connection was (re-)established.
+    pub connections: u64,
 }
 
 /// Channel names, in one place so publishers and subscribers agree.
@@ -98,14 +129,17 @@ struct Inner {
     /// Sees every task outcome this process receives, before its subscribers do.
     task_done_observer: OnceLock<TaskDoneObserver>,
     redis: Option<RedisBus>,
+    link: watch::Sender<Link>,
 }
 
 type TaskDoneObserver = Box<dyn Fn(uuid::Uuid, &Arc<str>) + Send + Sync>;
 
 struct RedisBus {
+    client: redis::Client,
     publisher: ConnectionManager,
-    /// Subscribes and unsubscribes on the process's one pub/sub connection.
-    sink: tokio::sync::Mutex<PubSubSink>,
+    /// Subscribes and unsubscribes on the process's one pub/sub connection; `None` while
+    /// that connection is being re-established.
+    sink: tokio::sync::Mutex<Option<PubSubSink>>,
 }
 
 impl Signals {
@@ -117,27 +151,20 @@ impl Signals {
     }
 
     /// Redis pub/sub: one publishing connection and one subscribing connection per process,
-    /// with messages fanned out to local subscribers.
+    /// with messages fanned out to local subscribers. Both heal themselves: the publisher
+    /// reconnects and retries (see [`crate::redis_conn`]), and the subscriber is
+    /// re-established in the background whenever it drops.
     pub async fn redis(url: &str) -> Result<Self, SignalError> {
         let client = redis::Client::open(url)?;
-        let publisher = ConnectionManager::new(client.clone()).await?;
-        let (mut sink, mut stream) = client.get_async_pubsub().await?.split();
-        for family in PATTERN_FAMILIES {
-            sink.psubscribe(format!("{family}*")).await?;
-        }
+        let publisher = crate::redis_conn::connect(url).await?;
         let inner = Arc::new(Inner::new(Some(RedisBus {
+            client,
             publisher,
-            sink: tokio::sync::Mutex::new(sink),
+            sink: tokio::sync::Mutex::new(None),
         })));
-        let weak = Arc::downgrade(&inner);
-        tokio::spawn(async move {
-            while let Some(msg) = stream.next().await {
-                let Some(inner) = weak.upgrade() else { break };
-                let payload: String = msg.get_payload().unwrap_or_default();
-                inner.deliver(msg.get_channel_name(), payload.into());
-            }
-            tracing::warn!("signal subscription connection closed");
-        });
+        // The first connection is made here, so that a process starts only with Redis.
+        let stream = inner.connect_subscriber().await?;
+        tokio::spawn(keep_subscribed(Arc::downgrade(&inner), stream));
         Ok(Self { inner })
     }
 
@@ -145,16 +172,32 @@ impl Signals {
     pub async fn publish(&self, channel: &str, payload: &str) -> Result<(), SignalError> {
         match &self.inner.redis {
             Some(bus) => {
-                let mut conn = bus.publisher.clone();
-                redis::cmd("PUBLISH")
-                    .arg(channel)
-                    .arg(payload)
-                    .query_async::<i64>(&mut conn)
-                    .await?;
+                retry_once(|| {
+                    let mut conn = bus.publisher.clone();
+                    async move {
+                        redis::cmd("PUBLISH")
+                            .arg(channel)
+                            .arg(payload)
+                            .query_async::<i64>(&mut conn)
+                            .await
+                    }
+                })
+                .await?;
             }
             None => self.inner.deliver(channel, payload.into()),
         }
         Ok(())
+    }
+
+    /// The link to the bus, watched: it changes when the subscribing connection drops or
+    /// is re-established.
+    pub fn link(&self) -> watch::Receiver<Link> {
+        self.inner.link.subscribe()
+    }
+
+    /// When a waiter on a signal should read the store instead (see the module comment).
+    pub fn store_checks(&self) -> StoreChecks {
+        StoreChecks { link: self.link() }
     }
 
     /// Subscribes to `channel`. Messages published after this returns are delivered; the
@@ -174,9 +217,17 @@ impl Signals {
         if first
             && !is_pattern_family(channel)
             && let Some(bus) = &self.inner.redis
+            && let Some(sink) = bus.sink.lock().await.as_mut()
         {
-            // SUBSCRIBE returns after Redis confirmed it, so nothing published afterwards is missed.
-            bus.sink.lock().await.subscribe(channel).await?;
+            // SUBSCRIBE returns after Redis confirmed it, so nothing published afterwards is
+            // missed. When it fails, the connection is failing too: the channel is registered
+            // above, so it is subscribed again with every other one when the connection is
+            // re-established, and meanwhile the subscriber's store checks stand in.
+            match tokio::time::timeout(SUBSCRIBE_TIMEOUT, sink.subscribe(channel)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => tracing::debug!(%error, channel, "subscribe failed"),
+                Err(_) => tracing::debug!(channel, "subscribe timed out"),
+            }
         }
         Ok(Subscription {
             channel: channel.to_owned(),
@@ -215,11 +266,17 @@ impl Signals {
         }
     }
 
-    /// Whether the Redis side (if any) answers.
+    /// Whether the Redis side (if any) answers and the subscription is up.
     pub async fn ping(&self) -> Result<(), SignalError> {
         if let Some(bus) = &self.inner.redis {
-            let mut conn = bus.publisher.clone();
-            redis::cmd("PING").query_async::<String>(&mut conn).await?;
+            retry_once(|| {
+                let mut conn = bus.publisher.clone();
+                async move { redis::cmd("PING").query_async::<String>(&mut conn).await }
+            })
+            .await?;
+            if !self.inner.link.borrow().up {
+                return Err(SignalError::Timeout(SUBSCRIBE_TIMEOUT));
+            }
         }
         Ok(())
     }
@@ -247,8 +304,10 @@ impl Signals {
                         .lock()
                         .expect("signal map poisoned")
                         .contains_key(&channel);
-                    if still_unused {
-                        let _ = bus.sink.lock().await.unsubscribe(&channel).await;
+                    if still_unused && let Some(sink) = bus.sink.lock().await.as_mut() {
+                        let _ =
+                            tokio::time::timeout(SUBSCRIBE_TIMEOUT, sink.unsubscribe(&channel))
+                                .await;
                     }
                 }
             });
@@ -260,13 +319,93 @@ fn is_pattern_family(channel: &str) -> bool {
     PATTERN_FAMILIES.iter().any(|f| channel.starts_with(f))
 }
 
+/// Keeps the subscribing connection up for the life of the process: relays its messages,
+/// and when it drops, re-establishes it with backoff.
+async fn keep_subscribed(inner: Weak<Inner>, mut stream: PubSubStream) {
+    loop {
+        while let Some(msg) = stream.next().await {
+            let Some(inner) = inner.upgrade() else { return };
+            let payload: String = msg.get_payload().unwrap_or_default();
+            inner.deliver(msg.get_channel_name(), payload.into());
+        }
+        let Some(live) = inner.upgrade() else { return };
+        tracing::warn!("signal subscription connection closed; reconnecting");
+        live.set_up(false);
+        if let Some(bus) = &live.redis {
+            *bus.sink.lock().await = None;
+        }
+        drop(live);
+        let mut delay = RESUBSCRIBE_MIN_DELAY;
+        stream = loop {
+            tokio::time::sleep(delay).await;
+            let Some(live) = inner.upgrade() else { return };
+            match live.connect_subscriber().await {
+                Ok(stream) => break stream,
+                Err(error) => {
+                    tracing::debug!(%error, "signal subscription not re-established yet");
+                    delay = (delay * 2).min(RESUBSCRIBE_MAX_DELAY);
+                }
+            }
+        };
+        tracing::info!("signal subscription re-established");
+    }
+}
+
 impl Inner {
     fn new(redis: Option<RedisBus>) -> Self {
         Self {
             local: Mutex::new(HashMap::new()),
             task_done_observer: OnceLock::new(),
+            link: watch::Sender::new(Link {
+                up: redis.is_none(),
+                connections: 0,
+            }),
             redis,
         }
+    }
+
+    /// Opens a subscribing connection and subscribes it to the pattern families and to every
+    /// channel that has local subscribers, then installs it. The sink stays locked
+    /// throughout, so a `subscribe` racing with this either is in the list or waits for the
+    /// new connection.
+    async fn connect_subscriber(&self) -> Result<PubSubStream, SignalError> {
+        let bus = self.redis.as_ref().expect("a Redis signal bus");
+        let mut slot = bus.sink.lock().await;
+        let connect = async {
+            let (mut sink, stream) = bus.client.get_async_pubsub().await?.split();
+            for family in PATTERN_FAMILIES {
+                sink.psubscribe(format!("{family}*")).await?;
+            }
+            let channels: Vec<String> = {
+                let local = self.local.lock().expect("signal map poisoned");
+                local
+                    .keys()
+                    .filter(|c| !is_pattern_family(c))
+                    .cloned()
+                    .collect()
+            };
+            if !channels.is_empty() {
+                sink.subscribe(&channels).await?;
+            }
+            Ok::<_, SignalError>((sink, stream))
+        };
+        let (sink, stream) = tokio::time::timeout(SUBSCRIBE_TIMEOUT, connect)
+            .await
+            .map_err(|_| SignalError::Timeout(SUBSCRIBE_TIMEOUT))??;
+        *slot = Some(sink);
+        self.link.send_modify(|link| {
+            link.up = true;
+            link.connections += 1;
+        });
+        Ok(stream)
+    }
+
+    fn set_up(&self, up: bool) {
+        self.link.send_if_modified(|link| {
+            let changed = link.up != up;
+            link.up = up;
+            changed
+        });
     }
 
     fn deliver(&self, channel: &str, payload: Arc<str>) {
@@ -280,6 +419,30 @@ impl Inner {
         let local = self.local.lock().expect("signal map poisoned");
         if let Some(tx) = local.get(channel) {
             let _ = tx.send(payload);
+        }
+    }
+}
+
+/// Tells a waiter when to read the store (see [`Signals::store_checks`]).
+pub struct StoreChecks {
+    link: watch::Receiver<Link>,
+}
+
+impl StoreChecks {
+    /// Resolves when the store should be read: at once when the link to the bus changes
+    /// (it dropped, or came back having missed messages), else after [`CHECK_WHILE_DOWN`]
+    /// or [`CHECK_WHILE_UP`].
+    pub async fn due(&mut self) {
+        let up = self.link.borrow_and_update().up;
+        let period = if up { CHECK_WHILE_UP } else { CHECK_WHILE_DOWN };
+        tokio::select! {
+            changed = self.link.changed() => {
+                if changed.is_err() {
+                    // The bus is gone (the process is stopping): plain periodic checks.
+                    tokio::time::sleep(period).await;
+                }
+            }
+            _ = tokio::time::sleep(period) => {}
         }
     }
 }

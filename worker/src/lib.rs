@@ -4,6 +4,7 @@
 
 pub mod jobs;
 pub mod maintenance;
+pub mod requeue;
 pub mod runtime;
 pub mod state;
 

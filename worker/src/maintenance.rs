@@ -1,6 +1,6 @@
-//! Housekeeping every worker process runs beside its queues: task retention, the reaper that
-//! re-queues runs whose job the queue lost, failing chat answers nobody will finish, and
-//! deleting acknowledged jobs from the queues.
+//! Housekeeping every worker process runs beside its queues: task retention, the re-queue
+//! sweep ([`crate::requeue`]), failing chat answers nobody will finish, and deleting
+//! acknowledged jobs from the queues.
 
 use std::time::Duration;
 
@@ -9,11 +9,10 @@ use shared::{
     store::{Db, messages, now_ms, tasks},
 };
 
+use crate::requeue;
+
 /// Terminated tasks deleted per statement: small, so no statement holds up running work.
 const RETENTION_BATCH: i64 = 500;
-/// A run that has not written (progress or heartbeat) for this long lost its worker and, this
-/// far past the queue's own re-delivery, its job too.
-const STALE_AFTER: Duration = Duration::from_secs(120);
 
 /// How often acknowledged jobs are deleted from the queues: often enough that a busy queue
 /// holds seconds of finished jobs, not hours.
@@ -43,11 +42,15 @@ impl Settings {
 
 /// Runs forever; spawn it.
 pub async fn run(db: Db, queues: Queues, settings: Settings) {
-    tokio::join!(vacuum_queues(&queues), tend_tasks(&db, &queues, &settings));
+    tokio::join!(
+        vacuum_queues(&queues),
+        tend_tasks(&db, &settings),
+        requeue::run(db.clone(), queues.clone()),
+    );
 }
 
-/// Retention and the reapers, every 30 s.
-async fn tend_tasks(db: &Db, queues: &Queues, settings: &Settings) {
+/// Retention and failing abandoned answers, every 30 s.
+async fn tend_tasks(db: &Db, settings: &Settings) {
     let retention_days = settings.retention_days;
     let mut tick = tokio::time::interval(Duration::from_secs(30));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -57,9 +60,6 @@ async fn tend_tasks(db: &Db, queues: &Queues, settings: &Settings) {
             && let Err(e) = delete_expired(db, retention_days).await
         {
             tracing::warn!(error = %e, "task retention failed");
-        }
-        if let Err(e) = requeue_stale(db, queues).await {
-            tracing::warn!(error = %e, "requeueing stale tasks failed");
         }
         let now = now_ms();
         let stale = now - settings.stale_answer_after.as_millis() as i64;
@@ -87,18 +87,6 @@ pub async fn delete_expired(db: &Db, days: u64) -> anyhow::Result<u64> {
         tracing::info!(deleted = total, days, "deleted expired tasks");
     }
     Ok(total)
-}
-
-/// Pushes again the runs nobody is working on; the attempt counter still bounds them.
-pub async fn requeue_stale(db: &Db, queues: &Queues) -> anyhow::Result<usize> {
-    let now = now_ms();
-    let stale =
-        tasks::claim_stale_tasks(db, now - STALE_AFTER.as_millis() as i64, now, 100).await?;
-    for &task_id in &stale {
-        tracing::warn!(%task_id, "re-queueing a task whose job was lost");
-        queues.push(RunWorkflow { task_id }).await?;
-    }
-    Ok(stale.len())
 }
 
 /// Deletes acknowledged jobs from both queues every [`VACUUM_EVERY`].

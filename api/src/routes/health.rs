@@ -1,5 +1,7 @@
 //! Liveness and readiness.
 
+use std::time::Duration;
+
 use axum::{Json, extract::State, http::StatusCode};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -35,15 +37,26 @@ async fn healthz() -> Json<Health> {
     })
 }
 
-/// Readiness: the store and the queue are reachable (else 503).
+/// How long readiness waits for each backend: an outage must answer 503 promptly (a
+/// connection attempt to a host that is down can otherwise take seconds).
+const PING_TIMEOUT: Duration = Duration::from_millis(800);
+
+/// Whether `ping` succeeded within [`PING_TIMEOUT`].
+async fn answers<E>(ping: impl Future<Output = Result<(), E>>) -> bool {
+    matches!(tokio::time::timeout(PING_TIMEOUT, ping).await, Ok(Ok(())))
+}
+
+/// Readiness: the store and the queue are reachable (else 503). Answers within a second.
 #[utoipa::path(get, path = "/readyz", tag = "health", responses(
     (status = 200, body = Health, description = "store and queue reachable"),
     (status = 503, body = Health, description = "store or queue unreachable")))]
 async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
-    let (store, queue, signals) =
-        tokio::join!(state.db.ping(), state.queues.ping(), state.signals.ping());
-    let store = store.is_ok();
-    let queue = queue.is_ok() && signals.is_ok();
+    let (store, queue, signals) = tokio::join!(
+        answers(state.db.ping()),
+        answers(state.queues.ping()),
+        answers(state.signals.ping())
+    );
+    let queue = queue && signals;
     let ready = store && queue;
     (
         if ready {

@@ -20,6 +20,7 @@ pub mod apps;
 pub mod batch;
 mod checkpoint;
 pub mod messages;
+pub mod recovery;
 pub mod tasks;
 
 /// Our migration bookkeeping table. apalis-sqlite keeps its own in `_sqlx_migrations` in the

@@ -170,26 +170,35 @@ pub async fn start_attempts(
 }
 
 /// Writes a progress snapshot of the report (and serves as the attempt's heartbeat). Only the
-/// current attempt of a running task may write.
+/// current attempt of a running task may write. Answers whether cancel was requested: the
+/// worker learns of a cancel this way too when the cancel signal was lost.
 pub async fn save_progress(
     db: &Db,
     id: Uuid,
     attempt: i32,
     report: &RawValue,
     at_ms: i64,
-) -> Result<(), StoreError> {
-    with_pool!(db, pool => sqlx::query(
-        "UPDATE tasks SET report = $3, updated_at = $4 WHERE id = $1 AND attempt = $2 AND status = 'processing'")
-        .bind(id).bind(attempt).bind(Json(report)).bind(at_ms).execute(pool).await.map(|r| r.rows_affected()))?;
-    Ok(())
+) -> Result<bool, StoreError> {
+    let cancel: Option<(bool,)> = with_pool!(db, pool => sqlx::query_as(
+        "UPDATE tasks SET report = $3, updated_at = $4 WHERE id = $1 AND attempt = $2 AND status = 'processing'
+         RETURNING cancel_requested")
+        .bind(id).bind(attempt).bind(Json(report)).bind(at_ms).fetch_optional(pool).await)?;
+    Ok(cancel.is_some_and(|(c,)| c))
 }
 
-/// Marks the attempt alive without rewriting the report.
-pub async fn touch_attempt(db: &Db, id: Uuid, attempt: i32, at_ms: i64) -> Result<(), StoreError> {
-    with_pool!(db, pool => sqlx::query(
-        "UPDATE tasks SET updated_at = $3 WHERE id = $1 AND attempt = $2 AND status = 'processing'")
-        .bind(id).bind(attempt).bind(at_ms).execute(pool).await.map(|r| r.rows_affected()))?;
-    Ok(())
+/// Marks the attempt alive without rewriting the report; answers whether cancel was
+/// requested, as [`save_progress`] does.
+pub async fn touch_attempt(
+    db: &Db,
+    id: Uuid,
+    attempt: i32,
+    at_ms: i64,
+) -> Result<bool, StoreError> {
+    let cancel: Option<(bool,)> = with_pool!(db, pool => sqlx::query_as(
+        "UPDATE tasks SET updated_at = $3 WHERE id = $1 AND attempt = $2 AND status = 'processing'
+         RETURNING cancel_requested")
+        .bind(id).bind(attempt).bind(at_ms).fetch_optional(pool).await)?;
+    Ok(cancel.is_some_and(|(c,)| c))
 }
 
 /// The final state of an attempt.
@@ -359,14 +368,6 @@ pub async fn request_cancel(
         Some(_) => CancelOutcome::AlreadyFinished,
         None => CancelOutcome::Unknown,
     })
-}
-
-/// Whether cancel was requested (checked by a worker right after it subscribed, to close the
-/// race with a cancel that arrived before).
-pub async fn cancel_requested(db: &Db, id: Uuid) -> Result<bool, StoreError> {
-    let row: Option<(bool,)> = with_pool!(db, pool => sqlx::query_as(
-        "SELECT cancel_requested FROM tasks WHERE id = $1").bind(id).fetch_optional(pool).await)?;
-    Ok(row.is_some_and(|(c,)| c))
 }
 
 /// Claims running tasks whose attempt has not written since `older_than_ms` (their worker

@@ -160,18 +160,30 @@ async fn generate(
         .as_ref()
         .map_or("", |key| key.expose());
     let mut generated = Generated::ended(End::Completed(None));
+    // The stop signal is a fast path; the store's flag is read too, when the signal bus
+    // drops or comes back and every few seconds, so a lost signal still stops the answer.
+    let mut checks = state.signals.store_checks();
     let connect = state.llm.chat_stream(base_url, api_key, body);
-    let mut stream = tokio::select! {
-        connected = connect => match connected {
-            Ok(stream) => stream,
-            Err(e) => {
-                generated.end = End::Failed(e.to_string());
+    tokio::pin!(connect);
+    let mut stream = loop {
+        tokio::select! {
+            connected = &mut connect => match connected {
+                Ok(stream) => break stream,
+                Err(e) => {
+                    generated.end = End::Failed(e.to_string());
+                    return generated;
+                }
+            },
+            Some(_) = stop.next() => {
+                generated.end = End::Stopped;
                 return generated;
             }
-        },
-        Some(_) = stop.next() => {
-            generated.end = End::Stopped;
-            return generated;
+            _ = checks.due() => {
+                if stop_stored(state, message.id).await {
+                    generated.end = End::Stopped;
+                    return generated;
+                }
+            }
         }
     };
     let relay = message
@@ -196,6 +208,12 @@ async fn generate(
                 tracing::info!("stop requested; closing the provider stream");
                 break End::Stopped;
             }
+            _ = checks.due() => {
+                if stop_stored(state, message.id).await {
+                    tracing::info!("stop requested (seen in the store); closing the provider stream");
+                    break End::Stopped;
+                }
+            }
         }
     };
     drop(stream);
@@ -204,6 +222,14 @@ async fn generate(
         relay.finish().await;
     }
     generated
+}
+
+/// Whether a stop of the message is recorded in the store (a read error counts as no).
+async fn stop_stored(state: &WorkerState, id: Uuid) -> bool {
+    messages::stop_requested(&state.db, id)
+        .await
+        .inspect_err(|error| tracing::warn!(%error, "could not read the stop flag"))
+        .unwrap_or(false)
 }
 
 /// Publishes a chat's answer deltas in order from a task of its own, so that reading the

@@ -4,7 +4,9 @@
 //! [`FLUSH_EVERY`] while the report changes (or a heartbeat when it does not), and the final
 //! state in one statement. The claim and the final write are batched with the process's
 //! other runs (group commit). Cancel arrives as a signal (from any API replica) and cancels
-//! the engine's token: in-flight requests are dropped and the run ends `canceled`.
+//! the engine's token: in-flight requests are dropped and the run ends `canceled`. The
+//! cancel flag is also read back with every progress write and heartbeat, so a cancel whose
+//! signal was lost still stops the run within [`HEARTBEAT_EVERY`].
 
 use std::time::Duration;
 
@@ -96,14 +98,22 @@ pub async fn execute(job: RunWorkflow, state: &WorkerState) -> anyhow::Result<()
             }
             _ = flush.tick() => {
                 let version = report.version();
-                if version != flushed_version {
+                let cancel_stored = if version != flushed_version {
                     let snapshot = report.to_json()?;
-                    tasks::save_progress(db, id, task.attempt, &snapshot, now_ms()).await?;
                     flushed_version = version;
                     last_write = tokio::time::Instant::now();
+                    tasks::save_progress(db, id, task.attempt, &snapshot, now_ms()).await?
                 } else if last_write.elapsed() >= HEARTBEAT_EVERY {
-                    tasks::touch_attempt(db, id, task.attempt, now_ms()).await?;
                     last_write = tokio::time::Instant::now();
+                    tasks::touch_attempt(db, id, task.attempt, now_ms()).await?
+                } else {
+                    false
+                };
+                // The cancel signal is a fast path; the store's flag reaches us even when
+                // the signal was lost.
+                if cancel_stored && !cancel.is_cancelled() {
+                    tracing::info!("cancel requested (seen in the store)");
+                    cancel.cancel();
                 }
             }
         }

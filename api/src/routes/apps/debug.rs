@@ -24,7 +24,7 @@ use serde_json::json;
 use shared::{
     chat::{self, ChatEvent, NO_PROVIDER},
     queue::DebugChat,
-    signals::{Subscription, channel},
+    signals::{StoreChecks, Subscription, channel},
     store::{
         Db,
         messages::{self, NewMessage, StopOutcome, status},
@@ -119,7 +119,8 @@ async fn debug_chat(
     .await?
     .ok_or_else(|| ApiError::not_found(access::APP_NOT_FOUND))?;
 
-    let id = Uuid::new_v4();
+    // Time-ordered, like task ids: new rows append to the id index.
+    let id = Uuid::now_v7();
     let stream = wants_event_stream(&headers);
     let message = |status, error| NewMessage {
         id,
@@ -147,22 +148,20 @@ async fn debug_chat(
         .await
         .map_err(|e| ApiError::Internal(e.into()))?;
     messages::insert_message(&state.db, message(status::PENDING, "")).await?;
-    if let Err(e) = state.queues.push(DebugChat { message_id: id }).await {
-        let _ = messages::fail_pending(
-            &state.db,
-            id,
-            "the question could not be queued; ask again",
-            now_ms(),
-        )
-        .await;
-        return Err(ApiError::Internal(e.into()));
+    if let Err(error) = state.queues.push(DebugChat { message_id: id }).await {
+        // Stored, so accepted: the workers' re-queue sweep pushes it once the queue is back,
+        // and this request goes on waiting for the answer.
+        tracing::warn!(%error, message_id = %id, "stored question not queued yet");
     }
     tracing::debug!(message_id = %id, stream, "debug chat queued");
 
+    let checks = state.signals.store_checks();
     if stream {
-        return Ok(event_stream(state.db.clone(), id, conversation_id, events).into_response());
+        return Ok(
+            event_stream(state.db.clone(), id, conversation_id, events, checks).into_response(),
+        );
     }
-    let message = wait_for_answer(&state.db, id, events).await?;
+    let message = wait_for_answer(&state.db, id, events, checks).await?;
     match message.status.as_str() {
         status::NORMAL | status::STOPPED => Ok(Envelope::ok(message).into_response()),
         status::ERROR => Err(ApiError::fail(message.error)),
@@ -188,22 +187,59 @@ async fn wait_for_answer(
     db: &Db,
     id: Uuid,
     mut events: Subscription,
+    mut checks: StoreChecks,
 ) -> Result<MessageView, ApiError> {
-    let last = tokio::time::timeout(MAX_ANSWER_WAIT, async {
-        while let Some(payload) = events.next().await {
-            if let Some(event) = ChatEvent::from_payload(&payload)
-                && event.is_final()
-            {
-                return Some(event);
-            }
+    let deadline = tokio::time::Instant::now() + MAX_ANSWER_WAIT;
+    let last = loop {
+        match next_event(db, id, &mut events, &mut checks, deadline).await? {
+            Next::Event(event) if event.is_final() => break Some(event),
+            Next::Event(_) => {}
+            Next::Answered | Next::Ended => break None,
         }
-        None
-    })
-    .await
-    .ok()
-    .flatten();
+    };
     drop(events);
     outcome(db, id, last).await
+}
+
+/// What waiting on a chat's events gave.
+enum Next {
+    Event(ChatEvent),
+    /// The store says the message is final (its final event was lost, or never sent).
+    Answered,
+    /// The wait ran out, or the subscription ended.
+    Ended,
+}
+
+/// The chat's next event; the store is read instead when the signal bus drops or comes back
+/// (events sent meanwhile are lost), and every few seconds.
+async fn next_event(
+    db: &Db,
+    id: Uuid,
+    events: &mut Subscription,
+    checks: &mut StoreChecks,
+    deadline: tokio::time::Instant,
+) -> Result<Next, ApiError> {
+    loop {
+        tokio::select! {
+            payload = tokio::time::timeout_at(deadline, events.next()) => {
+                match payload {
+                    Ok(Some(payload)) => {
+                        if let Some(event) = ChatEvent::from_payload(&payload) {
+                            return Ok(Next::Event(event));
+                        }
+                    }
+                    Ok(None) | Err(_) => return Ok(Next::Ended),
+                }
+            }
+            _ = checks.due() => {
+                match messages::get_message(db, id).await? {
+                    Some(message) if !status::is_final(&message.status) => {}
+                    // Final, or gone (the app was deleted): `outcome` reads which.
+                    _ => return Ok(Next::Answered),
+                }
+            }
+        }
+    }
 }
 
 fn sse_event(name: &str, data: serde_json::Value) -> Event {
@@ -237,30 +273,31 @@ fn event_stream(
     id: Uuid,
     conversation_id: Uuid,
     events: Subscription,
+    checks: StoreChecks,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let created = sse_event(
         "message_created",
         json!({"id": id, "conversation_id": conversation_id}),
     );
     let deadline = tokio::time::Instant::now() + MAX_ANSWER_WAIT;
-    let relay = stream::unfold(Some(events), move |events| {
+    let relay = stream::unfold(Some((events, checks)), move |waiting| {
         let db = db.clone();
         async move {
-            let mut events = events?;
-            let mut last = None;
-            while let Ok(Some(payload)) = tokio::time::timeout_at(deadline, events.next()).await {
-                match ChatEvent::from_payload(&payload) {
-                    Some(ChatEvent::AnswerDelta { delta }) => {
+            let (mut events, mut checks) = waiting?;
+            let last = loop {
+                match next_event(&db, id, &mut events, &mut checks, deadline).await {
+                    Ok(Next::Event(ChatEvent::AnswerDelta { delta })) => {
                         let event = sse_event("answer_delta", json!({"id": id, "delta": delta}));
-                        return Some((event, Some(events)));
+                        return Some((event, Some((events, checks))));
                     }
-                    Some(event) => {
-                        last = Some(event);
-                        break;
+                    Ok(Next::Event(event)) => break Some(event),
+                    Ok(Next::Answered | Next::Ended) => break None,
+                    Err(error) => {
+                        tracing::error!(%error, "reading the message while streaming failed");
+                        break None;
                     }
-                    None => continue,
                 }
-            }
+            };
             drop(events);
             Some((final_event(&db, id, last).await, None))
         }
@@ -301,13 +338,13 @@ async fn stop_debug_message(
         StopOutcome::Requested => Some((channel::message_stop(message_id), String::new())),
         StopOutcome::AlreadyFinished | StopOutcome::Unknown => None,
     };
+    // The request is in the store, where the worker also looks; the signal makes it
+    // immediate, so a bus outage does not fail the stop.
     if let Some((channel, payload)) = signal {
-        state
-            .signals
-            .publish(&channel, &payload)
-            .await
-            .map_err(|e| ApiError::Internal(e.into()))?;
-        tracing::info!("stop requested");
+        match state.signals.publish(&channel, &payload).await {
+            Ok(()) => tracing::info!("stop requested"),
+            Err(error) => tracing::warn!(%error, "stop recorded, but not signalled"),
+        }
     }
     Ok(Envelope::empty())
 }

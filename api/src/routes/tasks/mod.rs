@@ -88,7 +88,7 @@ fn validate(input: &TaskRunInput) -> Result<(), Vec<String>> {
         (status = 400, body = TaskErrorBody, description = "malformed request (`validate_error`)"),
         (status = 401, body = TaskErrorBody, description = "a token is required or invalid"),
         (status = 413, body = TaskErrorBody, description = "body larger than LLMOPS_BODY_LIMIT"),
-        (status = 503, body = TaskErrorBody, description = "store or queue unavailable (`fail`)")),
+        (status = 503, body = TaskErrorBody, description = "store unavailable (`fail`); with the queue down the run is accepted and queued when it returns")),
     security((), ("bearer" = [])))]
 async fn run_task(
     State(state): State<AppState>,
@@ -116,7 +116,7 @@ async fn run_task(
     if validation.is_ok() {
         state.recent_tasks.remember(id, caller.account_id());
     }
-    let queued = state
+    state
         .submit
         .submit(NewTask {
             id,
@@ -130,12 +130,6 @@ async fn run_task(
         })
         .await
         .inspect_err(|_| state.recent_tasks.forget(id))?;
-    if !queued {
-        state.recent_tasks.forget(id);
-        return Err(TaskError::Unavailable(anyhow::anyhow!(
-            "the task could not be queued"
-        )));
-    }
 
     Ok(Json(TaskRunOutput {
         task_id: id.to_string(),
@@ -223,11 +217,27 @@ async fn get_task_result(
             }
         }
     }
-    // The completion message carries the result.
-    if let Ok(Some(message)) = tokio::time::timeout(wait, done.next()).await
-        && let Some(outputs) = outcome_outputs(&message)
-    {
-        return Ok(Json(outputs));
+    // The completion message carries the result. Signals are a fast path only: the store is
+    // read too when the signal bus drops or comes back, and every few seconds.
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut checks = state.signals.store_checks();
+    loop {
+        tokio::select! {
+            message = tokio::time::timeout_at(deadline, done.next()) => {
+                if let Ok(Some(message)) = message
+                    && let Some(outputs) = outcome_outputs(&message)
+                {
+                    return Ok(Json(outputs));
+                }
+                break;
+            }
+            _ = checks.due() => {
+                let view = visible(tasks::get_task_result(&state.db, id).await?, &caller, raw)?;
+                if status::is_terminal(&view.status) {
+                    return Ok(Json(result_body(view)));
+                }
+            }
+        }
     }
     // No (readable) completion within the wait: the store has the last word.
     let view = visible(tasks::get_task_result(&state.db, id).await?, &caller, raw)?;
@@ -283,27 +293,27 @@ async fn cancel_task(
         at,
     )
     .await?;
-    match outcome {
+    // The request is in the store, where the worker also finds it (at its next progress
+    // write); the signal only makes it immediate, so a bus outage does not fail the cancel.
+    let signal = match outcome {
         CancelOutcome::Unknown => return Ok(Json(TaskCancelOutput { success: false })),
-        CancelOutcome::Requested => {
-            state
-                .signals
-                .publish(&channel::task_cancel(id), "")
-                .await
-                .map_err(|e| TaskError::Unavailable(e.into()))?;
-        }
+        CancelOutcome::Requested => Some((channel::task_cancel(id), String::new())),
         CancelOutcome::CanceledQueued => {
             let done = TaskDone {
                 status: status::CANCELED,
                 outputs: Map::new(),
             };
-            let payload = serde_json::to_string(&done).unwrap_or_default();
-            let _ = state
-                .signals
-                .publish(&channel::task_done(id), &payload)
-                .await;
+            Some((
+                channel::task_done(id),
+                serde_json::to_string(&done).unwrap_or_default(),
+            ))
         }
-        CancelOutcome::AlreadyFinished => {}
+        CancelOutcome::AlreadyFinished => None,
+    };
+    if let Some((channel, payload)) = signal
+        && let Err(error) = state.signals.publish(&channel, &payload).await
+    {
+        tracing::warn!(%error, task_id = %id, "cancel recorded, but not signalled");
     }
     Ok(Json(TaskCancelOutput { success: true }))
 }

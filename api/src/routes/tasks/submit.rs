@@ -1,22 +1,22 @@
 //! Task submission, group-committed: a burst of run requests is stored with one multi-row
 //! insert and queued with one push (see [`shared::store::batch`]), then each request gets its
 //! answer. On the embedded store the tasks and their jobs commit in one transaction; with
-//! Postgres and Redis they are two writes, and a job the queue refuses fails its task.
+//! Postgres and Redis they are two writes, and the store is the one that counts: a task
+//! stored `pending` is accepted even when the push fails (Redis down, or this process dies
+//! right after the insert), because the workers' re-queue sweep pushes every pending task
+//! the queue lost.
 
 use shared::{
     queue::{Job, QueueBackend, Queues, RunWorkflow},
     store::{
         Db, StoreError,
         batch::Batcher,
-        now_ms,
         tasks::{self, NewTask, status},
     },
-    workflow::Report,
 };
 
-/// Stores a new task and, when it is `pending`, queues it. Answers whether the task is in
-/// its final place: `false` means the queue refused it (the task was then stored `failed`).
-pub type TaskSubmitter = Batcher<NewTask, bool>;
+/// Stores a new task and, when it is `pending`, queues it.
+pub type TaskSubmitter = Batcher<NewTask, ()>;
 
 pub fn submitter(db: Db, queues: Queues) -> TaskSubmitter {
     Batcher::spawn("submit_tasks", move |new: Vec<NewTask>| {
@@ -33,14 +33,10 @@ pub fn submitter(db: Db, queues: Queues) -> TaskSubmitter {
             }
             tasks::insert_tasks(&db, &new).await?;
             if let Err(error) = queues.push_many(jobs).await {
-                tracing::error!(%error, count = pending.len(), "tasks could not be queued");
-                // Never leave a task pending that no worker will ever see.
-                for task in &pending {
-                    fail_unqueued(&db, task).await;
-                }
-                return Ok(new.iter().map(|t| t.status != status::PENDING).collect());
+                // Stored, so accepted: the re-queue sweep pushes them once the queue is back.
+                tracing::warn!(%error, count = pending.len(), "stored tasks not queued yet");
             }
-            Ok(vec![true; new.len()])
+            Ok(vec![(); new.len()])
         }
     })
 }
@@ -57,7 +53,7 @@ async fn submit_embedded(
     queues: &Queues,
     new: &[NewTask],
     jobs: Vec<RunWorkflow>,
-) -> Result<Vec<bool>, StoreError> {
+) -> Result<Vec<()>, StoreError> {
     let after = match Queues::sqlite_push_sql(jobs.len()) {
         push if push.is_empty() => "COMMIT".to_owned(),
         push => format!("{push};\nCOMMIT"),
@@ -80,21 +76,6 @@ async fn submit_embedded(
         // The jobs are committed; the workers' fallback poll finds them.
         tracing::warn!(%error, queue = RunWorkflow::QUEUE, "could not wake the workers");
     }
-    Ok(vec![true; new.len()])
+    Ok(vec![(); new.len()])
 }
 
-async fn fail_unqueued(db: &Db, task: &NewTask) {
-    let report = Report::validation_failed(
-        &task.id.to_string(),
-        task.inputs.clone(),
-        &["The task could not be queued".to_owned()],
-        now_ms(),
-    );
-    let stored: Result<bool, StoreError> = match serde_json::to_value(&report) {
-        Ok(report) => tasks::fail_task(db, task.id, &report, now_ms()).await,
-        Err(e) => Err(StoreError::Batch(e.to_string())),
-    };
-    if let Err(error) = stored {
-        tracing::error!(task_id = %task.id, %error, "could not mark an unqueued task failed");
-    }
-}
