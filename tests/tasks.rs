@@ -5,21 +5,16 @@
 use std::time::{Duration, Instant};
 
 use harness::{
-    MockLlm, Mode, Stack, StackOptions, both_modes, echo::Echo, mock_llm::mock_sentence,
+    MockLlm, Mode, Stack, StackOptions, both_modes,
+    echo::Echo,
+    mock_llm::mock_sentence,
+    runs::{
+        fixture, post_run, provider_holds_a_call, report, result, result_within, run, run_to_end,
+    },
 };
 use serde_json::{Value, json};
 
-const MOCK_HOST: &str = "https://mock-ai-url/api/v3";
 const PASSWORD: &str = "passw0rd-long";
-
-fn fixture(name: &str, llm: &MockLlm) -> Value {
-    let path = format!(
-        "{}/../shared/tests/fixtures/{name}.json",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    serde_json::from_str(&text.replace(MOCK_HOST, &llm.base_url)).unwrap()
-}
 
 fn sentence(model: &str, temperature: &str, system: &str, prompt: &str) -> String {
     mock_sentence(&json!({
@@ -29,74 +24,8 @@ fn sentence(model: &str, temperature: &str, system: &str, prompt: &str) -> Strin
     }))
 }
 
-async fn post_run(stack: &Stack, schema: &Value, inputs: &Value) -> reqwest::Response {
-    stack
-        .client
-        .post(stack.url("/api/task/run"))
-        .json(&json!({"schema": schema.to_string(), "inputs": inputs}))
-        .send()
-        .await
-        .unwrap()
-}
-
-async fn run(stack: &Stack, schema: &Value, inputs: Value) -> String {
-    let r = post_run(stack, schema, &inputs).await;
-    assert_eq!(r.status(), 200);
-    let body: Value = r.json().await.unwrap();
-    body["taskID"].as_str().expect("taskID").to_owned()
-}
-
-async fn result(stack: &Stack, id: &str) -> Value {
-    result_within(stack, id, 20_000).await
-}
-
-/// The task's result, waiting up to `wait_ms` for it to finish.
-async fn result_within(stack: &Stack, id: &str, wait_ms: u64) -> Value {
-    let r = stack
-        .client
-        .get(stack.url(&format!("/api/task/result?taskID={id}&wait={wait_ms}")))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    r.json().await.unwrap()
-}
-
-async fn report(stack: &Stack, id: &str) -> Value {
-    let r = stack
-        .client
-        .get(stack.url(&format!("/api/task/report?taskID={id}")))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    r.json().await.unwrap()
-}
-
-/// Runs a schema to the end and returns (result, report).
-async fn run_to_end(stack: &Stack, schema: &Value, inputs: Value) -> (Value, Value) {
-    let id = run(stack, schema, inputs).await;
-    let out = result(stack, &id).await;
-    let rep = report(stack, &id).await;
-    assert_eq!(rep["id"], id, "report.id is the taskID");
-    assert_eq!(rep["workflowStatus"]["terminated"], true, "finished: {rep}");
-    (out, rep)
-}
-
 fn node_status(report: &Value, node: &str) -> Value {
     report["reports"][node]["status"].clone()
-}
-
-/// Waits until the provider holds the run's LLM call.
-async fn provider_holds_a_call(llm: &MockLlm) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while llm.requests().is_empty() {
-        assert!(
-            Instant::now() < deadline,
-            "the run never reached the provider"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
 }
 
 fn snapshot_count(report: &Value, node: &str) -> usize {

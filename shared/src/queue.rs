@@ -184,9 +184,7 @@ impl Queues {
                 let (enqueued, scheduled) = retry_once(|| {
                     let mut conn = conn.clone();
                     let (config, tasks) = (&config, &tasks);
-                    async move {
-                        apalis_redis::queries::push_tasks(&mut conn, config, tasks).await
-                    }
+                    async move { apalis_redis::queries::push_tasks(&mut conn, config, tasks).await }
                 })
                 .await?;
                 // Also publishes the wake-up signal (in the same script).

@@ -305,9 +305,8 @@ impl Signals {
                         .expect("signal map poisoned")
                         .contains_key(&channel);
                     if still_unused && let Some(sink) = bus.sink.lock().await.as_mut() {
-                        let _ =
-                            tokio::time::timeout(SUBSCRIBE_TIMEOUT, sink.unsubscribe(&channel))
-                                .await;
+                        let _ = tokio::time::timeout(SUBSCRIBE_TIMEOUT, sink.unsubscribe(&channel))
+                            .await;
                     }
                 }
             });

@@ -1,1 +1,113 @@
 //! Helpers the fault tests share.
+
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use harness::{
+    MockLlm, Stack,
+    runs::{fixture, post_run},
+};
+use serde_json::{Value, json};
+
+/// Inputs of the `basic` fixture (start → llm → end).
+pub fn basic_inputs(task: &str) -> Value {
+    json!({"model_name": "m", "llm_settings": {"temperature": 0.5}, "work": {"role": "r", "task": task}})
+}
+
+/// Submits `count` runs of the basic flow, `concurrency` at a time; answers the accepted ones'
+/// ids with their task names, and the statuses of the refused ones.
+pub async fn submit_basic(
+    stack: &Stack,
+    llm: &MockLlm,
+    prefix: &str,
+    count: usize,
+    concurrency: usize,
+) -> (Vec<(String, String)>, Vec<u16>) {
+    let schema = fixture("basic", llm);
+    let answers: Vec<(String, Result<String, u16>)> = futures::stream::iter(0..count)
+        .map(|i| {
+            let schema = &schema;
+            async move {
+                let task = format!("{prefix}-{i}");
+                let r = post_run(stack, schema, &basic_inputs(&task)).await;
+                let status = r.status().as_u16();
+                if status == 200 {
+                    let body: Value = r.json().await.unwrap();
+                    (task, Ok(body["taskID"].as_str().unwrap().to_owned()))
+                } else {
+                    (task, Err(status))
+                }
+            }
+        })
+        .buffer_unordered(concurrency)
+        .collect()
+        .await;
+    let mut accepted = Vec::new();
+    let mut refused = Vec::new();
+    for (task, answer) in answers {
+        match answer {
+            Ok(id) => accepted.push((id, task)),
+            Err(status) => refused.push(status),
+        }
+    }
+    (accepted, refused)
+}
+
+/// The task's status and result, read without waiting.
+pub async fn status_of(stack: &Stack, id: &str) -> (String, Value) {
+    let report: Value = stack
+        .client
+        .get(stack.url(&format!("/api/task/report?taskID={id}")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let result: Value = stack
+        .client
+        .get(stack.url(&format!("/api/task/result?taskID={id}")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let status = report["workflowStatus"]["status"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    (status, result)
+}
+
+/// Waits until every run is terminal (or `within` passes) and asserts each one succeeded
+/// with its own result; answers when the last one was seen finished.
+pub async fn assert_all_succeed(stack: &Stack, runs: &[(String, String)], within: Duration) {
+    let deadline = Instant::now() + within;
+    let mut left: Vec<&(String, String)> = runs.iter().collect();
+    while !left.is_empty() {
+        let mut still = Vec::new();
+        for run in left {
+            let (status, result) = status_of(stack, &run.0).await;
+            match status.as_str() {
+                "succeeded" => assert_eq!(result["llm_task"], run.1, "task {}", run.0),
+                "failed" | "canceled" => {
+                    panic!("run {} ended {status}: {result}\n{}", run.0, stack.logs())
+                }
+                _ => still.push(run),
+            }
+        }
+        left = still;
+        if !left.is_empty() {
+            assert!(
+                Instant::now() < deadline,
+                "{} of {} runs never finished (first: {}):\n{}",
+                left.len(),
+                runs.len(),
+                left[0].0,
+                stack.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}

@@ -8,6 +8,7 @@
 pub mod echo;
 pub use loadgen::mock_llm;
 pub mod probe;
+pub mod runs;
 pub mod services;
 pub mod stack;
 

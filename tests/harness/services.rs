@@ -107,6 +107,23 @@ impl Postgres {
     pub fn url(&self) -> String {
         format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
     }
+
+    /// A fast restart (`pg_ctl restart -m fast`): every connection is closed, the data kept.
+    pub fn restart(&self) {
+        let data = self.dir.join("data");
+        let out = pg_command(&self.bin, "pg_ctl")
+            .arg("-D")
+            .arg(&data)
+            .args(["-m", "fast", "-w", "-t", "60", "restart"])
+            .stdout(Stdio::null())
+            .output()
+            .expect("run pg_ctl restart");
+        assert!(
+            out.status.success(),
+            "pg_ctl restart failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }
 
 impl Drop for Postgres {
@@ -125,53 +142,79 @@ impl Drop for Postgres {
 /// A private `redis-server` (no persistence), killed on drop.
 pub struct Redis {
     pub port: u16,
-    child: Child,
+    child: Option<Child>,
 }
 
 impl Redis {
     /// Starts a server, or returns `None` after a loud skip when `redis-server` is missing.
     pub fn start() -> Option<Self> {
         let port = free_port();
-        let child = match Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-        {
+        let child = match spawn_redis(port) {
             Ok(c) => c,
             Err(_) => {
                 skip("redis-server was not found");
                 return None;
             }
         };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "redis-server did not start on port {port}"
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        Some(Self { port, child })
+        let redis = Self {
+            port,
+            child: Some(child),
+        };
+        redis.wait_listening();
+        Some(redis)
     }
 
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
     }
+
+    /// Kills the server (SIGKILL: no persistence, so everything it held is lost).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts an empty server again on the same port.
+    pub fn start_again(&mut self) {
+        self.stop();
+        self.child = Some(spawn_redis(self.port).expect("restart redis-server"));
+        self.wait_listening();
+    }
+
+    fn wait_listening(&self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "redis-server did not start on port {}",
+                self.port
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+fn spawn_redis(port: u16) -> std::io::Result<Child> {
+    Command::new("redis-server")
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
 }
 
 impl Drop for Redis {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.stop();
     }
 }

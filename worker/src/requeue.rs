@@ -138,6 +138,9 @@ async fn requeue_stale(db: &Db, queues: &Queues, now: i64) -> Result<u64, SweepE
     if stale.is_empty() {
         return Ok(0);
     }
-    let jobs = stale.iter().map(|&task_id| RunWorkflow { task_id }).collect();
+    let jobs = stale
+        .iter()
+        .map(|&task_id| RunWorkflow { task_id })
+        .collect();
     Ok(queues.push_many(jobs).await?)
 }

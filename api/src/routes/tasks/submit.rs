@@ -78,4 +78,3 @@ async fn submit_embedded(
     }
     Ok(vec![(); new.len()])
 }
-
