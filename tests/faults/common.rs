@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use harness::{
     MockLlm, Stack,
-    runs::{fixture, post_run},
+    runs::{fixture, post_run, report, result_within},
 };
 use serde_json::{Value, json};
 
@@ -55,24 +55,8 @@ pub async fn submit_basic(
 
 /// The task's status and result, read without waiting.
 pub async fn status_of(stack: &Stack, id: &str) -> (String, Value) {
-    let report: Value = stack
-        .client
-        .get(stack.url(&format!("/api/task/report?taskID={id}")))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let result: Value = stack
-        .client
-        .get(stack.url(&format!("/api/task/result?taskID={id}")))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let report = report(stack, id).await;
+    let result = result_within(stack, id, 0).await;
     let status = report["workflowStatus"]["status"]
         .as_str()
         .unwrap_or_default()

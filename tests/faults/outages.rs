@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use harness::{
     MockLlm, Mode, Stack, StackOptions,
-    runs::{fixture, provider_holds_a_call, run},
+    runs::{fixture, provider_holds_a_call, report, result_within, run},
 };
 use serde_json::{Value, json};
 
@@ -34,15 +34,7 @@ async fn readyz(stack: &Stack) -> (u16, Duration) {
 /// `GET /api/task/result?wait=…` of a task, and how long it took.
 async fn wait_result(stack: &Stack, id: &str, wait_ms: u64) -> (Value, Duration) {
     let started = Instant::now();
-    let body: Value = stack
-        .client
-        .get(stack.url(&format!("/api/task/result?taskID={id}&wait={wait_ms}")))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let body = result_within(stack, id, wait_ms).await;
     (body, started.elapsed())
 }
 
@@ -131,15 +123,7 @@ async fn a_redis_restart_without_persistence_loses_no_accepted_run() {
         .unwrap();
     assert_eq!(canceled.status(), 200);
     let (_, took) = wait_result(&stack, &id, 20_000).await;
-    let report: Value = stack
-        .client
-        .get(stack.url(&format!("/api/task/report?taskID={id}")))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let report = report(&stack, &id).await;
     assert_eq!(report["workflowStatus"]["status"], "canceled", "{report}");
     assert!(took < Duration::from_secs(4), "cancel took {took:?}");
     eprintln!(
@@ -174,21 +158,43 @@ async fn cancel_and_long_polls_work_while_redis_is_down() {
     let (result, _) = wait_result(&stack, &id, 15_000).await;
     let took = started.elapsed();
     assert_eq!(result, json!({}), "a canceled run has no outputs");
-    let report: Value = stack
-        .client
-        .get(stack.url(&format!("/api/task/report?taskID={id}")))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let report = report(&stack, &id).await;
     assert_eq!(report["workflowStatus"]["status"], "canceled", "{report}");
     assert!(
         took < Duration::from_secs(8),
         "cancel without signals took {took:?}"
     );
     stack.redis.as_mut().unwrap().start_again();
+}
+
+/// Workers and the API that were running when Redis restarted empty go on without a
+/// restart: the API's first push and the workers' fetches reconnect, the workers register
+/// again, and new runs (and one submitted during the outage) succeed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn processes_running_across_a_redis_restart_keep_working() {
+    let Some(mut stack) = Stack::start(Mode::Distributed { workers: 2 }).await else {
+        return;
+    };
+    let llm = MockLlm::start().await;
+    let (before, _) = submit_basic(&stack, &llm, "before", 20, 4).await;
+    assert_all_succeed(&stack, &before, Duration::from_secs(30)).await;
+    stack.redis.as_mut().unwrap().stop();
+    let (during, refused) = submit_basic(&stack, &llm, "during", 5, 1).await;
+    assert!(refused.is_empty(), "{refused:?}");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stack.redis.as_mut().unwrap().start_again();
+    let back = Instant::now();
+    let (after, refused) = submit_basic(&stack, &llm, "after", 50, 4).await;
+    assert!(
+        refused.is_empty(),
+        "the first pushes after the restart: {refused:?}"
+    );
+    assert_all_succeed(&stack, &during, Duration::from_secs(30)).await;
+    assert_all_succeed(&stack, &after, Duration::from_secs(30)).await;
+    eprintln!(
+        "redis restart under running processes: all runs done {:.1} s after it came back",
+        back.elapsed().as_secs_f64()
+    );
 }
 
 /// A fast Postgres restart while runs are submitted and running: every accepted run

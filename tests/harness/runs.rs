@@ -40,26 +40,23 @@ pub async fn result(stack: &Stack, id: &str) -> Value {
     result_within(stack, id, 20_000).await
 }
 
-/// The task's result, waiting up to `wait_ms` for it to finish.
+/// The task's result, waiting up to `wait_ms` for it to finish (`0`: not at all).
 pub async fn result_within(stack: &Stack, id: &str, wait_ms: u64) -> Value {
-    let r = stack
-        .client
-        .get(stack.url(&format!("/api/task/result?taskID={id}&wait={wait_ms}")))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    r.json().await.unwrap()
+    get_ok(
+        stack,
+        &format!("/api/task/result?taskID={id}&wait={wait_ms}"),
+    )
+    .await
 }
 
 pub async fn report(stack: &Stack, id: &str) -> Value {
-    let r = stack
-        .client
-        .get(stack.url(&format!("/api/task/report?taskID={id}")))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    get_ok(stack, &format!("/api/task/report?taskID={id}")).await
+}
+
+/// `GET path`, which must answer 200 with JSON.
+async fn get_ok(stack: &Stack, path: &str) -> Value {
+    let r = stack.client.get(stack.url(path)).send().await.unwrap();
+    assert_eq!(r.status(), 200, "GET {path}");
     r.json().await.unwrap()
 }
 
