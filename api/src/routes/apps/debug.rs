@@ -284,18 +284,16 @@ fn event_stream(
         let db = db.clone();
         async move {
             let (mut events, mut checks) = waiting?;
-            let last = loop {
-                match next_event(&db, id, &mut events, &mut checks, deadline).await {
-                    Ok(Next::Event(ChatEvent::AnswerDelta { delta })) => {
-                        let event = sse_event("answer_delta", json!({"id": id, "delta": delta}));
-                        return Some((event, Some((events, checks))));
-                    }
-                    Ok(Next::Event(event)) => break Some(event),
-                    Ok(Next::Answered | Next::Ended) => break None,
-                    Err(error) => {
-                        tracing::error!(%error, "reading the message while streaming failed");
-                        break None;
-                    }
+            let last = match next_event(&db, id, &mut events, &mut checks, deadline).await {
+                Ok(Next::Event(ChatEvent::AnswerDelta { delta })) => {
+                    let event = sse_event("answer_delta", json!({"id": id, "delta": delta}));
+                    return Some((event, Some((events, checks))));
+                }
+                Ok(Next::Event(event)) => Some(event),
+                Ok(Next::Answered | Next::Ended) => None,
+                Err(error) => {
+                    tracing::error!(%error, "reading the message while streaming failed");
+                    None
                 }
             };
             drop(events);
