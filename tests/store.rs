@@ -1,15 +1,18 @@
 //! The task store on both backends (a throwaway Postgres and a SQLite file): retention deletes
 //! only old terminated tasks, in batches; the reaper claims each stale run once; an attempt
-//! that lost the task cannot overwrite it.
+//! that lost the task cannot overwrite it; a value the store refuses fails only its own item
+//! of a group commit.
 
 use harness::Postgres;
 use serde_json::{Map, json};
 use shared::{
-    config::Config,
+    config::{Config, StoreKind},
     store::{
         Db,
+        batch::{Batcher, refuses_a_value},
         tasks::{self, FinishedTask, NewTask, TaskWrites, status},
     },
+    with_pool,
 };
 use uuid::Uuid;
 
@@ -294,4 +297,112 @@ async fn sqlite_writer_settings_and_background_checkpoints() {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// A group commit that the store refuses because of one value in it: only the item holding
+/// that value fails, with the store's own error; every other item of the batch is written.
+async fn check_a_refused_value_fails_only_its_item(db: &Db) {
+    with_pool!(db, pool => sqlx::query(
+        "CREATE TABLE batch_probe (id BIGINT PRIMARY KEY, v TEXT NOT NULL CHECK (v <> 'bad'))")
+        .execute(pool).await.map(|_| ()))
+    .unwrap();
+    let kind = db.kind();
+    let writer = Batcher::spawn("batch_probe", {
+        let db = db.clone();
+        move |rows: Vec<(i64, &'static str)>| {
+            let db = db.clone();
+            async move {
+                let values: Vec<String> = (0..rows.len())
+                    .map(|r| match kind {
+                        StoreKind::Postgres => format!("(${}, ${})", 2 * r + 1, 2 * r + 2),
+                        StoreKind::Sqlite => "(?, ?)".to_owned(),
+                    })
+                    .collect();
+                let sql = format!("INSERT INTO batch_probe (id, v) VALUES {}", values.join(", "));
+                with_pool!(&db, pool => {
+                    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()));
+                    for (id, v) in &rows {
+                        query = query.bind(*id).bind(*v);
+                    }
+                    query.execute(pool).await.map(|_| ())
+                })?;
+                Ok(rows.iter().map(|(id, _)| *id).collect())
+            }
+        }
+    });
+    // The test runtime is single-threaded: all 20 are queued before the writer takes them,
+    // so they form one batch.
+    let bad = [3, 11];
+    let outcomes = futures::future::join_all((0..20).map(|i| {
+        let v = if bad.contains(&i) { "bad" } else { "good" };
+        writer.submit((i, v))
+    }))
+    .await;
+    for (i, outcome) in outcomes.iter().enumerate() {
+        if bad.contains(&(i as i64)) {
+            let error = outcome.as_ref().expect_err("a refused row fails");
+            assert!(refuses_a_value(error), "{error}");
+            assert!(error.to_string().to_lowercase().contains("check"), "{error}");
+        } else {
+            assert_eq!(outcome.as_ref().ok(), Some(&(i as i64)), "{outcome:?}");
+        }
+    }
+    let stored: i64 = with_pool!(db, pool => sqlx::query_scalar("SELECT COUNT(*) FROM batch_probe")
+        .fetch_one(pool).await)
+    .unwrap();
+    assert_eq!(stored, 18);
+}
+
+#[tokio::test]
+async fn sqlite_a_refused_value_fails_only_its_item() {
+    let (db, dir) = sqlite().await;
+    check_a_refused_value_fails_only_its_item(&db).await;
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[tokio::test]
+async fn postgres_a_refused_value_fails_only_its_item() {
+    let Some(pg) = tokio::task::spawn_blocking(Postgres::start).await.unwrap() else {
+        return;
+    };
+    let db = postgres(&pg).await;
+    check_a_refused_value_fails_only_its_item(&db).await;
+}
+
+/// The real group-committed final write on Postgres, where a NUL in a text column is refused:
+/// the run whose value is refused fails alone; the others of its batch are written.
+#[tokio::test]
+async fn postgres_a_refused_finish_fails_only_its_task() {
+    let Some(pg) = tokio::task::spawn_blocking(Postgres::start).await.unwrap() else {
+        return;
+    };
+    let db = postgres(&pg).await;
+    let now = shared::store::now_ms();
+    let new: Vec<NewTask> = (0..10).map(|_| new_task(status::PENDING, now)).collect();
+    let ids: Vec<Uuid> = new.iter().map(|t| t.id).collect();
+    tasks::insert_tasks(&db, &new).await.unwrap();
+    let writes = TaskWrites::new(db.clone());
+    for id in &ids {
+        assert!(writes.start_attempt(*id).await.unwrap().is_some());
+    }
+    let finishes = ids.iter().enumerate().map(|(i, id)| {
+        let mut task = finished(*id, 1, json!({"n": i}), now);
+        if i == 4 {
+            task.status = "succeeded\0";
+        }
+        writes.finish(task)
+    });
+    let outcomes = futures::future::join_all(finishes).await;
+    for (i, outcome) in outcomes.into_iter().enumerate() {
+        let view = tasks::get_task_report(&db, ids[i]).await.unwrap().unwrap();
+        if i == 4 {
+            let error = outcome.expect_err("the refused value fails its task");
+            assert!(refuses_a_value(&error), "{error}");
+            assert_eq!(view.status, status::PROCESSING);
+        } else {
+            assert!(outcome.unwrap(), "task {i} is written");
+            assert_eq!(view.status, status::SUCCEEDED);
+            assert_eq!(view.document.unwrap().0, json!({"n": i}));
+        }
+    }
 }

@@ -47,6 +47,7 @@ pub struct TaskView {
 }
 
 /// A new task row.
+#[derive(Clone)]
 pub struct NewTask {
     pub id: Uuid,
     pub owner_id: Option<Uuid>,
@@ -193,6 +194,7 @@ pub async fn touch_attempt(db: &Db, id: Uuid, attempt: i32, at_ms: i64) -> Resul
 }
 
 /// The final state of an attempt.
+#[derive(Clone)]
 pub struct FinishedTask {
     pub id: Uuid,
     pub attempt: i32,
