@@ -1,7 +1,7 @@
 //! The task store on both backends (a throwaway Postgres and a SQLite file): retention deletes
 //! only old terminated tasks, in batches; the reaper claims each stale run once; an attempt
 //! that lost the task cannot overwrite it; a value the store refuses fails only its own item
-//! of a group commit.
+//! of a group commit; strings with NUL round-trip in every task document.
 
 use harness::Postgres;
 use serde_json::{Map, json};
@@ -405,4 +405,77 @@ async fn postgres_a_refused_finish_fails_only_its_task() {
             assert_eq!(view.document.unwrap().0, json!({"n": i}));
         }
     }
+}
+
+/// Strings holding NUL round-trip through every task document on both backends: inputs,
+/// progress and final reports, outputs, and the reports of failed and canceled tasks.
+async fn check_nul_round_trips(db: &Db) {
+    let now = shared::store::now_ms();
+    let nul = json!({"text": "a\u{0}b", "k\u{0}ey": ["\u{0}"]});
+    let map = nul.as_object().unwrap().clone();
+    let raw = |v: &serde_json::Value| serde_json::value::to_raw_value(v).unwrap();
+    let task = NewTask {
+        inputs: map.clone(),
+        report: raw(&nul),
+        ..new_task(status::PENDING, now)
+    };
+    let id = task.id;
+    tasks::insert_task(db, task).await.unwrap();
+    let run = tasks::start_attempt(db, id, now).await.unwrap().unwrap();
+    assert_eq!(run.inputs.0, map);
+    assert_eq!(
+        tasks::get_task_report(db, id).await.unwrap().unwrap().document.unwrap().0,
+        nul
+    );
+    tasks::save_progress(db, id, 1, &raw(&json!({"progress": "\u{0}"})), now)
+        .await
+        .unwrap();
+    assert_eq!(
+        tasks::get_task_report(db, id).await.unwrap().unwrap().document.unwrap().0,
+        json!({"progress": "\u{0}"})
+    );
+    let writes = TaskWrites::new(db.clone());
+    let done = FinishedTask {
+        outputs: map.clone(),
+        ..finished(id, 1, nul.clone(), now)
+    };
+    assert!(writes.finish(done).await.unwrap());
+    let result = tasks::get_task_result(db, id).await.unwrap().unwrap();
+    assert_eq!(result.document.unwrap().0, nul);
+    assert_eq!(
+        tasks::get_task_report(db, id).await.unwrap().unwrap().document.unwrap().0,
+        nul
+    );
+
+    let failed = insert(db, status::PENDING, now).await;
+    assert!(tasks::fail_task(db, failed, &nul, now).await.unwrap());
+    assert_eq!(
+        tasks::get_task_report(db, failed).await.unwrap().unwrap().document.unwrap().0,
+        nul
+    );
+    let canceled = insert(db, status::PENDING, now).await;
+    let outcome = tasks::request_cancel(db, canceled, || nul.clone(), now)
+        .await
+        .unwrap();
+    assert_eq!(outcome, tasks::CancelOutcome::CanceledQueued);
+    assert_eq!(
+        tasks::get_task_report(db, canceled).await.unwrap().unwrap().document.unwrap().0,
+        nul
+    );
+}
+
+#[tokio::test]
+async fn sqlite_nul_round_trips_in_task_documents() {
+    let (db, dir) = sqlite().await;
+    check_nul_round_trips(&db).await;
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[tokio::test]
+async fn postgres_nul_round_trips_in_task_documents() {
+    let Some(pg) = tokio::task::spawn_blocking(Postgres::start).await.unwrap() else {
+        return;
+    };
+    let db = postgres(&pg).await;
+    check_nul_round_trips(&db).await;
 }
