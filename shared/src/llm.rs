@@ -76,6 +76,8 @@ pub struct LlmClient {
     timeout: Duration,
     max_attempts: u32,
     backoff: Duration,
+    /// Drop NUL characters from the provider's text.
+    strip_nul: bool,
 }
 
 impl LlmClient {
@@ -86,7 +88,15 @@ impl LlmClient {
             timeout: Duration::from_secs(120),
             max_attempts: 3,
             backoff: Duration::from_millis(500),
+            strip_nul: false,
         }
+    }
+
+    /// Drop NUL characters (U+0000) from answers: for text that is stored in text columns,
+    /// which cannot hold them on Postgres.
+    pub fn without_nul(mut self) -> Self {
+        self.strip_nul = true;
+        self
     }
 
     /// Timeout of one attempt (for a stream: until the response headers, then between events).
@@ -130,7 +140,11 @@ impl LlmClient {
                 }
             })
             .await?;
-        parse_completion(&response)
+        let mut completion = parse_completion(&response)?;
+        if self.strip_nul {
+            completion.content.retain(|c| c != '\0');
+        }
+        Ok(completion)
     }
 
     /// A streamed chat completion. `stream: true` and `stream_options.include_usage` are added to
@@ -149,6 +163,7 @@ impl LlmClient {
                 .or_insert_with(|| serde_json::json!({"include_usage": true}));
         }
         let timeout = self.timeout;
+        let strip_nul = self.strip_nul;
         // No total timeout: a long answer may stream for minutes. The timeout bounds the wait
         // for the response headers here, and then each gap between events.
         let response = self
@@ -204,7 +219,7 @@ impl LlmClient {
                             if data.is_empty() {
                                 continue;
                             }
-                            match parse_stream_chunk(data) {
+                            match parse_stream_chunk(data, strip_nul) {
                                 Ok(chunks) => pending = chunks,
                                 Err(e) => {
                                     done = true;
@@ -337,13 +352,16 @@ fn usage(value: &Value) -> Option<Usage> {
         .and_then(|u| serde_json::from_value(u.clone()).ok())
 }
 
-fn parse_stream_chunk(data: &str) -> Result<Vec<ChatChunk>, LlmError> {
+fn parse_stream_chunk(data: &str, strip_nul: bool) -> Result<Vec<ChatChunk>, LlmError> {
     let value: Value = serde_json::from_str(data)
         .map_err(|e| LlmError::Decode(format!("invalid stream event: {e}")))?;
     let mut chunks = Vec::new();
     if let Some(choices) = value.get("choices").and_then(Value::as_array) {
         for choice in choices {
-            let text = content_text(choice.get("delta").and_then(|d| d.get("content")));
+            let mut text = content_text(choice.get("delta").and_then(|d| d.get("content")));
+            if strip_nul {
+                text.retain(|c| c != '\0');
+            }
             if !text.is_empty() {
                 chunks.push(ChatChunk::Delta(text));
             }
@@ -391,6 +409,7 @@ mod tests {
     fn stream_chunks_carry_deltas_and_usage() {
         let chunks = parse_stream_chunk(
             r#"{"choices":[{"delta":{"content":"He"}}],"usage":{"prompt_tokens":1,"completion_tokens":2,"total_tokens":3}}"#,
+            false,
         )
         .unwrap();
         assert_eq!(
@@ -404,6 +423,21 @@ mod tests {
                 })
             ]
         );
+    }
+
+    #[test]
+    fn nul_is_dropped_from_deltas_when_asked() {
+        let data = r#"{"choices":[{"delta":{"content":"a\u0000b"}}]}"#;
+        assert_eq!(
+            parse_stream_chunk(data, true).unwrap(),
+            vec![ChatChunk::Delta("ab".into())]
+        );
+        assert_eq!(
+            parse_stream_chunk(data, false).unwrap(),
+            vec![ChatChunk::Delta("a\0b".into())]
+        );
+        let only_nul = r#"{"choices":[{"delta":{"content":"\u0000"}}]}"#;
+        assert_eq!(parse_stream_chunk(only_nul, true).unwrap(), vec![]);
     }
 
     #[test]
