@@ -61,7 +61,7 @@ pub struct Config {
     #[arg(long, env = "LLMOPS_LLM_MODEL", default_value = "gpt-4o-mini")]
     pub llm_model: String,
 
-    /// Let workflow http nodes reach loopback, private, link-local and metadata addresses.
+    /// Let workflow http and llm nodes reach loopback, private, link-local and metadata addresses.
     #[arg(long, env = "LLMOPS_HTTP_ALLOW_PRIVATE", default_value = "false", value_parser = BoolishValueParser::new())]
     pub http_allow_private: bool,
 

@@ -3,6 +3,10 @@
 //! Requests and responses stay `serde_json::Value` so vendor extensions pass through untouched.
 //! Connect errors, 429 and 5xx answers are retried with exponential backoff; every attempt has a
 //! timeout. Dropping a stream closes its connection, which is how a chat is stopped.
+//!
+//! A client for URLs that users choose (the workflow llm node's `apiHost`) is built on the
+//! egress policy's HTTP client and checks each URL before sending ([`LlmClient::with_egress_check`]),
+//! exactly as the http node does; the operator's own provider (debug chats) is trusted.
 
 use std::pin::Pin;
 use std::time::Duration;
@@ -11,6 +15,8 @@ use eventsource_stream::Eventsource;
 use futures::{Stream, StreamExt};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+
+use crate::workflow::egress::{self, EgressError};
 
 /// Token counts the server reported.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
@@ -57,6 +63,9 @@ pub enum LlmError {
     Decode(String),
     #[error("LLM request failed: {0}")]
     Request(String),
+    /// The egress policy refused the destination (or a redirect to it).
+    #[error("{0}")]
+    Egress(EgressError),
 }
 
 impl LlmError {
@@ -76,6 +85,8 @@ pub struct LlmClient {
     timeout: Duration,
     max_attempts: u32,
     backoff: Duration,
+    /// Check each URL against the egress policy before sending.
+    egress_check: bool,
     /// Drop NUL characters from the provider's text.
     strip_nul: bool,
 }
@@ -88,8 +99,17 @@ impl LlmClient {
             timeout: Duration::from_secs(120),
             max_attempts: 3,
             backoff: Duration::from_millis(500),
+            egress_check: false,
             strip_nul: false,
         }
+    }
+
+    /// Refuse loopback, private, link-local and metadata destinations before sending. IP
+    /// literals never reach a resolver, so this check is what keeps them out; give the client
+    /// [`egress::http_client`] too, which vets resolved addresses and every redirect.
+    pub fn with_egress_check(mut self, on: bool) -> Self {
+        self.egress_check = on;
+        self
     }
 
     /// Drop NUL characters (U+0000) from answers: for text that is stored in text columns,
@@ -119,7 +139,7 @@ impl LlmClient {
         api_key: &str,
         body: Value,
     ) -> Result<ChatCompletion, LlmError> {
-        let url = completions_url(base_url)?;
+        let url = self.checked_url(base_url).await?;
         let response = self
             .send_with_retry(&url, api_key, &body, Some(self.timeout), |request| {
                 let timeout = self.timeout;
@@ -155,7 +175,7 @@ impl LlmClient {
         api_key: &str,
         mut body: Value,
     ) -> Result<ChatStream, LlmError> {
-        let url = completions_url(base_url)?;
+        let url = self.checked_url(base_url).await?;
         if let Some(object) = body.as_object_mut() {
             object.insert("stream".into(), Value::Bool(true));
             object
@@ -234,6 +254,19 @@ impl LlmClient {
         Ok(Box::pin(stream))
     }
 
+    /// The completions URL of `base_url`, vetted by the egress policy when this client checks.
+    async fn checked_url(&self, base_url: &str) -> Result<String, LlmError> {
+        let url = completions_url(base_url)?;
+        if self.egress_check {
+            let parsed =
+                reqwest::Url::parse(&url).map_err(|_| LlmError::InvalidUrl(base_url.to_owned()))?;
+            egress::check_url(&parsed, false)
+                .await
+                .map_err(LlmError::Egress)?;
+        }
+        Ok(url)
+    }
+
     /// Send until success, a non-retryable error or the last attempt. `total_timeout` bounds a
     /// whole attempt, response body included.
     async fn send_with_retry<T, F, Fut>(
@@ -277,6 +310,9 @@ fn completions_url(base_url: &str) -> Result<String, LlmError> {
 }
 
 fn map_send_error(error: reqwest::Error, timeout: Duration) -> LlmError {
+    if let Some(refused) = egress::find_egress_error(&error) {
+        return LlmError::Egress(refused);
+    }
     if error.is_timeout() {
         return LlmError::Timeout(timeout);
     }
@@ -438,6 +474,39 @@ mod tests {
         );
         let only_nul = r#"{"choices":[{"delta":{"content":"\u0000"}}]}"#;
         assert_eq!(parse_stream_chunk(only_nul, true).unwrap(), vec![]);
+    }
+
+    /// The checking client refuses loopback by IP literal and by name without connecting: a
+    /// listener on loopback sees no connection. (Only loopback is used here: a regression
+    /// must not send anything anywhere else.)
+    #[tokio::test]
+    async fn an_egress_checked_client_refuses_loopback_without_connecting() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let client = LlmClient::new(egress::http_client(false))
+            .with_egress_check(true)
+            .with_retry(1, Duration::from_millis(1));
+        for base in [
+            format!("http://127.0.0.1:{port}/v1"),
+            format!("http://localhost:{port}/v1"),
+            format!("http://[::ffff:127.0.0.1]:{port}/v1"),
+        ] {
+            let error = client
+                .chat(&base, "k", serde_json::json!({"model": "m"}))
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(&error, LlmError::Egress(EgressError::Forbidden { addr, .. }) if addr.is_loopback() || addr.to_string().ends_with("127.0.0.1")),
+                "{base}: {error:?}"
+            );
+            let stream = client
+                .chat_stream(&base, "k", serde_json::json!({"model": "m"}))
+                .await;
+            assert!(matches!(stream, Err(LlmError::Egress(_))), "{base}");
+        }
+        let accepted =
+            tokio::time::timeout(Duration::from_millis(200), listener.accept()).await;
+        assert!(accepted.is_err(), "nothing connected to the listener");
     }
 
     #[test]

@@ -40,7 +40,8 @@ pub const NO_PROVIDER: &str = "no LLM provider is configured: set LLMOPS_LLM_BAS
 
 /// The client debug chats use: one connection pool per process, the configured timeout
 /// (`LLMOPS_LLM_TIMEOUT_SECS`: until the response starts, then between streamed events).
-/// NUL characters are dropped from the provider's text, which is stored in text columns.
+/// The provider is the operator's own (`LLMOPS_LLM_BASE_URL`), so no egress policy applies;
+/// NUL characters are dropped from its text, which is stored in text columns.
 pub fn llm_client(config: &Config) -> LlmClient {
     let http = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(10))

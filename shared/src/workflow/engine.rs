@@ -64,6 +64,7 @@ pub(crate) struct EngineInner {
     pub registry: NodeRegistry,
     /// For the http node: resolves through the egress policy.
     pub egress_client: reqwest::Client,
+    /// For the llm node: behind the same egress policy.
     pub llm: LlmClient,
 }
 
@@ -83,11 +84,10 @@ impl Engine {
     }
 
     pub fn with_registry(config: EngineConfig, registry: NodeRegistry) -> Self {
-        let llm_http = reqwest::Client::builder()
-            .connect_timeout(std::time::Duration::from_secs(10))
-            .build()
-            .unwrap_or_default();
-        let llm = LlmClient::new(llm_http)
+        // The llm node's `apiHost` is the user's choice, like the http node's URL: the same
+        // egress policy applies (resolved addresses, IP literals, every redirect).
+        let llm = LlmClient::new(egress::http_client(config.http_allow_private))
+            .with_egress_check(!config.http_allow_private)
             .with_timeout(config.llm_timeout)
             .with_retry(config.llm_max_attempts, config.llm_retry_backoff);
         Engine {

@@ -1,4 +1,5 @@
-//! `llm`: one OpenAI-compatible chat completion (spec 2.2, decision 10).
+//! `llm`: one OpenAI-compatible chat completion (spec 2.2, decision 10), to an `apiHost`
+//! behind the egress policy like the http node's URL (decision 9).
 
 use async_trait::async_trait;
 use serde_json::{Map, Value, json};
@@ -102,6 +103,9 @@ impl NodeExecutor for LlmExecutor {
                 LlmError::Timeout(_) => NodeError::new("Request timed out."),
                 LlmError::Status { status, message } => {
                     NodeError::new(format!("{status} {message}"))
+                }
+                LlmError::Egress(refused) => {
+                    NodeError::new(format!("LLM apiHost refused by the egress policy: {refused}"))
                 }
                 other => NodeError::new(other.to_string()),
             })?;
