@@ -318,7 +318,10 @@ async fn check_a_refused_value_fails_only_its_item(db: &Db) {
                         StoreKind::Sqlite => "(?, ?)".to_owned(),
                     })
                     .collect();
-                let sql = format!("INSERT INTO batch_probe (id, v) VALUES {}", values.join(", "));
+                let sql = format!(
+                    "INSERT INTO batch_probe (id, v) VALUES {}",
+                    values.join(", ")
+                );
                 with_pool!(&db, pool => {
                     let mut query = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()));
                     for (id, v) in &rows {
@@ -342,7 +345,10 @@ async fn check_a_refused_value_fails_only_its_item(db: &Db) {
         if bad.contains(&(i as i64)) {
             let error = outcome.as_ref().expect_err("a refused row fails");
             assert!(refuses_a_value(error), "{error}");
-            assert!(error.to_string().to_lowercase().contains("check"), "{error}");
+            assert!(
+                error.to_string().to_lowercase().contains("check"),
+                "{error}"
+            );
         } else {
             assert_eq!(outcome.as_ref().ok(), Some(&(i as i64)), "{outcome:?}");
         }
@@ -424,14 +430,26 @@ async fn check_nul_round_trips(db: &Db) {
     let run = tasks::start_attempt(db, id, now).await.unwrap().unwrap();
     assert_eq!(run.inputs.0, map);
     assert_eq!(
-        tasks::get_task_report(db, id).await.unwrap().unwrap().document.unwrap().0,
+        tasks::get_task_report(db, id)
+            .await
+            .unwrap()
+            .unwrap()
+            .document
+            .unwrap()
+            .0,
         nul
     );
     tasks::save_progress(db, id, 1, &raw(&json!({"progress": "\u{0}"})), now)
         .await
         .unwrap();
     assert_eq!(
-        tasks::get_task_report(db, id).await.unwrap().unwrap().document.unwrap().0,
+        tasks::get_task_report(db, id)
+            .await
+            .unwrap()
+            .unwrap()
+            .document
+            .unwrap()
+            .0,
         json!({"progress": "\u{0}"})
     );
     let writes = TaskWrites::new(db.clone());
@@ -443,14 +461,26 @@ async fn check_nul_round_trips(db: &Db) {
     let result = tasks::get_task_result(db, id).await.unwrap().unwrap();
     assert_eq!(result.document.unwrap().0, nul);
     assert_eq!(
-        tasks::get_task_report(db, id).await.unwrap().unwrap().document.unwrap().0,
+        tasks::get_task_report(db, id)
+            .await
+            .unwrap()
+            .unwrap()
+            .document
+            .unwrap()
+            .0,
         nul
     );
 
     let failed = insert(db, status::PENDING, now).await;
     assert!(tasks::fail_task(db, failed, &nul, now).await.unwrap());
     assert_eq!(
-        tasks::get_task_report(db, failed).await.unwrap().unwrap().document.unwrap().0,
+        tasks::get_task_report(db, failed)
+            .await
+            .unwrap()
+            .unwrap()
+            .document
+            .unwrap()
+            .0,
         nul
     );
     let canceled = insert(db, status::PENDING, now).await;
@@ -459,7 +489,13 @@ async fn check_nul_round_trips(db: &Db) {
         .unwrap();
     assert_eq!(outcome, tasks::CancelOutcome::CanceledQueued);
     assert_eq!(
-        tasks::get_task_report(db, canceled).await.unwrap().unwrap().document.unwrap().0,
+        tasks::get_task_report(db, canceled)
+            .await
+            .unwrap()
+            .unwrap()
+            .document
+            .unwrap()
+            .0,
         nul
     );
 }

@@ -504,8 +504,7 @@ mod tests {
                 .await;
             assert!(matches!(stream, Err(LlmError::Egress(_))), "{base}");
         }
-        let accepted =
-            tokio::time::timeout(Duration::from_millis(200), listener.accept()).await;
+        let accepted = tokio::time::timeout(Duration::from_millis(200), listener.accept()).await;
         assert!(accepted.is_err(), "nothing connected to the listener");
     }
 

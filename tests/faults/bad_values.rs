@@ -179,7 +179,12 @@ impl<'a> Caller<'a> {
     }
 
     /// Calls a route; bad input must never get a 5xx.
-    pub(crate) async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
+    pub(crate) async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
         let mut request = self
             .stack
             .client

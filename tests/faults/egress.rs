@@ -31,7 +31,10 @@ async fn llm_node_to_loopback_is_refused(mode: Mode) {
         let schema: Value = serde_json::from_str(&template.replace("{{MOCK_LLM}}", host)).unwrap();
         let id = submit(&stack, &schema, json!({"prompt": "hi"})).await;
         let (result, report) = finished(&stack, &id).await;
-        assert_eq!(report["workflowStatus"]["status"], "failed", "{host}: {report}");
+        assert_eq!(
+            report["workflowStatus"]["status"], "failed",
+            "{host}: {report}"
+        );
         assert_eq!(result, json!({}), "{host}");
         let error = report["reports"]["llm_0"]["snapshots"][0]["error"]
             .as_str()

@@ -45,7 +45,9 @@ async fn sixteen_eight_mb_outputs_fail_within_bounded_memory(mode: Mode) {
         (0..16).map(|i| submit(&stack, &schema, json!({"input": format!("run {i}")}))),
     )
     .await;
-    for (result, report) in futures::future::join_all(ids.iter().map(|id| finished(&stack, id))).await {
+    for (result, report) in
+        futures::future::join_all(ids.iter().map(|id| finished(&stack, id))).await
+    {
         assert_eq!(report["workflowStatus"]["status"], "failed", "{report}");
         assert_eq!(result, json!({}));
         assert_eq!(
@@ -66,7 +68,12 @@ async fn sixteen_eight_mb_outputs_fail_within_bounded_memory(mode: Mode) {
     // Just under the cap: the output is kept, whole.
     let id = submit(&stack, &code_schema(UNDER_1_MB), json!({"input": "x"})).await;
     let (result, report) = finished(&stack, &id).await;
-    assert_eq!(report["workflowStatus"]["status"], "succeeded", "{:?}", errors(&report));
+    assert_eq!(
+        report["workflowStatus"]["status"],
+        "succeeded",
+        "{:?}",
+        errors(&report)
+    );
     assert_eq!(result["answer"].as_str().unwrap().len(), 1000 * 1000);
 }
 

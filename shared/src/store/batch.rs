@@ -138,7 +138,11 @@ async fn write_one_by_one<I, O, F, Fut>(
             }
             Err(error) => {
                 let rest: Vec<Reply<O>> = pairs.map(|(_, reply)| reply).collect();
-                answer(name, Err(error), std::iter::once(reply).chain(rest).collect());
+                answer(
+                    name,
+                    Err(error),
+                    std::iter::once(reply).chain(rest).collect(),
+                );
                 return;
             }
         }
@@ -159,8 +163,13 @@ pub fn refuses_a_value(error: &StoreError) -> bool {
     let Some(code) = database.code() else {
         return false;
     };
-    if database.try_downcast_ref::<sqlx::postgres::PgDatabaseError>().is_some() {
-        return ["22", "23", "54"].iter().any(|class| code.starts_with(class));
+    if database
+        .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+        .is_some()
+    {
+        return ["22", "23", "54"]
+            .iter()
+            .any(|class| code.starts_with(class));
     }
     // SQLite reports extended result codes; the primary code is the low byte.
     const SQLITE_TOOBIG: i32 = 18;

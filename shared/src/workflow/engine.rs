@@ -132,8 +132,7 @@ impl Engine {
             return RunOutcome::without_outputs(WorkflowStatus::Failed);
         };
 
-        let report_bytes =
-            limits::json_size_within(&inputs, self.inner.config.max_report_bytes);
+        let report_bytes = limits::json_size_within(&inputs, self.inner.config.max_report_bytes);
         let rc = RunCtx {
             engine: &self.inner,
             doc,

@@ -8,9 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use rquickjs::{
-    CatchResultExt, CaughtError, Context, Ctx, Function, Runtime, Value as JsValue,
-};
+use rquickjs::{CatchResultExt, CaughtError, Context, Ctx, Function, Runtime, Value as JsValue};
 use serde_json::Value;
 
 #[derive(Clone, Copy, Debug)]

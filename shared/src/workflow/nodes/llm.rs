@@ -104,9 +104,9 @@ impl NodeExecutor for LlmExecutor {
                 LlmError::Status { status, message } => {
                     NodeError::new(format!("{status} {message}"))
                 }
-                LlmError::Egress(refused) => {
-                    NodeError::new(format!("LLM apiHost refused by the egress policy: {refused}"))
-                }
+                LlmError::Egress(refused) => NodeError::new(format!(
+                    "LLM apiHost refused by the egress policy: {refused}"
+                )),
                 other => NodeError::new(other.to_string()),
             })?;
         let mut outputs = Map::new();
