@@ -33,6 +33,35 @@ async fn postgres(pg: &Postgres) -> Db {
     Db::connect(&config).await.unwrap()
 }
 
+/// A store on a Postgres cluster of its own (kept alive by the returned handle), or `None`
+/// after the harness's loud skip.
+async fn throwaway_postgres() -> Option<(Postgres, Db)> {
+    let pg = tokio::task::spawn_blocking(Postgres::start)
+        .await
+        .unwrap()?;
+    let db = postgres(&pg).await;
+    Some((pg, db))
+}
+
+/// Two tests of one check: on a SQLite file and on a throwaway Postgres.
+macro_rules! on_both_stores {
+    ($sqlite:ident, $postgres:ident, $check:ident) => {
+        #[tokio::test]
+        async fn $sqlite() {
+            let (db, dir) = sqlite().await;
+            $check(&db).await;
+            std::fs::remove_dir_all(dir).unwrap();
+        }
+
+        #[tokio::test]
+        async fn $postgres() {
+            if let Some((_pg, db)) = throwaway_postgres().await {
+                $check(&db).await;
+            }
+        }
+    };
+}
+
 fn new_task(task_status: &'static str, at_ms: i64) -> NewTask {
     NewTask {
         id: Uuid::new_v4(),
@@ -130,21 +159,11 @@ async fn check_retention_and_reaper(db: &Db) {
     );
 }
 
-#[tokio::test]
-async fn sqlite_retention_reaper_and_attempt_ownership() {
-    let (db, dir) = sqlite().await;
-    check_retention_and_reaper(&db).await;
-    std::fs::remove_dir_all(dir).unwrap();
-}
-
-#[tokio::test]
-async fn postgres_retention_reaper_and_attempt_ownership() {
-    let Some(pg) = tokio::task::spawn_blocking(Postgres::start).await.unwrap() else {
-        return;
-    };
-    let db = postgres(&pg).await;
-    check_retention_and_reaper(&db).await;
-}
+on_both_stores!(
+    sqlite_retention_reaper_and_attempt_ownership,
+    postgres_retention_reaper_and_attempt_ownership,
+    check_retention_and_reaper
+);
 
 /// The group-committed writes: a burst of concurrent claims and finishes goes to the store in
 /// multi-row statements, and every caller still gets exactly its own answer.
@@ -211,21 +230,11 @@ async fn check_batched_writes(db: &Db) {
     assert_eq!(view.status, status::PROCESSING);
 }
 
-#[tokio::test]
-async fn sqlite_batched_writes() {
-    let (db, dir) = sqlite().await;
-    check_batched_writes(&db).await;
-    std::fs::remove_dir_all(dir).unwrap();
-}
-
-#[tokio::test]
-async fn postgres_batched_writes() {
-    let Some(pg) = tokio::task::spawn_blocking(Postgres::start).await.unwrap() else {
-        return;
-    };
-    let db = postgres(&pg).await;
-    check_batched_writes(&db).await;
-}
+on_both_stores!(
+    sqlite_batched_writes,
+    postgres_batched_writes,
+    check_batched_writes
+);
 
 /// apalis-sqlite's ack joins the acknowledged ids to `Jobs`; it must look each one up by id,
 /// not walk every job the worker ever held (which made each ack slower as the table grew).
@@ -359,30 +368,19 @@ async fn check_a_refused_value_fails_only_its_item(db: &Db) {
     assert_eq!(stored, 18);
 }
 
-#[tokio::test]
-async fn sqlite_a_refused_value_fails_only_its_item() {
-    let (db, dir) = sqlite().await;
-    check_a_refused_value_fails_only_its_item(&db).await;
-    std::fs::remove_dir_all(dir).unwrap();
-}
-
-#[tokio::test]
-async fn postgres_a_refused_value_fails_only_its_item() {
-    let Some(pg) = tokio::task::spawn_blocking(Postgres::start).await.unwrap() else {
-        return;
-    };
-    let db = postgres(&pg).await;
-    check_a_refused_value_fails_only_its_item(&db).await;
-}
+on_both_stores!(
+    sqlite_a_refused_value_fails_only_its_item,
+    postgres_a_refused_value_fails_only_its_item,
+    check_a_refused_value_fails_only_its_item
+);
 
 /// The real group-committed final write on Postgres, where a NUL in a text column is refused:
 /// the run whose value is refused fails alone; the others of its batch are written.
 #[tokio::test]
 async fn postgres_a_refused_finish_fails_only_its_task() {
-    let Some(pg) = tokio::task::spawn_blocking(Postgres::start).await.unwrap() else {
+    let Some((_pg, db)) = throwaway_postgres().await else {
         return;
     };
-    let db = postgres(&pg).await;
     let now = shared::store::now_ms();
     let new: Vec<NewTask> = (0..10).map(|_| new_task(status::PENDING, now)).collect();
     let ids: Vec<Uuid> = new.iter().map(|t| t.id).collect();
@@ -413,6 +411,15 @@ async fn postgres_a_refused_finish_fails_only_its_task() {
     }
 }
 
+/// The task's stored report.
+async fn stored_report(db: &Db, id: Uuid) -> serde_json::Value {
+    let view = tasks::get_task_report(db, id)
+        .await
+        .unwrap()
+        .expect("the task");
+    view.document.expect("a report").0
+}
+
 /// Strings holding NUL round-trip through every task document on both backends: inputs,
 /// progress and final reports, outputs, and the reports of failed and canceled tasks.
 async fn check_nul_round_trips(db: &Db) {
@@ -429,29 +436,11 @@ async fn check_nul_round_trips(db: &Db) {
     tasks::insert_task(db, task).await.unwrap();
     let run = tasks::start_attempt(db, id, now).await.unwrap().unwrap();
     assert_eq!(run.inputs.0, map);
-    assert_eq!(
-        tasks::get_task_report(db, id)
-            .await
-            .unwrap()
-            .unwrap()
-            .document
-            .unwrap()
-            .0,
-        nul
-    );
+    assert_eq!(stored_report(db, id).await, nul);
     tasks::save_progress(db, id, 1, &raw(&json!({"progress": "\u{0}"})), now)
         .await
         .unwrap();
-    assert_eq!(
-        tasks::get_task_report(db, id)
-            .await
-            .unwrap()
-            .unwrap()
-            .document
-            .unwrap()
-            .0,
-        json!({"progress": "\u{0}"})
-    );
+    assert_eq!(stored_report(db, id).await, json!({"progress": "\u{0}"}));
     let writes = TaskWrites::new(db.clone());
     let done = FinishedTask {
         outputs: map.clone(),
@@ -460,58 +449,21 @@ async fn check_nul_round_trips(db: &Db) {
     assert!(writes.finish(done).await.unwrap());
     let result = tasks::get_task_result(db, id).await.unwrap().unwrap();
     assert_eq!(result.document.unwrap().0, nul);
-    assert_eq!(
-        tasks::get_task_report(db, id)
-            .await
-            .unwrap()
-            .unwrap()
-            .document
-            .unwrap()
-            .0,
-        nul
-    );
+    assert_eq!(stored_report(db, id).await, nul);
 
     let failed = insert(db, status::PENDING, now).await;
     assert!(tasks::fail_task(db, failed, &nul, now).await.unwrap());
-    assert_eq!(
-        tasks::get_task_report(db, failed)
-            .await
-            .unwrap()
-            .unwrap()
-            .document
-            .unwrap()
-            .0,
-        nul
-    );
+    assert_eq!(stored_report(db, failed).await, nul);
     let canceled = insert(db, status::PENDING, now).await;
     let outcome = tasks::request_cancel(db, canceled, || nul.clone(), now)
         .await
         .unwrap();
     assert_eq!(outcome, tasks::CancelOutcome::CanceledQueued);
-    assert_eq!(
-        tasks::get_task_report(db, canceled)
-            .await
-            .unwrap()
-            .unwrap()
-            .document
-            .unwrap()
-            .0,
-        nul
-    );
+    assert_eq!(stored_report(db, canceled).await, nul);
 }
 
-#[tokio::test]
-async fn sqlite_nul_round_trips_in_task_documents() {
-    let (db, dir) = sqlite().await;
-    check_nul_round_trips(&db).await;
-    std::fs::remove_dir_all(dir).unwrap();
-}
-
-#[tokio::test]
-async fn postgres_nul_round_trips_in_task_documents() {
-    let Some(pg) = tokio::task::spawn_blocking(Postgres::start).await.unwrap() else {
-        return;
-    };
-    let db = postgres(&pg).await;
-    check_nul_round_trips(&db).await;
-}
+on_both_stores!(
+    sqlite_nul_round_trips_in_task_documents,
+    postgres_nul_round_trips_in_task_documents,
+    check_nul_round_trips
+);

@@ -11,6 +11,23 @@ use serde_json::{Value, json};
 
 use runs::{code_schema, finished, submit};
 
+/// An embedded and a distributed (one worker) test of `$run(mode)`, for bodies that start
+/// their stack themselves (with settings of their own).
+macro_rules! in_both_deployments {
+    ($embedded:ident, $distributed:ident, $run:ident) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $embedded() {
+            $run(Mode::Embedded).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $distributed() {
+            $run(Mode::Distributed { workers: 1 }).await;
+        }
+    };
+}
+pub(crate) use in_both_deployments;
+
 /// Workflow helpers the fault tests share: submit a run, wait for its end.
 pub(crate) mod runs {
     use super::*;
@@ -355,12 +372,8 @@ async fn provider_text_with_nul_is_stored(mode: Mode) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn provider_text_with_nul_is_stored_embedded() {
-    provider_text_with_nul_is_stored(Mode::Embedded).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn provider_text_with_nul_is_stored_distributed() {
-    provider_text_with_nul_is_stored(Mode::Distributed { workers: 1 }).await;
-}
+in_both_deployments!(
+    provider_text_with_nul_is_stored_embedded,
+    provider_text_with_nul_is_stored_distributed,
+    provider_text_with_nul_is_stored
+);

@@ -12,7 +12,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::bad_values::{
-    Caller,
+    Caller, in_both_deployments,
     runs::{errors, finished, submit},
 };
 
@@ -64,12 +64,8 @@ async fn llm_node_to_loopback_is_refused(mode: Mode) {
     assert_eq!(llm.requests().len(), 1);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn llm_node_to_loopback_is_refused_embedded() {
-    llm_node_to_loopback_is_refused(Mode::Embedded).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn llm_node_to_loopback_is_refused_distributed() {
-    llm_node_to_loopback_is_refused(Mode::Distributed { workers: 1 }).await;
-}
+in_both_deployments!(
+    llm_node_to_loopback_is_refused_embedded,
+    llm_node_to_loopback_is_refused_distributed,
+    llm_node_to_loopback_is_refused
+);

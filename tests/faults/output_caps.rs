@@ -7,7 +7,10 @@
 use harness::{Mode, Stack, StackOptions};
 use serde_json::json;
 
-use crate::bad_values::runs::{code_schema, errors, finished, submit};
+use crate::bad_values::{
+    in_both_deployments,
+    runs::{code_schema, errors, finished, submit},
+};
 
 const EIGHT_MB: &str = "function main() { return {answer: 'x'.repeat(8 * 1024 * 1024)}; }";
 /// `{"answer": "x…"}` of 1,000,013 bytes: under the 1 MB (1,048,576 bytes) node cap.
@@ -77,15 +80,11 @@ async fn sixteen_eight_mb_outputs_fail_within_bounded_memory(mode: Mode) {
     assert_eq!(result["answer"].as_str().unwrap().len(), 1000 * 1000);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sixteen_eight_mb_outputs_fail_within_bounded_memory_embedded() {
-    sixteen_eight_mb_outputs_fail_within_bounded_memory(Mode::Embedded).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sixteen_eight_mb_outputs_fail_within_bounded_memory_distributed() {
-    sixteen_eight_mb_outputs_fail_within_bounded_memory(Mode::Distributed { workers: 1 }).await;
-}
+in_both_deployments!(
+    sixteen_eight_mb_outputs_fail_within_bounded_memory_embedded,
+    sixteen_eight_mb_outputs_fail_within_bounded_memory_distributed,
+    sixteen_eight_mb_outputs_fail_within_bounded_memory
+);
 
 /// With a 1.5 MB report cap, the end node, whose inputs would add a second 1 MB copy, fails
 /// naming the setting; a small run on the same server succeeds.
