@@ -34,7 +34,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-export RUST_LOG=${RUST_LOG:-warn} LLMOPS_LISTEN=127.0.0.1:$port LLMOPS_DATA_DIR=$dir/data
+# The mock LLM is on loopback, which the egress policy refuses to llm nodes by default.
+export RUST_LOG=${RUST_LOG:-warn} LLMOPS_LISTEN=127.0.0.1:$port LLMOPS_DATA_DIR=$dir/data LLMOPS_HTTP_ALLOW_PRIVATE=true
 if [ "$mode" = distributed ]; then
   pg_bin=$(dirname "$(command -v initdb || ls /usr/lib/postgresql/*/bin/initdb | tail -1)")
   pg_ctl_bin=$pg_bin/pg_ctl

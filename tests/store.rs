@@ -1,15 +1,18 @@
 //! The task store on both backends (a throwaway Postgres and a SQLite file): retention deletes
 //! only old terminated tasks, in batches; the reaper claims each stale run once; an attempt
-//! that lost the task cannot overwrite it.
+//! that lost the task cannot overwrite it; a value the store refuses fails only its own item
+//! of a group commit; strings with NUL round-trip in every task document.
 
 use harness::Postgres;
 use serde_json::{Map, json};
 use shared::{
-    config::Config,
+    config::{Config, StoreKind},
     store::{
         Db,
+        batch::{Batcher, refuses_a_value},
         tasks::{self, FinishedTask, NewTask, TaskWrites, status},
     },
+    with_pool,
 };
 use uuid::Uuid;
 
@@ -28,6 +31,35 @@ async fn postgres(pg: &Postgres) -> Db {
     ])
     .unwrap();
     Db::connect(&config).await.unwrap()
+}
+
+/// A store on a Postgres cluster of its own (kept alive by the returned handle), or `None`
+/// after the harness's loud skip.
+async fn throwaway_postgres() -> Option<(Postgres, Db)> {
+    let pg = tokio::task::spawn_blocking(Postgres::start)
+        .await
+        .unwrap()?;
+    let db = postgres(&pg).await;
+    Some((pg, db))
+}
+
+/// Two tests of one check: on a SQLite file and on a throwaway Postgres.
+macro_rules! on_both_stores {
+    ($sqlite:ident, $postgres:ident, $check:ident) => {
+        #[tokio::test]
+        async fn $sqlite() {
+            let (db, dir) = sqlite().await;
+            $check(&db).await;
+            std::fs::remove_dir_all(dir).unwrap();
+        }
+
+        #[tokio::test]
+        async fn $postgres() {
+            if let Some((_pg, db)) = throwaway_postgres().await {
+                $check(&db).await;
+            }
+        }
+    };
 }
 
 fn new_task(task_status: &'static str, at_ms: i64) -> NewTask {
@@ -127,21 +159,11 @@ async fn check_retention_and_reaper(db: &Db) {
     );
 }
 
-#[tokio::test]
-async fn sqlite_retention_reaper_and_attempt_ownership() {
-    let (db, dir) = sqlite().await;
-    check_retention_and_reaper(&db).await;
-    std::fs::remove_dir_all(dir).unwrap();
-}
-
-#[tokio::test]
-async fn postgres_retention_reaper_and_attempt_ownership() {
-    let Some(pg) = tokio::task::spawn_blocking(Postgres::start).await.unwrap() else {
-        return;
-    };
-    let db = postgres(&pg).await;
-    check_retention_and_reaper(&db).await;
-}
+on_both_stores!(
+    sqlite_retention_reaper_and_attempt_ownership,
+    postgres_retention_reaper_and_attempt_ownership,
+    check_retention_and_reaper
+);
 
 /// The group-committed writes: a burst of concurrent claims and finishes goes to the store in
 /// multi-row statements, and every caller still gets exactly its own answer.
@@ -208,21 +230,11 @@ async fn check_batched_writes(db: &Db) {
     assert_eq!(view.status, status::PROCESSING);
 }
 
-#[tokio::test]
-async fn sqlite_batched_writes() {
-    let (db, dir) = sqlite().await;
-    check_batched_writes(&db).await;
-    std::fs::remove_dir_all(dir).unwrap();
-}
-
-#[tokio::test]
-async fn postgres_batched_writes() {
-    let Some(pg) = tokio::task::spawn_blocking(Postgres::start).await.unwrap() else {
-        return;
-    };
-    let db = postgres(&pg).await;
-    check_batched_writes(&db).await;
-}
+on_both_stores!(
+    sqlite_batched_writes,
+    postgres_batched_writes,
+    check_batched_writes
+);
 
 /// apalis-sqlite's ack joins the acknowledged ids to `Jobs`; it must look each one up by id,
 /// not walk every job the worker ever held (which made each ack slower as the table grew).
@@ -295,3 +307,163 @@ async fn sqlite_writer_settings_and_background_checkpoints() {
     }
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// A group commit that the store refuses because of one value in it: only the item holding
+/// that value fails, with the store's own error; every other item of the batch is written.
+async fn check_a_refused_value_fails_only_its_item(db: &Db) {
+    with_pool!(db, pool => sqlx::query(
+        "CREATE TABLE batch_probe (id BIGINT PRIMARY KEY, v TEXT NOT NULL CHECK (v <> 'bad'))")
+        .execute(pool).await.map(|_| ()))
+    .unwrap();
+    let kind = db.kind();
+    let writer = Batcher::spawn("batch_probe", {
+        let db = db.clone();
+        move |rows: Vec<(i64, &'static str)>| {
+            let db = db.clone();
+            async move {
+                let values: Vec<String> = (0..rows.len())
+                    .map(|r| match kind {
+                        StoreKind::Postgres => format!("(${}, ${})", 2 * r + 1, 2 * r + 2),
+                        StoreKind::Sqlite => "(?, ?)".to_owned(),
+                    })
+                    .collect();
+                let sql = format!(
+                    "INSERT INTO batch_probe (id, v) VALUES {}",
+                    values.join(", ")
+                );
+                with_pool!(&db, pool => {
+                    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()));
+                    for (id, v) in &rows {
+                        query = query.bind(*id).bind(*v);
+                    }
+                    query.execute(pool).await.map(|_| ())
+                })?;
+                Ok(rows.iter().map(|(id, _)| *id).collect())
+            }
+        }
+    });
+    // The test runtime is single-threaded: all 20 are queued before the writer takes them,
+    // so they form one batch.
+    let bad = [3, 11];
+    let outcomes = futures::future::join_all((0..20).map(|i| {
+        let v = if bad.contains(&i) { "bad" } else { "good" };
+        writer.submit((i, v))
+    }))
+    .await;
+    for (i, outcome) in outcomes.iter().enumerate() {
+        if bad.contains(&(i as i64)) {
+            let error = outcome.as_ref().expect_err("a refused row fails");
+            assert!(refuses_a_value(error), "{error}");
+            assert!(
+                error.to_string().to_lowercase().contains("check"),
+                "{error}"
+            );
+        } else {
+            assert_eq!(outcome.as_ref().ok(), Some(&(i as i64)), "{outcome:?}");
+        }
+    }
+    let stored: i64 = with_pool!(db, pool => sqlx::query_scalar("SELECT COUNT(*) FROM batch_probe")
+        .fetch_one(pool).await)
+    .unwrap();
+    assert_eq!(stored, 18);
+}
+
+on_both_stores!(
+    sqlite_a_refused_value_fails_only_its_item,
+    postgres_a_refused_value_fails_only_its_item,
+    check_a_refused_value_fails_only_its_item
+);
+
+/// The real group-committed final write on Postgres, where a NUL in a text column is refused:
+/// the run whose value is refused fails alone; the others of its batch are written.
+#[tokio::test]
+async fn postgres_a_refused_finish_fails_only_its_task() {
+    let Some((_pg, db)) = throwaway_postgres().await else {
+        return;
+    };
+    let now = shared::store::now_ms();
+    let new: Vec<NewTask> = (0..10).map(|_| new_task(status::PENDING, now)).collect();
+    let ids: Vec<Uuid> = new.iter().map(|t| t.id).collect();
+    tasks::insert_tasks(&db, &new).await.unwrap();
+    let writes = TaskWrites::new(db.clone());
+    for id in &ids {
+        assert!(writes.start_attempt(*id).await.unwrap().is_some());
+    }
+    let finishes = ids.iter().enumerate().map(|(i, id)| {
+        let mut task = finished(*id, 1, json!({"n": i}), now);
+        if i == 4 {
+            task.status = "succeeded\0";
+        }
+        writes.finish(task)
+    });
+    let outcomes = futures::future::join_all(finishes).await;
+    for (i, outcome) in outcomes.into_iter().enumerate() {
+        let view = tasks::get_task_report(&db, ids[i]).await.unwrap().unwrap();
+        if i == 4 {
+            let error = outcome.expect_err("the refused value fails its task");
+            assert!(refuses_a_value(&error), "{error}");
+            assert_eq!(view.status, status::PROCESSING);
+        } else {
+            assert!(outcome.unwrap(), "task {i} is written");
+            assert_eq!(view.status, status::SUCCEEDED);
+            assert_eq!(view.document.unwrap().0, json!({"n": i}));
+        }
+    }
+}
+
+/// The task's stored report.
+async fn stored_report(db: &Db, id: Uuid) -> serde_json::Value {
+    let view = tasks::get_task_report(db, id)
+        .await
+        .unwrap()
+        .expect("the task");
+    view.document.expect("a report").0
+}
+
+/// Strings holding NUL round-trip through every task document on both backends: inputs,
+/// progress and final reports, outputs, and the reports of failed and canceled tasks.
+async fn check_nul_round_trips(db: &Db) {
+    let now = shared::store::now_ms();
+    let nul = json!({"text": "a\u{0}b", "k\u{0}ey": ["\u{0}"]});
+    let map = nul.as_object().unwrap().clone();
+    let raw = |v: &serde_json::Value| serde_json::value::to_raw_value(v).unwrap();
+    let task = NewTask {
+        inputs: map.clone(),
+        report: raw(&nul),
+        ..new_task(status::PENDING, now)
+    };
+    let id = task.id;
+    tasks::insert_task(db, task).await.unwrap();
+    let run = tasks::start_attempt(db, id, now).await.unwrap().unwrap();
+    assert_eq!(run.inputs.0, map);
+    assert_eq!(stored_report(db, id).await, nul);
+    tasks::save_progress(db, id, 1, &raw(&json!({"progress": "\u{0}"})), now)
+        .await
+        .unwrap();
+    assert_eq!(stored_report(db, id).await, json!({"progress": "\u{0}"}));
+    let writes = TaskWrites::new(db.clone());
+    let done = FinishedTask {
+        outputs: map.clone(),
+        ..finished(id, 1, nul.clone(), now)
+    };
+    assert!(writes.finish(done).await.unwrap());
+    let result = tasks::get_task_result(db, id).await.unwrap().unwrap();
+    assert_eq!(result.document.unwrap().0, nul);
+    assert_eq!(stored_report(db, id).await, nul);
+
+    let failed = insert(db, status::PENDING, now).await;
+    assert!(tasks::fail_task(db, failed, &nul, now).await.unwrap());
+    assert_eq!(stored_report(db, failed).await, nul);
+    let canceled = insert(db, status::PENDING, now).await;
+    let outcome = tasks::request_cancel(db, canceled, || nul.clone(), now)
+        .await
+        .unwrap();
+    assert_eq!(outcome, tasks::CancelOutcome::CanceledQueued);
+    assert_eq!(stored_report(db, canceled).await, nul);
+}
+
+on_both_stores!(
+    sqlite_nul_round_trips_in_task_documents,
+    postgres_nul_round_trips_in_task_documents,
+    check_nul_round_trips
+);

@@ -61,7 +61,7 @@ pub struct Config {
     #[arg(long, env = "LLMOPS_LLM_MODEL", default_value = "gpt-4o-mini")]
     pub llm_model: String,
 
-    /// Let workflow http nodes reach loopback, private, link-local and metadata addresses.
+    /// Let workflow http and llm nodes reach loopback, private, link-local and metadata addresses.
     #[arg(long, env = "LLMOPS_HTTP_ALLOW_PRIVATE", default_value = "false", value_parser = BoolishValueParser::new())]
     pub http_allow_private: bool,
 
@@ -123,6 +123,16 @@ pub struct Config {
     /// Login attempts allowed per email and per client address within a minute.
     #[arg(long, env = "LLMOPS_LOGIN_RATE_LIMIT", default_value_t = 10)]
     pub login_rate_limit: u32,
+
+    /// Largest output of one workflow node execution, as JSON, e.g. `1MB` or a number of
+    /// bytes; a node whose output is larger fails.
+    #[arg(long, env = "LLMOPS_MAX_NODE_OUTPUT_BYTES", default_value = "1MB")]
+    pub max_node_output_bytes: ByteSize,
+
+    /// Largest report of one workflow run, as JSON (its inputs and every node execution's
+    /// inputs and outputs), e.g. `16MB`; the node that would pass it fails.
+    #[arg(long, env = "LLMOPS_MAX_REPORT_BYTES", default_value = "16MB")]
+    pub max_report_bytes: ByteSize,
 }
 
 /// How the task API treats bearer tokens.

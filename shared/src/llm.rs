@@ -3,6 +3,10 @@
 //! Requests and responses stay `serde_json::Value` so vendor extensions pass through untouched.
 //! Connect errors, 429 and 5xx answers are retried with exponential backoff; every attempt has a
 //! timeout. Dropping a stream closes its connection, which is how a chat is stopped.
+//!
+//! A client for URLs that users choose (the workflow llm node's `apiHost`) is built on the
+//! egress policy's HTTP client and checks each URL before sending ([`LlmClient::with_egress_check`]),
+//! exactly as the http node does; the operator's own provider (debug chats) is trusted.
 
 use std::pin::Pin;
 use std::time::Duration;
@@ -11,6 +15,8 @@ use eventsource_stream::Eventsource;
 use futures::{Stream, StreamExt};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+
+use crate::workflow::egress::{self, EgressError};
 
 /// Token counts the server reported.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
@@ -57,6 +63,9 @@ pub enum LlmError {
     Decode(String),
     #[error("LLM request failed: {0}")]
     Request(String),
+    /// The egress policy refused the destination (or a redirect to it).
+    #[error("{0}")]
+    Egress(EgressError),
 }
 
 impl LlmError {
@@ -76,6 +85,10 @@ pub struct LlmClient {
     timeout: Duration,
     max_attempts: u32,
     backoff: Duration,
+    /// Check each URL against the egress policy before sending.
+    egress_check: bool,
+    /// Drop NUL characters from the provider's text.
+    strip_nul: bool,
 }
 
 impl LlmClient {
@@ -86,7 +99,24 @@ impl LlmClient {
             timeout: Duration::from_secs(120),
             max_attempts: 3,
             backoff: Duration::from_millis(500),
+            egress_check: false,
+            strip_nul: false,
         }
+    }
+
+    /// Refuse loopback, private, link-local and metadata destinations before sending. IP
+    /// literals never reach a resolver, so this check is what keeps them out; give the client
+    /// [`egress::http_client`] too, which vets resolved addresses and every redirect.
+    pub fn with_egress_check(mut self, on: bool) -> Self {
+        self.egress_check = on;
+        self
+    }
+
+    /// Drop NUL characters (U+0000) from answers: for text that is stored in text columns,
+    /// which cannot hold them on Postgres.
+    pub fn without_nul(mut self) -> Self {
+        self.strip_nul = true;
+        self
     }
 
     /// Timeout of one attempt (for a stream: until the response headers, then between events).
@@ -109,7 +139,7 @@ impl LlmClient {
         api_key: &str,
         body: Value,
     ) -> Result<ChatCompletion, LlmError> {
-        let url = completions_url(base_url)?;
+        let url = self.checked_url(base_url).await?;
         let response = self
             .send_with_retry(&url, api_key, &body, Some(self.timeout), |request| {
                 let timeout = self.timeout;
@@ -130,7 +160,11 @@ impl LlmClient {
                 }
             })
             .await?;
-        parse_completion(&response)
+        let mut completion = parse_completion(&response)?;
+        if self.strip_nul {
+            completion.content.retain(|c| c != '\0');
+        }
+        Ok(completion)
     }
 
     /// A streamed chat completion. `stream: true` and `stream_options.include_usage` are added to
@@ -141,7 +175,7 @@ impl LlmClient {
         api_key: &str,
         mut body: Value,
     ) -> Result<ChatStream, LlmError> {
-        let url = completions_url(base_url)?;
+        let url = self.checked_url(base_url).await?;
         if let Some(object) = body.as_object_mut() {
             object.insert("stream".into(), Value::Bool(true));
             object
@@ -149,6 +183,7 @@ impl LlmClient {
                 .or_insert_with(|| serde_json::json!({"include_usage": true}));
         }
         let timeout = self.timeout;
+        let strip_nul = self.strip_nul;
         // No total timeout: a long answer may stream for minutes. The timeout bounds the wait
         // for the response headers here, and then each gap between events.
         let response = self
@@ -204,7 +239,7 @@ impl LlmClient {
                             if data.is_empty() {
                                 continue;
                             }
-                            match parse_stream_chunk(data) {
+                            match parse_stream_chunk(data, strip_nul) {
                                 Ok(chunks) => pending = chunks,
                                 Err(e) => {
                                     done = true;
@@ -217,6 +252,19 @@ impl LlmClient {
             },
         );
         Ok(Box::pin(stream))
+    }
+
+    /// The completions URL of `base_url`, vetted by the egress policy when this client checks.
+    async fn checked_url(&self, base_url: &str) -> Result<String, LlmError> {
+        let url = completions_url(base_url)?;
+        if self.egress_check {
+            let parsed =
+                reqwest::Url::parse(&url).map_err(|_| LlmError::InvalidUrl(base_url.to_owned()))?;
+            egress::check_url(&parsed, false)
+                .await
+                .map_err(LlmError::Egress)?;
+        }
+        Ok(url)
     }
 
     /// Send until success, a non-retryable error or the last attempt. `total_timeout` bounds a
@@ -262,6 +310,9 @@ fn completions_url(base_url: &str) -> Result<String, LlmError> {
 }
 
 fn map_send_error(error: reqwest::Error, timeout: Duration) -> LlmError {
+    if let Some(refused) = egress::find_egress_error(&error) {
+        return LlmError::Egress(refused);
+    }
     if error.is_timeout() {
         return LlmError::Timeout(timeout);
     }
@@ -337,13 +388,16 @@ fn usage(value: &Value) -> Option<Usage> {
         .and_then(|u| serde_json::from_value(u.clone()).ok())
 }
 
-fn parse_stream_chunk(data: &str) -> Result<Vec<ChatChunk>, LlmError> {
+fn parse_stream_chunk(data: &str, strip_nul: bool) -> Result<Vec<ChatChunk>, LlmError> {
     let value: Value = serde_json::from_str(data)
         .map_err(|e| LlmError::Decode(format!("invalid stream event: {e}")))?;
     let mut chunks = Vec::new();
     if let Some(choices) = value.get("choices").and_then(Value::as_array) {
         for choice in choices {
-            let text = content_text(choice.get("delta").and_then(|d| d.get("content")));
+            let mut text = content_text(choice.get("delta").and_then(|d| d.get("content")));
+            if strip_nul {
+                text.retain(|c| c != '\0');
+            }
             if !text.is_empty() {
                 chunks.push(ChatChunk::Delta(text));
             }
@@ -391,6 +445,7 @@ mod tests {
     fn stream_chunks_carry_deltas_and_usage() {
         let chunks = parse_stream_chunk(
             r#"{"choices":[{"delta":{"content":"He"}}],"usage":{"prompt_tokens":1,"completion_tokens":2,"total_tokens":3}}"#,
+            false,
         )
         .unwrap();
         assert_eq!(
@@ -404,6 +459,53 @@ mod tests {
                 })
             ]
         );
+    }
+
+    #[test]
+    fn nul_is_dropped_from_deltas_when_asked() {
+        let data = r#"{"choices":[{"delta":{"content":"a\u0000b"}}]}"#;
+        assert_eq!(
+            parse_stream_chunk(data, true).unwrap(),
+            vec![ChatChunk::Delta("ab".into())]
+        );
+        assert_eq!(
+            parse_stream_chunk(data, false).unwrap(),
+            vec![ChatChunk::Delta("a\0b".into())]
+        );
+        let only_nul = r#"{"choices":[{"delta":{"content":"\u0000"}}]}"#;
+        assert_eq!(parse_stream_chunk(only_nul, true).unwrap(), vec![]);
+    }
+
+    /// The checking client refuses loopback by IP literal and by name without connecting: a
+    /// listener on loopback sees no connection. (Only loopback is used here: a regression
+    /// must not send anything anywhere else.)
+    #[tokio::test]
+    async fn an_egress_checked_client_refuses_loopback_without_connecting() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let client = LlmClient::new(egress::http_client(false))
+            .with_egress_check(true)
+            .with_retry(1, Duration::from_millis(1));
+        for base in [
+            format!("http://127.0.0.1:{port}/v1"),
+            format!("http://localhost:{port}/v1"),
+            format!("http://[::ffff:127.0.0.1]:{port}/v1"),
+        ] {
+            let error = client
+                .chat(&base, "k", serde_json::json!({"model": "m"}))
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(&error, LlmError::Egress(EgressError::Forbidden { addr, .. }) if addr.is_loopback() || addr.to_string().ends_with("127.0.0.1")),
+                "{base}: {error:?}"
+            );
+            let stream = client
+                .chat_stream(&base, "k", serde_json::json!({"model": "m"}))
+                .await;
+            assert!(matches!(stream, Err(LlmError::Egress(_))), "{base}");
+        }
+        let accepted = tokio::time::timeout(Duration::from_millis(200), listener.accept()).await;
+        assert!(accepted.is_err(), "nothing connected to the listener");
     }
 
     #[test]

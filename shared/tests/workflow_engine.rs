@@ -236,6 +236,28 @@ async fn the_loop_iteration_limit_fails_the_loop_node() {
 }
 
 #[tokio::test]
+async fn a_node_output_over_the_cap_fails_the_node_and_names_the_setting() {
+    let engine = engine_with(|c| c.max_node_output_bytes = 100);
+    // The start node outputs the run's inputs: 212 bytes of JSON.
+    let ran = run_with(&engine, &fixture("code"), json!({"input": "x".repeat(200)})).await;
+    assert_eq!(ran.outcome.status, WorkflowStatus::Failed);
+    assert_eq!(ran.status_of("start_0"), Some("failed"));
+    assert_eq!(
+        ran.errors(),
+        vec!["Node output is larger than 100 bytes (LLMOPS_MAX_NODE_OUTPUT_BYTES)"]
+    );
+    assert_eq!(ran.status_of("code_0"), None, "nothing ran after it");
+    // The code node's result is refused inside the script, with the same message.
+    let ran = run_with(&engine, &fixture("code"), json!({"input": "x".repeat(40)})).await;
+    assert_eq!(ran.status_of("start_0"), Some("succeeded"));
+    assert_eq!(ran.status_of("code_0"), Some("failed"));
+    assert_eq!(
+        ran.errors(),
+        vec!["Node output is larger than 100 bytes (LLMOPS_MAX_NODE_OUTPUT_BYTES)"]
+    );
+}
+
+#[tokio::test]
 async fn the_run_time_limit_fails_the_run_and_cancels_running_nodes() {
     let llm = MockLlm::start().await;
     let engine = engine_with(|c| c.max_run_time = Duration::from_millis(300));

@@ -56,6 +56,8 @@ pub fn engine_config(config: &Config) -> EngineConfig {
         http_allow_private: config.http_allow_private,
         code_timeout: Duration::from_secs(config.code_timeout_secs),
         llm_timeout: Duration::from_secs(config.llm_timeout_secs),
+        max_node_output_bytes: config.max_node_output_bytes.0,
+        max_report_bytes: config.max_report_bytes.0,
         ..EngineConfig::default()
     }
 }

@@ -3,6 +3,11 @@
 //! query parameter answers a `validate_error` envelope naming the field, never plain text.
 //!
 //! Request DTOs use `#[serde(deny_unknown_fields)]` so that unknown fields are refused too.
+//!
+//! Both refuse a string holding the NUL character (U+0000), naming its field: the app API
+//! stores plain text, which Postgres cannot hold with NUL in it (SQLite can), and both
+//! deployments must answer alike. (The task routes parse their own bodies: there, NUL
+//! round-trips.)
 
 use axum::{
     body::Bytes,
@@ -69,7 +74,63 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let value = serde_path_to_error::deserialize(&mut de)
         .map_err(|e| json_error(bytes, &e.path().to_string(), e.inner()))?;
     de.end().map_err(|e| json_error(bytes, ".", &e))?;
+    refuse_nul_in_json(bytes)?;
     Ok(value)
+}
+
+/// The message for a field whose text holds NUL.
+fn nul_message(field: &str) -> String {
+    format!("{field} must not contain the NUL character (\\u0000)")
+}
+
+/// A JSON document can only carry NUL as the escape `\u0000`; only a body holding that text
+/// (rare) is searched for the field, so every other body costs one scan of its bytes.
+fn refuse_nul_in_json(bytes: &[u8]) -> Result<(), ApiError> {
+    if !bytes.windows(6).any(|w| w == b"\\u0000") {
+        return Ok(());
+    }
+    let Ok(value) = serde_json::from_slice::<serde_json::Value>(bytes) else {
+        return Ok(());
+    };
+    match field_with_nul(&value, "") {
+        Some(field) => Err(ApiError::Validation(FieldErrors::single(
+            field.clone(),
+            nul_message(&field),
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// The path (as serde_path_to_error writes it: `a.b[2]`) of the first string or key holding
+/// NUL; `body` for the document itself.
+fn field_with_nul(value: &serde_json::Value, path: &str) -> Option<String> {
+    use serde_json::Value;
+    let at = |path: &str| {
+        if path.is_empty() {
+            BODY.to_owned()
+        } else {
+            path.to_owned()
+        }
+    };
+    match value {
+        Value::String(s) if s.contains('\0') => Some(at(path)),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, item)| field_with_nul(item, &format!("{}[{i}]", at(path)))),
+        Value::Object(fields) => fields.iter().find_map(|(key, item)| {
+            let child = if path.is_empty() {
+                key.clone()
+            } else {
+                format!("{path}.{key}")
+            };
+            if key.contains('\0') {
+                return Some(child.replace('\0', "\\u0000"));
+            }
+            field_with_nul(item, &child)
+        }),
+        _ => None,
+    }
 }
 
 fn json_error(bytes: &[u8], path: &str, error: &serde_json::Error) -> ApiError {
@@ -102,7 +163,7 @@ where
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        Query::<T>::try_from_uri(&parts.uri)
+        let parsed = Query::<T>::try_from_uri(&parts.uri)
             .map(|Query(v)| ApiQuery(v))
             .map_err(|rejection| {
                 // axum's text: "Failed to deserialize query string: <field>: <serde message>".
@@ -116,7 +177,32 @@ where
                 };
                 let (field, message) = describe_data_error(path, message);
                 ApiError::Validation(FieldErrors::single(field, message))
-            })
+            })?;
+        refuse_nul_in_query(&parts.uri)?;
+        Ok(parsed)
+    }
+}
+
+/// [`refuse_nul_in_json`] for a query string, where NUL is written `%00`.
+fn refuse_nul_in_query(uri: &axum::http::Uri) -> Result<(), ApiError> {
+    if !uri.query().is_some_and(|q| q.contains("%00")) {
+        return Ok(());
+    }
+    let Ok(Query(pairs)) = Query::<Vec<(String, String)>>::try_from_uri(uri) else {
+        return Ok(());
+    };
+    match pairs
+        .iter()
+        .find(|(name, value)| name.contains('\0') || value.contains('\0'))
+    {
+        Some((name, _)) => {
+            let field = name.replace('\0', "\\u0000");
+            Err(ApiError::Validation(FieldErrors::single(
+                field.clone(),
+                nul_message(&field),
+            )))
+        }
+        None => Ok(()),
     }
 }
 
@@ -323,6 +409,55 @@ mod tests {
             assert_eq!(json["message"], message, "{body}: {json}");
             assert_eq!(json["data"], json!({field: [message]}), "{body}");
         }
+    }
+
+    #[tokio::test]
+    async fn nul_in_a_string_is_422_on_its_field() {
+        let cases = [
+            (r#"{"email":"a\u0000b"}"#, "email"),
+            (r#"{"email":"a","tags":["x","\u0000"]}"#, "tags[1]"),
+        ];
+        for (body, field) in cases {
+            let (status, json) = post_json(Some("application/json"), body).await;
+            assert_eq!(status, 422, "{body}: {json}");
+            assert_eq!(json["code"], "validate_error");
+            let message = format!("{field} must not contain the NUL character (\\u0000)");
+            assert_eq!(json["data"], json!({field: [message]}), "{body}");
+        }
+        // An escaped backslash followed by `u0000` is no NUL.
+        let (status, _) = post_json(Some("application/json"), r#"{"email":"a\\u0000"}"#).await;
+        assert_eq!(status, 200);
+        let (status, json) = call(
+            Request::get("/query?email=a%00b&age=3")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(status, 422, "{json}");
+        assert_eq!(
+            json["data"],
+            json!({"email": ["email must not contain the NUL character (\\u0000)"]})
+        );
+        let (status, _) = call(
+            Request::get("/query?email=a%2500b")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(status, 200, "an escaped percent sign is no NUL");
+    }
+
+    #[test]
+    fn nul_is_found_in_nested_values_and_keys() {
+        let value = json!({"a": {"b": [1, {"c": "x\u{0}"}]}});
+        assert_eq!(field_with_nul(&value, "").as_deref(), Some("a.b[1].c"));
+        let value = json!({"model_config": {"k\u{0}": 1}});
+        assert_eq!(
+            field_with_nul(&value, "").as_deref(),
+            Some("model_config.k\\u0000")
+        );
+        assert_eq!(field_with_nul(&json!("\u{0}"), "").as_deref(), Some("body"));
+        assert_eq!(field_with_nul(&json!({"a": "b"}), ""), None);
     }
 
     #[tokio::test]

@@ -40,6 +40,8 @@ pub const NO_PROVIDER: &str = "no LLM provider is configured: set LLMOPS_LLM_BAS
 
 /// The client debug chats use: one connection pool per process, the configured timeout
 /// (`LLMOPS_LLM_TIMEOUT_SECS`: until the response starts, then between streamed events).
+/// The provider is the operator's own (`LLMOPS_LLM_BASE_URL`), so no egress policy applies;
+/// NUL characters are dropped from its text, which is stored in text columns.
 pub fn llm_client(config: &Config) -> LlmClient {
     let http = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(10))
@@ -49,6 +51,7 @@ pub fn llm_client(config: &Config) -> LlmClient {
     LlmClient::new(http)
         .with_timeout(Duration::from_secs(config.llm_timeout_secs.max(1)))
         .with_retry(LLM_ATTEMPTS, LLM_RETRY_BACKOFF)
+        .without_nul()
 }
 
 /// The configured provider's base URL, if any (an empty value counts as none).

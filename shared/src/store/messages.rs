@@ -2,6 +2,13 @@
 //! the API (`pending`) and answered by a worker: `pending` → `streaming` → `normal` | `error`
 //! | `stopped`. Deleted messages keep their row (`deleted_at`) and are never read again by
 //! listings or prompts. Times are Unix milliseconds.
+//!
+//! Text a provider produced (answers, summaries, error messages) is stored without NUL
+//! characters ([`storable`]): Postgres text cannot hold them, and an answer must never fail
+//! to be stored because of what the model wrote. (What callers type is refused with NUL by
+//! the API instead.)
+
+use std::borrow::Cow;
 
 use serde_json::Value;
 use sqlx::types::Json;
@@ -21,6 +28,16 @@ pub mod status {
     /// Whether no worker will touch the message again.
     pub fn is_final(status: &str) -> bool {
         matches!(status, NORMAL | ERROR | STOPPED)
+    }
+}
+
+/// `text` without NUL characters, which Postgres text columns cannot hold (borrowed when it
+/// has none, which is nearly always).
+pub fn storable(text: &str) -> Cow<'_, str> {
+    if text.contains('\0') {
+        Cow::Owned(text.replace('\0', ""))
+    } else {
+        Cow::Borrowed(text)
     }
 }
 
@@ -186,7 +203,7 @@ pub async fn set_summary(
 ) -> Result<bool, StoreError> {
     let n = with_pool!(db, pool => sqlx::query(
         "UPDATE conversations SET summary = $2, summary_updated_at = $3, updated_at = $3 WHERE id = $1")
-        .bind(conversation_id).bind(summary).bind(at_ms)
+        .bind(conversation_id).bind(storable(summary)).bind(at_ms)
         .execute(pool).await.map(|r| r.rows_affected()))?;
     Ok(n == 1)
 }
@@ -286,8 +303,8 @@ pub async fn finish_answer(
         "UPDATE messages SET status = $3, answer = $4, answer_tokens = $5, response_latency = $6,
                 error = $7, updated_at = $8
          WHERE id = $1 AND attempt = $2 AND status = 'streaming'")
-        .bind(id).bind(attempt).bind(outcome.status).bind(outcome.answer)
-        .bind(outcome.answer_tokens).bind(outcome.response_latency_ms).bind(outcome.error)
+        .bind(id).bind(attempt).bind(outcome.status).bind(storable(outcome.answer))
+        .bind(outcome.answer_tokens).bind(outcome.response_latency_ms).bind(storable(outcome.error))
         .bind(at_ms)
         .execute(pool).await.map(|r| r.rows_affected()))?;
     Ok(n == 1)
@@ -299,7 +316,7 @@ pub async fn fail_pending(db: &Db, id: Uuid, error: &str, at_ms: i64) -> Result<
     let n = with_pool!(db, pool => sqlx::query(
         "UPDATE messages SET status = 'error', error = $2, updated_at = $3
          WHERE id = $1 AND status = 'pending'")
-        .bind(id).bind(error).bind(at_ms)
+        .bind(id).bind(storable(error)).bind(at_ms)
         .execute(pool).await.map(|r| r.rows_affected()))?;
     Ok(n == 1)
 }
@@ -316,7 +333,7 @@ pub async fn fail_stale_answers(
     Ok(with_pool!(db, pool => sqlx::query(
         "UPDATE messages SET status = 'error', error = $2, updated_at = $3
          WHERE status = 'streaming' AND updated_at < $1")
-        .bind(older_than_ms).bind(error).bind(at_ms)
+        .bind(older_than_ms).bind(storable(error)).bind(at_ms)
         .execute(pool).await.map(|r| r.rows_affected()))?)
 }
 

@@ -19,6 +19,7 @@ pub mod accounts;
 pub mod apps;
 pub mod batch;
 mod checkpoint;
+pub mod json;
 pub mod messages;
 pub mod recovery;
 pub mod tasks;

@@ -11,6 +11,7 @@ use uuid::Uuid;
 use super::{
     Db, SqliteQuery, StoreError,
     batch::{Batcher, placeholder, rows_sql},
+    json::JsonText,
     now_ms,
 };
 use crate::{config::StoreKind, with_pool, with_read_pool};
@@ -47,6 +48,7 @@ pub struct TaskView {
 }
 
 /// A new task row.
+#[derive(Clone)]
 pub struct NewTask {
     pub id: Uuid,
     pub owner_id: Option<Uuid>,
@@ -109,9 +111,9 @@ macro_rules! new_tasks_query {
                 .bind(task.owner_id)
                 .bind(task.status)
                 .bind(&task.schema_json)
-                .bind(Json(&task.inputs))
-                .bind(task.outputs.as_ref().map(Json))
-                .bind(Json(&task.report))
+                .bind(JsonText(&task.inputs))
+                .bind(task.outputs.as_ref().map(JsonText))
+                .bind(JsonText(&task.report))
                 .bind(task.at_ms)
                 .bind(task.at_ms)
                 .bind(finished_at);
@@ -182,7 +184,7 @@ pub async fn save_progress(
     let cancel: Option<(bool,)> = with_pool!(db, pool => sqlx::query_as(
         "UPDATE tasks SET report = $3, updated_at = $4 WHERE id = $1 AND attempt = $2 AND status = 'processing'
          RETURNING cancel_requested")
-        .bind(id).bind(attempt).bind(Json(report)).bind(at_ms).fetch_optional(pool).await)?;
+        .bind(id).bind(attempt).bind(JsonText(report)).bind(at_ms).fetch_optional(pool).await)?;
     Ok(cancel.is_some_and(|(c,)| c))
 }
 
@@ -202,6 +204,7 @@ pub async fn touch_attempt(
 }
 
 /// The final state of an attempt.
+#[derive(Clone)]
 pub struct FinishedTask {
     pub id: Uuid,
     pub attempt: i32,
@@ -229,7 +232,7 @@ pub async fn finish_tasks(db: &Db, tasks: &[FinishedTask]) -> Result<Vec<(Uuid, 
     // Postgres types a VALUES list from its first row and would take untyped parameters for
     // text; SQLite has no `::` casts. So the casts are there on Postgres only.
     let casts: [&str; 6] = match db {
-        Db::Postgres(_) => ["::uuid", "::int4", "::text", "::jsonb", "::jsonb", "::int8"],
+        Db::Postgres(_) => ["::uuid", "::int4", "::text", "::json", "::json", "::int8"],
         Db::Sqlite { .. } => [""; 6],
     };
     let sql = format!(
@@ -255,8 +258,8 @@ pub async fn finish_tasks(db: &Db, tasks: &[FinishedTask]) -> Result<Vec<(Uuid, 
                 .bind(task.id)
                 .bind(task.attempt)
                 .bind(task.status)
-                .bind(Json(&task.outputs))
-                .bind(Json(&task.report))
+                .bind(JsonText(&task.outputs))
+                .bind(JsonText(&task.report))
                 .bind(task.at_ms);
         }
         query.fetch_all(pool).await
@@ -323,7 +326,7 @@ pub async fn fail_task(db: &Db, id: Uuid, report: &Value, at_ms: i64) -> Result<
     let done = with_pool!(db, pool => sqlx::query(
         "UPDATE tasks SET status = 'failed', outputs = $2, report = $3, updated_at = $4, finished_at = $4
          WHERE id = $1 AND status IN ('pending', 'processing')")
-        .bind(id).bind(Json(Map::new())).bind(Json(report)).bind(at_ms)
+        .bind(id).bind(JsonText(Map::new())).bind(JsonText(report)).bind(at_ms)
         .execute(pool).await.map(|r| r.rows_affected()))?;
     Ok(done == 1)
 }
@@ -352,7 +355,7 @@ pub async fn request_cancel(
     let queued = with_pool!(db, pool => sqlx::query(
         "UPDATE tasks SET status = 'canceled', cancel_requested = TRUE, outputs = $2, report = $3, updated_at = $4, finished_at = $4
          WHERE id = $1 AND status = 'pending'")
-        .bind(id).bind(Json(Map::new())).bind(Json(&report)).bind(at_ms).execute(pool).await.map(|r| r.rows_affected()))?;
+        .bind(id).bind(JsonText(Map::new())).bind(JsonText(&report)).bind(at_ms).execute(pool).await.map(|r| r.rows_affected()))?;
     if queued == 1 {
         return Ok(CancelOutcome::CanceledQueued);
     }

@@ -1,4 +1,4 @@
-//! Egress policy for the http node (decision 9).
+//! Egress policy for the http and llm nodes (decision 9).
 //!
 //! Loopback, private, link-local, unique-local, CGNAT, unspecified and cloud-metadata addresses are
 //! refused unless a setting allows them. The check runs on the addresses a host name resolves to,
@@ -23,6 +23,29 @@ pub enum EgressError {
     Forbidden { host: String, addr: IpAddr },
     #[error("HTTP request to \"{host}\" failed: the host name could not be resolved ({reason})")]
     Unresolvable { host: String, reason: String },
+    #[error(
+        "HTTP request to \"{host}\" refused: it is a cloud metadata service (set http_allow_private to allow it)"
+    )]
+    Metadata { host: String },
+}
+
+/// Cloud metadata services' host names. They resolve to link-local addresses, which the
+/// address check refuses anyway; refusing the names as well means they are never even
+/// looked up.
+const METADATA_HOSTS: [&str; 5] = [
+    "metadata",
+    "metadata.google.internal",
+    "metadata.goog",
+    "instance-data",
+    "instance-data.ec2.internal",
+];
+
+/// Whether a host name is a cloud metadata service's (any case, with or without the final dot).
+pub fn is_metadata_host(host: &str) -> bool {
+    let host = host.trim_end_matches('.');
+    METADATA_HOSTS
+        .iter()
+        .any(|name| host.eq_ignore_ascii_case(name))
 }
 
 /// Whether an address is one the policy refuses by default.
@@ -90,6 +113,11 @@ pub async fn resolve_vetted(
     port: u16,
     allow_private: bool,
 ) -> Result<Vec<SocketAddr>, EgressError> {
+    if !allow_private && is_metadata_host(host) {
+        return Err(EgressError::Metadata {
+            host: host.to_owned(),
+        });
+    }
     let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
         .await
         .map_err(|e| EgressError::Unresolvable {
@@ -275,6 +303,43 @@ mod tests {
         assert!(check_url(&v6, true).await.is_ok());
         let public = Url::parse("http://8.8.8.8/").unwrap();
         assert!(check_url(&public, false).await.is_ok());
+    }
+
+    /// Decided from the URL alone: nothing is resolved or connected to.
+    #[tokio::test]
+    async fn private_and_metadata_destinations_are_refused_without_a_lookup() {
+        let refusal = |url: &'static str| async move {
+            check_url(&Url::parse(url).unwrap(), false)
+                .await
+                .expect_err(url)
+        };
+        for url in [
+            "http://169.254.169.254/latest/meta-data/",
+            "http://10.0.0.1/v1",
+            "https://10.0.0.1:8443/v1/chat/completions",
+            "http://192.168.1.10/",
+            "http://[fd00:ec2::254]/latest",
+        ] {
+            let error = refusal(url).await;
+            assert!(
+                matches!(error, EgressError::Forbidden { .. }),
+                "{url}: {error:?}"
+            );
+        }
+        for url in [
+            "http://metadata.google.internal/computeMetadata/v1/",
+            "http://METADATA.google.internal./",
+            "http://metadata/",
+            "http://instance-data/latest/",
+        ] {
+            let error = refusal(url).await;
+            assert!(
+                matches!(error, EgressError::Metadata { .. }),
+                "{url}: {error:?}"
+            );
+        }
+        assert!(!is_metadata_host("metadata.example.com"));
+        assert!(!is_metadata_host("api.openai.com"));
     }
 
     #[tokio::test]

@@ -6,7 +6,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use futures::StreamExt;
@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use super::egress;
 use super::engine_config::EngineConfig;
 use super::input_validation;
+use super::limits;
 use super::registry::{NodeContext, NodeError, NodeExecutor, NodeOutput, NodeRegistry};
 use super::report::{Report, ReportHandle, SnapshotSlot, WorkflowStatus, now_ms};
 use super::schema::{Document, Node, PlannedValue, WorkflowSchema};
@@ -64,6 +65,7 @@ pub(crate) struct EngineInner {
     pub registry: NodeRegistry,
     /// For the http node: resolves through the egress policy.
     pub egress_client: reqwest::Client,
+    /// For the llm node: behind the same egress policy.
     pub llm: LlmClient,
 }
 
@@ -83,11 +85,10 @@ impl Engine {
     }
 
     pub fn with_registry(config: EngineConfig, registry: NodeRegistry) -> Self {
-        let llm_http = reqwest::Client::builder()
-            .connect_timeout(std::time::Duration::from_secs(10))
-            .build()
-            .unwrap_or_default();
-        let llm = LlmClient::new(llm_http)
+        // The llm node's `apiHost` is the user's choice, like the http node's URL: the same
+        // egress policy applies (resolved addresses, IP literals, every redirect).
+        let llm = LlmClient::new(egress::http_client(config.http_allow_private))
+            .with_egress_check(!config.http_allow_private)
             .with_timeout(config.llm_timeout)
             .with_retry(config.llm_max_attempts, config.llm_retry_backoff);
         Engine {
@@ -131,6 +132,7 @@ impl Engine {
             return RunOutcome::without_outputs(WorkflowStatus::Failed);
         };
 
+        let report_bytes = limits::json_size_within(&inputs, self.inner.config.max_report_bytes);
         let rc = RunCtx {
             engine: &self.inner,
             doc,
@@ -138,6 +140,7 @@ impl Engine {
             task_inputs: inputs,
             cancel: cancel.clone(),
             nodes_started: AtomicU64::new(0),
+            report_bytes: AtomicUsize::new(report_bytes),
             outputs: Mutex::new(Map::new()),
         };
         let root = Scope::root(doc.nodes.len());
@@ -217,11 +220,42 @@ pub(crate) struct RunCtx<'a> {
     pub task_inputs: Map<String, Value>,
     pub cancel: CancellationToken,
     nodes_started: AtomicU64,
+    /// What the report holds so far, as JSON bytes: the run's inputs and each node
+    /// execution's data, inputs and outputs (the bulk of it).
+    report_bytes: AtomicUsize,
     /// The workflow result (`ioCenter.outputs`).
     outputs: Mutex<Map<String, Value>>,
 }
 
 impl RunCtx<'_> {
+    /// Counts a node execution's data and inputs into the report, or says why they do not fit.
+    fn admit_inputs(&self, node: &Node, inputs: &Map<String, Value>) -> Result<(), String> {
+        let max = self.engine.config.max_report_bytes;
+        let size = node
+            .data_bytes
+            .saturating_add(limits::json_size_within(inputs, max));
+        self.reserve_report(size)
+    }
+
+    /// Checks a node's outputs against the node cap and counts them into the report.
+    fn admit_outputs(&self, outputs: &Map<String, Value>) -> Result<(), String> {
+        let max = self.engine.config.max_node_output_bytes;
+        let size = limits::json_size_within(outputs, max);
+        if size > max {
+            return Err(limits::node_output_too_large(max));
+        }
+        self.reserve_report(size)
+    }
+
+    fn reserve_report(&self, size: usize) -> Result<(), String> {
+        let max = self.engine.config.max_report_bytes;
+        let before = self.report_bytes.fetch_add(size, Ordering::Relaxed);
+        if before.saturating_add(size) > max {
+            return Err(limits::report_too_large(max));
+        }
+        Ok(())
+    }
+
     pub fn set_outputs(&self, outputs: Map<String, Value>) {
         *self.outputs.lock().unwrap_or_else(|e| e.into_inner()) = outputs.clone();
         self.report.set_outputs(outputs);
@@ -290,11 +324,23 @@ fn launch<'a>(
         return Err(ScopeError::LimitExceeded);
     }
     let inputs = node_inputs(scope, node);
+    // Inputs that would take the report over its cap are not copied into it.
+    let admitted = match &inputs {
+        Ok(inputs) => rc.admit_inputs(node, inputs),
+        Err(_) => Ok(()),
+    };
     let slot = rc.report.node_started(
         &node.id,
         node.data.clone(),
-        inputs.clone().unwrap_or_default(),
+        match (&inputs, &admitted) {
+            (Ok(inputs), Ok(())) => inputs.clone(),
+            _ => Map::new(),
+        },
     );
+    if let Err(message) = admitted {
+        rc.report.node_failed(slot, &message);
+        return Err(ScopeError::NodeFailed);
+    }
     let inputs = match inputs {
         Ok(inputs) => inputs,
         Err(error) => {
@@ -352,6 +398,10 @@ fn complete(
             return Err(ScopeError::NodeFailed);
         }
     };
+    if let Err(message) = rc.admit_outputs(&output.outputs) {
+        rc.report.node_failed(slot, &message);
+        return Err(ScopeError::NodeFailed);
+    }
     let next = match &output.branch {
         None => dedup(&node.next),
         Some(branch) => {

@@ -31,6 +31,11 @@ pub struct EngineConfig {
     pub llm_max_attempts: u32,
     /// First retry delay of the LLM client; it doubles per attempt.
     pub llm_retry_backoff: Duration,
+    /// Largest output of one node execution, as JSON bytes; beyond, the node fails.
+    pub max_node_output_bytes: usize,
+    /// Largest report of one run, as JSON bytes (the run's inputs and every node execution's
+    /// data, inputs and outputs); the node that would pass it fails.
+    pub max_report_bytes: usize,
 }
 
 impl Default for EngineConfig {
@@ -49,6 +54,8 @@ impl Default for EngineConfig {
             llm_timeout: Duration::from_secs(120),
             llm_max_attempts: 3,
             llm_retry_backoff: Duration::from_millis(500),
+            max_node_output_bytes: 1024 * 1024,
+            max_report_bytes: 16 * 1024 * 1024,
         }
     }
 }

@@ -27,6 +27,7 @@ mod engine;
 mod engine_config;
 mod input_validation;
 pub mod js;
+mod limits;
 pub mod nodes;
 mod registry;
 mod report;

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use rquickjs::{CatchResultExt, CaughtError, Context, Ctx, Runtime, Value as JsValue};
+use rquickjs::{CatchResultExt, CaughtError, Context, Ctx, Function, Runtime, Value as JsValue};
 use serde_json::Value;
 
 #[derive(Clone, Copy, Debug)]
@@ -16,6 +16,9 @@ pub(crate) struct ScriptLimits {
     pub timeout: Duration,
     pub memory_bytes: usize,
     pub stack_bytes: usize,
+    /// Largest result, as JSON bytes (the node output cap): a larger one is refused while
+    /// it is still inside the script's heap, before it is copied out.
+    pub result_bytes: usize,
 }
 
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
@@ -28,6 +31,8 @@ pub(crate) enum ScriptError {
     Canceled,
     #[error("main() returned a promise that never settled")]
     NeverSettled,
+    #[error("{}", super::limits::node_output_too_large(*.0))]
+    ResultTooLarge(usize),
     /// What the script threw, as the reference reports it.
     #[error("{0}")]
     Thrown(String),
@@ -64,7 +69,7 @@ pub(crate) fn run_main(
         })));
     }
     let context = Context::full(&runtime).map_err(|e| ScriptError::Thrown(e.to_string()))?;
-    let result = context.with(|ctx| evaluate(&ctx, script, params_json));
+    let result = context.with(|ctx| evaluate(&ctx, script, params_json, limits.result_bytes));
 
     let limit_error = || {
         if cancel.load(Ordering::Relaxed) {
@@ -80,10 +85,11 @@ pub(crate) fn run_main(
     match result {
         Ok(value) => Ok(value),
         Err(Failure::Thrown(message)) => Err(limit_error().unwrap_or(ScriptError::Thrown(message))),
-        Err(Failure::OutOfMemory) => Err(ScriptError::OutOfMemory(describe_bytes(
+        Err(Failure::OutOfMemory) => Err(ScriptError::OutOfMemory(super::limits::describe_bytes(
             limits.memory_bytes,
         ))),
         Err(Failure::NeverSettled) => Err(limit_error().unwrap_or(ScriptError::NeverSettled)),
+        Err(Failure::TooLarge) => Err(ScriptError::ResultTooLarge(limits.result_bytes)),
     }
 }
 
@@ -91,9 +97,15 @@ enum Failure {
     Thrown(String),
     OutOfMemory,
     NeverSettled,
+    TooLarge,
 }
 
-fn evaluate(ctx: &Ctx<'_>, script: &str, params_json: &str) -> Result<Option<Value>, Failure> {
+fn evaluate(
+    ctx: &Ctx<'_>,
+    script: &str,
+    params_json: &str,
+    max_bytes: usize,
+) -> Result<Option<Value>, Failure> {
     let params = ctx
         .json_parse(params_json)
         .catch(ctx)
@@ -121,6 +133,19 @@ fn evaluate(ctx: &Ctx<'_>, script: &str, params_json: &str) -> Result<Option<Val
     let Some(json) = json else {
         return Ok(None);
     };
+    // Its length in UTF-16 units is at most its length in UTF-8 bytes: a result longer than
+    // the cap in units is certainly too large.
+    let length: Function = ctx
+        .eval("(text) => text.length")
+        .catch(ctx)
+        .map_err(|e| caught(ctx, e))?;
+    let units: f64 = length
+        .call((json.clone(),))
+        .catch(ctx)
+        .map_err(|e| caught(ctx, e))?;
+    if units > max_bytes as f64 {
+        return Err(Failure::TooLarge);
+    }
     let text = json
         .to_string()
         .map_err(|e| Failure::Thrown(e.to_string()))?;
@@ -164,15 +189,6 @@ fn caught(_ctx: &Ctx<'_>, error: CaughtError<'_>) -> Failure {
     }
 }
 
-fn describe_bytes(bytes: usize) -> String {
-    const MB: usize = 1024 * 1024;
-    if bytes >= MB && bytes.is_multiple_of(MB) {
-        format!("{} MB", bytes / MB)
-    } else {
-        format!("{bytes} bytes")
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -183,6 +199,7 @@ mod tests {
             timeout: Duration::from_millis(300),
             memory_bytes: 16 * 1024 * 1024,
             stack_bytes: 512 * 1024,
+            result_bytes: 1024 * 1024,
         }
     }
 
@@ -303,6 +320,14 @@ mod tests {
                 "undefined"
             ])))
         );
+    }
+
+    #[test]
+    fn a_result_over_the_cap_is_refused_inside_the_script() {
+        let result = run("function main() { return {s: 'x'.repeat(2 * 1024 * 1024)}; }");
+        assert_eq!(result, Err(ScriptError::ResultTooLarge(1024 * 1024)));
+        let under = run("function main() { return {s: 'x'.repeat(1000 * 1000)}; }").unwrap();
+        assert_eq!(under.unwrap()["s"].as_str().unwrap().len(), 1000 * 1000);
     }
 
     #[test]

@@ -83,6 +83,8 @@ pub(crate) struct Node {
     pub ty: String,
     /// `schema.data` minus `title`, `inputsValues`, `inputs` and `outputs`: the snapshot's `data`.
     pub data: Map<String, Value>,
+    /// `data`'s size as JSON: what each execution's snapshot adds to the report for it.
+    pub data_bytes: usize,
     pub inputs: Vec<InputEntry>,
     /// `None` unless `data.outputs` is an object schema with properties.
     pub outputs: Option<Vec<OutputEntry>>,
@@ -263,6 +265,7 @@ fn compile_node(schema: &Value) -> Node {
         outputs: compile_outputs(outputs.as_ref()),
         id,
         ty,
+        data_bytes: super::limits::json_size_within(&data, usize::MAX),
         data,
         prev: Vec::new(),
         next: Vec::new(),

@@ -14,6 +14,10 @@ pub const MAX_DESCRIPTION: usize = 800;
 pub const MAX_ICON: usize = 2048;
 pub const MAX_QUERY: usize = 2000;
 pub const MAX_SUMMARY: usize = shared::chat::MAX_SUMMARY_CHARS;
+/// Longest `search_word`, in characters. Names have at most [`MAX_NAME`], so a longer word
+/// finds nothing anyway; without a limit, a huge word made a `LIKE` pattern that SQLite refuses
+/// ("pattern too complex", over 50,000 bytes) and that costs Postgres a scan per character.
+pub const MAX_SEARCH_WORD: usize = 100;
 
 /// An app name: trimmed, 1–40 characters.
 fn parse_name(raw: &str) -> Result<String, String> {
@@ -248,8 +252,26 @@ impl DebugRequest {
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct SearchParams {
-    /// Only apps whose name contains this, ignoring case.
+    /// Only apps whose name contains this, ignoring case (at most 100 characters).
     pub search_word: Option<String>,
+}
+
+impl SearchParams {
+    /// The trimmed word; `None` when absent or blank.
+    pub fn word(&self) -> Result<Option<&str>, FieldErrors> {
+        let word = self
+            .search_word
+            .as_deref()
+            .map(str::trim)
+            .filter(|w| !w.is_empty());
+        match word {
+            Some(w) if w.chars().count() > MAX_SEARCH_WORD => Err(FieldErrors::single(
+                "search_word",
+                format!("search_word must be at most {MAX_SEARCH_WORD} characters"),
+            )),
+            word => Ok(word),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -364,6 +386,26 @@ mod tests {
         .unwrap_err();
         assert!(errors.get("model_config.dialog_round").is_some());
         assert!(errors.get("model_config.temperature").is_some());
+    }
+
+    #[test]
+    fn search_words_are_trimmed_and_limited() {
+        let word = |w: Option<&str>| {
+            SearchParams {
+                search_word: w.map(Into::into),
+            }
+            .word()
+            .map(|w| w.map(str::to_owned))
+        };
+        assert_eq!(word(None).unwrap(), None);
+        assert_eq!(word(Some("  ")).unwrap(), None);
+        assert_eq!(word(Some(" 50% ")).unwrap().as_deref(), Some("50%"));
+        assert!(word(Some(&"词".repeat(MAX_SEARCH_WORD))).is_ok());
+        let errors = word(Some(&"x".repeat(50_000))).unwrap_err();
+        assert_eq!(
+            errors.get("search_word").unwrap(),
+            ["search_word must be at most 100 characters"]
+        );
     }
 
     #[test]

@@ -104,7 +104,7 @@ async fn create_app(
     responses(
         (status = 200, description = "one page of apps", body = Envelope<Page<AppListItemView>>),
         (status = 401, description = "no valid access token", body = ErrorEnvelope),
-        (status = 422, description = "a bad page parameter", body = ErrorEnvelope),
+        (status = 422, description = "a bad page parameter or a search word over 100 characters", body = ErrorEnvelope),
     ))]
 async fn list_apps(
     State(state): State<AppState>,
@@ -112,11 +112,7 @@ async fn list_apps(
     page: Pagination,
     ApiQuery(search): ApiQuery<SearchParams>,
 ) -> ApiResult<Page<AppListItemView>> {
-    let word = search
-        .search_word
-        .as_deref()
-        .map(str::trim)
-        .filter(|w| !w.is_empty());
+    let word = search.word().map_err(ApiError::Validation)?;
     let (items, total) =
         apps::list_apps(&state.db, account.id, word, page.limit(), page.offset()).await?;
     Ok(Envelope::ok(

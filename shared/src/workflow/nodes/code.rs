@@ -10,7 +10,7 @@ use serde_json::{Map, Value};
 
 use crate::workflow::js;
 use crate::workflow::registry::{NodeContext, NodeError, NodeExecutor, NodeOutput};
-use crate::workflow::sandbox::{self, ScriptLimits};
+use crate::workflow::sandbox::{self, ScriptError, ScriptLimits};
 
 pub struct CodeExecutor;
 
@@ -46,6 +46,7 @@ impl NodeExecutor for CodeExecutor {
             timeout: config.code_timeout,
             memory_bytes: config.code_memory_bytes,
             stack_bytes: config.code_stack_bytes,
+            result_bytes: config.max_node_output_bytes,
         };
         let interrupt = Arc::new(AtomicBool::new(false));
         let _guard = InterruptOnDrop(interrupt.clone());
@@ -54,7 +55,11 @@ impl NodeExecutor for CodeExecutor {
         })
         .await
         .map_err(|_| NodeError::new("Code execution failed: the script runner crashed"))?;
-        let value = result.map_err(|e| NodeError::new(format!("Code execution failed: {e}")))?;
+        let value = result.map_err(|e| match e {
+            // The engine's own message for an output over the cap.
+            ScriptError::ResultTooLarge(_) => NodeError::new(e.to_string()),
+            e => NodeError::new(format!("Code execution failed: {e}")),
+        })?;
         // A plain object becomes the outputs; anything else is wrapped as `{result}`.
         Ok(NodeOutput::new(match value {
             Some(Value::Object(map)) => map,

@@ -1,9 +1,11 @@
-//! `llm`: one OpenAI-compatible chat completion (spec 2.2, decision 10).
+//! `llm`: one OpenAI-compatible chat completion (spec 2.2, decision 10), to an `apiHost`
+//! behind the egress policy like the http node's URL (decision 9).
 
 use async_trait::async_trait;
 use serde_json::{Map, Value, json};
 
 use crate::llm::LlmError;
+use crate::workflow::egress::EgressError;
 use crate::workflow::js;
 use crate::workflow::registry::{NodeContext, NodeError, NodeExecutor, NodeOutput};
 
@@ -94,20 +96,26 @@ impl NodeExecutor for LlmExecutor {
             .llm_client()
             .chat(&request.api_host, &request.api_key, request.body())
             .await
-            .map_err(|error| match error {
-                LlmError::Connect { .. } => NodeError::new(format!(
-                    "Network error: unreachable api \"{}\"",
-                    request.api_host
-                )),
-                LlmError::Timeout(_) => NodeError::new("Request timed out."),
-                LlmError::Status { status, message } => {
-                    NodeError::new(format!("{status} {message}"))
-                }
-                other => NodeError::new(other.to_string()),
-            })?;
+            .map_err(|error| node_error(error, &request.api_host))?;
         let mut outputs = Map::new();
         outputs.insert("result".into(), Value::String(completion.content));
         Ok(NodeOutput::new(outputs))
+    }
+}
+
+/// What the node reports for a failed call (the reference's messages where it has them).
+fn node_error(error: LlmError, api_host: &str) -> NodeError {
+    match error {
+        // A host that does not resolve is unreachable, as without the policy.
+        LlmError::Connect { .. } | LlmError::Egress(EgressError::Unresolvable { .. }) => {
+            NodeError::new(format!("Network error: unreachable api \"{api_host}\""))
+        }
+        LlmError::Timeout(_) => NodeError::new("Request timed out."),
+        LlmError::Status { status, message } => NodeError::new(format!("{status} {message}")),
+        LlmError::Egress(refused) => NodeError::new(format!(
+            "LLM apiHost refused by the egress policy: {refused}"
+        )),
+        other => NodeError::new(other.to_string()),
     }
 }
 
@@ -163,5 +171,28 @@ mod tests {
         };
         assert_eq!(with_host("not a url"), "Invalid URL");
         assert_eq!(with_host("ftp://h/x"), "Invalid API host protocol - ftp:");
+    }
+
+    #[test]
+    fn egress_refusals_are_named_and_unresolvable_hosts_are_unreachable() {
+        let host = "http://h/v1";
+        let unresolvable = LlmError::Egress(EgressError::Unresolvable {
+            host: "h".into(),
+            reason: "no addresses".into(),
+        });
+        assert_eq!(
+            node_error(unresolvable, host).message(),
+            "Network error: unreachable api \"http://h/v1\""
+        );
+        let forbidden = LlmError::Egress(EgressError::Forbidden {
+            host: "h".into(),
+            addr: "10.0.0.1".parse().unwrap(),
+        });
+        let message = node_error(forbidden, host).message().to_owned();
+        assert!(
+            message.starts_with("LLM apiHost refused by the egress policy: ")
+                && message.contains("10.0.0.1 is a loopback, private"),
+            "{message}"
+        );
     }
 }
