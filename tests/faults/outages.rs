@@ -297,3 +297,43 @@ async fn create_configured_app(stack: &Stack, token: &str) -> String {
     assert_eq!(configured.status(), 200);
     app
 }
+
+/// A result the store refuses (here a trigger refuses one marked output) fails that run at
+/// once, saying why; runs written in the same batch are not affected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_result_the_store_refuses_fails_only_its_run_saying_why() {
+    let Some(stack) = Stack::start(Mode::Distributed { workers: 1 }).await else {
+        return;
+    };
+    let store = sqlx::PgPool::connect(&stack.postgres.as_ref().unwrap().url())
+        .await
+        .unwrap();
+    sqlx::raw_sql(
+        "CREATE FUNCTION refuse_marked() RETURNS trigger AS $$
+         BEGIN
+             IF NEW.outputs::text LIKE '%refuse-me%' THEN
+                 RAISE EXCEPTION 'refused by the test' USING ERRCODE = 'check_violation';
+             END IF;
+             RETURN NEW;
+         END $$ LANGUAGE plpgsql;
+         CREATE TRIGGER refuse_marked BEFORE UPDATE ON tasks
+             FOR EACH ROW EXECUTE FUNCTION refuse_marked();",
+    )
+    .execute(&store)
+    .await
+    .unwrap();
+    let llm = MockLlm::start().await;
+    let (mut runs, refused) = submit_basic(&stack, &llm, "fine", 10, 10).await;
+    assert!(refused.is_empty());
+    let bad = run(&stack, &fixture("basic", &llm), basic_inputs("refuse-me")).await;
+    let (result, _) = wait_result(&stack, &bad, 20_000).await;
+    assert_eq!(result, json!({}), "no outputs stored");
+    let report = report(&stack, &bad).await;
+    assert_eq!(report["workflowStatus"]["status"], "failed", "{report}");
+    assert!(
+        report.to_string().contains("could not be stored"),
+        "the report says why: {report}"
+    );
+    runs.retain(|(id, _)| id != &bad);
+    assert_all_succeed(&stack, &runs, Duration::from_secs(30)).await;
+}

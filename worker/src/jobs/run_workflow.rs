@@ -16,7 +16,7 @@ use serde_json::Value;
 use shared::{
     queue::RunWorkflow,
     signals::{TaskDone, channel},
-    store::{now_ms, tasks},
+    store::{batch::refuses_a_value, now_ms, tasks},
     workflow::{Report, ReportHandle, WorkflowStatus, parse_schema_cached},
 };
 use tokio_util::sync::CancellationToken;
@@ -68,6 +68,7 @@ pub async fn execute(job: RunWorkflow, state: &WorkerState) -> anyhow::Result<()
     }
 
     let inputs = task.inputs.0;
+    let inputs_copy = inputs.clone();
     let report = ReportHandle::new(&id.to_string(), inputs.clone());
     let schema = match parse_schema_cached(&task.schema_json) {
         Ok(schema) => schema,
@@ -125,7 +126,7 @@ pub async fn execute(job: RunWorkflow, state: &WorkerState) -> anyhow::Result<()
         _ => tasks::status::FAILED,
     };
     let final_report = report.to_json()?;
-    let owned = state
+    let finished = state
         .tasks
         .finish(tasks::FinishedTask {
             id,
@@ -135,7 +136,23 @@ pub async fn execute(job: RunWorkflow, state: &WorkerState) -> anyhow::Result<()
             report: final_report,
             at_ms: now_ms(),
         })
-        .await?;
+        .await;
+    let owned = match finished {
+        Ok(owned) => owned,
+        // The store refuses something in this result: another attempt would produce it
+        // again, so the task fails now, saying why (its batch-mates were written).
+        Err(error) if refuses_a_value(&error) => {
+            tracing::warn!(%error, "the store refused the run's result");
+            let message = format!("The run's result could not be stored: {error}");
+            let failed =
+                Report::validation_failed(&id.to_string(), inputs_copy, &[message], now_ms());
+            if tasks::fail_task(db, id, &serde_json::to_value(&failed)?, now_ms()).await? {
+                notify_done(state, id, tasks::status::FAILED, &Default::default()).await;
+            }
+            return Ok(());
+        }
+        Err(error) => return Err(error.into()),
+    };
     if owned {
         notify_done(state, id, final_status, &outcome.outputs).await;
     } else {
