@@ -1,0 +1,47 @@
+//! The jobs: what travels on each queue. A job carries the id of its store row and nothing
+//! else; the data lives in the store.
+
+use apalis::prelude::TaskId;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::{CHAT_QUEUE, WORKFLOW_QUEUE};
+
+/// Run one workflow task (`tasks.id`).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RunWorkflow {
+    pub task_id: Uuid,
+}
+
+/// Answer one debug-chat message (`messages.id`).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DebugChat {
+    pub message_id: Uuid,
+}
+
+/// A job type and the queue it travels on.
+pub trait Job: Serialize + for<'de> Deserialize<'de> + Send + Sync + Unpin + 'static {
+    const QUEUE: &'static str;
+
+    /// The id of the store row the job runs.
+    fn row_id(&self) -> Uuid;
+
+    /// The job's id in the queue, derived from its row's id: one row, one queue id, so a
+    /// second push of the same row is recognised and ignored (both UUIDs and ULIDs are 128
+    /// bits; a UUIDv7's leading 48 bits are a millisecond timestamp, as a ULID's are).
+    fn queue_id(&self) -> TaskId {
+        TaskId::from_ulid(ulid::Ulid::from(self.row_id().as_u128()))
+    }
+}
+impl Job for RunWorkflow {
+    const QUEUE: &'static str = WORKFLOW_QUEUE;
+    fn row_id(&self) -> Uuid {
+        self.task_id
+    }
+}
+impl Job for DebugChat {
+    const QUEUE: &'static str = CHAT_QUEUE;
+    fn row_id(&self) -> Uuid {
+        self.message_id
+    }
+}
