@@ -12,9 +12,14 @@
 //! | `Unauthorized` | `unauthorized` | 401 |
 //! | `Forbidden` | `forbidden` | 403 |
 //! | `NotFound` | `not_found` | 404 |
+//! | `Unavailable` | `fail` | 503: the store is unreachable; the cause is logged, never sent |
 //! | `Internal` | `fail` | 500, message `internal error`; the cause is logged, never sent |
+//!
+//! Two renderings: the app family's envelope (`ApiError` itself), and the task family's bare
+//! `{code, message}` ([`Bare`]), which the FlowGram client expects.
 
 use axum::{
+    Json,
     http::{HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
@@ -22,6 +27,7 @@ use indexmap::IndexMap;
 use serde::Serialize;
 use serde_json::{Value, json};
 use shared::{auth::password::PasswordError, store::StoreError};
+use utoipa::ToSchema;
 
 use crate::envelope::{Code, Envelope};
 
@@ -112,6 +118,9 @@ pub enum ApiError {
     /// 404 `not_found`.
     #[error("{0}")]
     NotFound(String),
+    /// 503 `fail`: the store cannot be reached. Logged with its cause chain.
+    #[error("the service is temporarily unavailable")]
+    Unavailable(#[source] anyhow::Error),
     /// 500 `fail`: an unexpected fault. Logged with its cause chain; the client sees only
     /// `internal error`.
     #[error("internal error")]
@@ -135,6 +144,10 @@ impl ApiError {
     pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
         Self::Validation(FieldErrors::single(field, message))
     }
+    /// A 400 naming the field of a body that could not be read as the route's shape.
+    pub fn malformed(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::MalformedBody(FieldErrors::single(field, message))
+    }
 
     pub fn status(&self) -> StatusCode {
         match self {
@@ -145,6 +158,7 @@ impl ApiError {
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -154,7 +168,9 @@ impl ApiError {
             Self::Validation(_) | Self::MalformedBody(_) | Self::BodyTooLarge => {
                 Code::ValidateError
             }
-            Self::Fail(_) | Self::RateLimited { .. } | Self::Internal(_) => Code::Fail,
+            Self::Fail(_) | Self::RateLimited { .. } | Self::Unavailable(_) | Self::Internal(_) => {
+                Code::Fail
+            }
             Self::Unauthorized(_) => Code::Unauthorized,
             Self::Forbidden(_) => Code::Forbidden,
             Self::NotFound(_) => Code::NotFound,
@@ -162,11 +178,20 @@ impl ApiError {
     }
 }
 
+impl ApiError {
+    /// Logs a fault's cause, which the client never sees.
+    fn log_cause(&self) {
+        match self {
+            Self::Internal(e) => tracing::error!(error.cause_chain = ?e, "internal error"),
+            Self::Unavailable(e) => tracing::error!(error.cause_chain = ?e, "store unavailable"),
+            _ => {}
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        if let Self::Internal(e) = &self {
-            tracing::error!(error.cause_chain = ?e, "internal error");
-        }
+        self.log_cause();
         let status = self.status();
         let message = self.to_string();
         let code = self.code();
@@ -198,15 +223,52 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// The task family's rendering of an [`ApiError`]: the bare `{code, message}` body, with the
+/// same status.
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct Bare(pub ApiError);
+
+impl<E: Into<ApiError>> From<E> for Bare {
+    fn from(error: E) -> Self {
+        Self(error.into())
+    }
+}
+
+/// The error body of the task routes.
+#[derive(Serialize, ToSchema)]
+pub struct TaskErrorBody {
+    /// `validate_error`, `not_found`, `unauthorized` or `fail`.
+    #[schema(value_type = String)]
+    pub code: Code,
+    pub message: String,
+}
+
+impl IntoResponse for Bare {
+    fn into_response(self) -> Response {
+        let Self(error) = self;
+        error.log_cause();
+        let body = TaskErrorBody {
+            code: error.code(),
+            message: error.to_string(),
+        };
+        (error.status(), Json(body)).into_response()
+    }
+}
+
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
-        Self::Internal(anyhow::Error::new(e))
+        if e.is_unreachable() {
+            Self::Unavailable(anyhow::Error::new(e))
+        } else {
+            Self::Internal(anyhow::Error::new(e))
+        }
     }
 }
 
 impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
-        Self::Internal(anyhow::Error::new(e))
+        StoreError::from(e).into()
     }
 }
 

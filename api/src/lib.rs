@@ -8,6 +8,7 @@ pub mod extract;
 pub mod http;
 pub mod rate_limit;
 pub mod routes;
+pub mod services;
 pub mod startup;
 pub mod state;
 

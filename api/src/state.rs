@@ -13,7 +13,7 @@ use shared::{
 
 use crate::{
     rate_limit::RateLimiter,
-    routes::tasks::{RecentTasks, TaskSubmitter, submitter},
+    services::{RecentTasks, TaskSubmitter, submitter},
 };
 
 /// Shared by every request: axum clones the state for each handler, so it is one `Arc`.

@@ -10,5 +10,7 @@ pub mod redis_conn;
 pub mod shutdown;
 pub mod signals;
 pub mod store;
+pub mod submission;
 pub mod telemetry;
+pub mod text_enum;
 pub mod workflow;

@@ -21,7 +21,9 @@ use futures::{Stream, StreamExt};
 use redis::aio::{ConnectionManager, PubSubSink, PubSubStream};
 use tokio::sync::{broadcast, watch};
 
-use crate::redis_conn::retry_once;
+use uuid::Uuid;
+
+use crate::{chat::events::ChatEvent, redis_conn::retry_once, store::tasks::TaskStatus};
 
 /// Channel families every process pattern-subscribes to once at start-up, so that the many
 /// short-lived per-task subscriptions cost no Redis round trip (SUBSCRIBE + UNSUBSCRIBE per
@@ -112,9 +114,42 @@ pub mod channel {
 
 /// The payload of `task:<id>:done`: the task's final status and result.
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
-pub struct TaskDone<S = String, O = serde_json::Map<String, serde_json::Value>> {
-    pub status: S,
-    pub outputs: O,
+pub struct TaskDone {
+    pub status: TaskStatus,
+    pub outputs: serde_json::Map<String, serde_json::Value>,
+}
+
+/// The typed publishers, one per signal. Each signal has one publishing side:
+///
+/// | signal | channel | published by |
+/// |---|---|---|
+/// | a task's outcome | `task:<id>:done` | the worker that ended it (or found it ended) |
+/// | cancel a running task | `task:<id>:cancel` | the API |
+/// | a chat's deltas and final event | `message:<id>:events` | the worker answering it (or finding it final) |
+/// | stop a chat's answer | `message:<id>:stop` | the API |
+/// | a queue has jobs | `queue:<name>:available` | the producer (and its Redis push script) |
+impl Signals {
+    pub async fn publish_task_done(&self, id: Uuid, done: &TaskDone) -> Result<(), SignalError> {
+        let payload = serde_json::to_string(done).unwrap_or_default();
+        self.publish(&channel::task_done(id), &payload).await
+    }
+
+    pub async fn publish_task_cancel(&self, id: Uuid) -> Result<(), SignalError> {
+        self.publish(&channel::task_cancel(id), "").await
+    }
+
+    pub async fn publish_chat_event(&self, id: Uuid, event: &ChatEvent) -> Result<(), SignalError> {
+        self.publish(&channel::message_events(id), &event.to_payload())
+            .await
+    }
+
+    pub async fn publish_message_stop(&self, id: Uuid) -> Result<(), SignalError> {
+        self.publish(&channel::message_stop(id), "").await
+    }
+
+    pub async fn publish_queue_available(&self, queue: &str) -> Result<(), SignalError> {
+        self.publish(&channel::queue_available(queue), "").await
+    }
 }
 
 /// The signal bus of this process.
@@ -168,8 +203,9 @@ impl Signals {
         Ok(Self { inner })
     }
 
-    /// Publishes a message to everyone subscribed to `channel`, in any process.
-    pub async fn publish(&self, channel: &str, payload: &str) -> Result<(), SignalError> {
+    /// Publishes a message to everyone subscribed to `channel`, in any process. Callers use
+    /// the typed publishers below, so each channel carries one kind of payload.
+    async fn publish(&self, channel: &str, payload: &str) -> Result<(), SignalError> {
         match &self.inner.redis {
             Some(bus) => {
                 retry_once(|| {

@@ -7,6 +7,7 @@ pub mod maintenance;
 pub mod requeue;
 pub mod runtime;
 pub mod state;
+pub mod task_writes;
 
 pub use runtime::run_workers;
 pub use state::WorkerState;

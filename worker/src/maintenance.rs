@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use shared::{
     queue::{self, DebugChat, Job, Queues, RunWorkflow},
-    store::{Db, messages, now_ms, tasks},
+    store::{Db, StoreError, messages, now_ms, tasks},
 };
 
 use crate::requeue;
@@ -72,7 +72,7 @@ async fn tend_tasks(db: &Db, settings: &Settings) {
 }
 
 /// Deletes terminated tasks older than `days`, batch by batch.
-pub async fn delete_expired(db: &Db, days: u64) -> anyhow::Result<u64> {
+pub async fn delete_expired(db: &Db, days: u64) -> Result<u64, StoreError> {
     let before = now_ms() - (days as i64) * 24 * 3600 * 1000;
     let mut total = 0;
     loop {

@@ -6,9 +6,11 @@ use shared::{
     config::Config,
     llm::LlmClient,
     signals::Signals,
-    store::{Db, tasks::TaskWrites},
+    store::Db,
     workflow::{Engine, EngineConfig},
 };
+
+use crate::task_writes::TaskWrites;
 
 /// apalis hands each job its own clone of the state, so it is one `Arc`.
 #[derive(Clone)]

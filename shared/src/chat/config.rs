@@ -21,33 +21,34 @@ pub const MAX_MAX_TOKENS: u64 = 1_000_000;
 /// A validation problem: the field (`model_config.temperature`) and what is wrong with it.
 pub type FieldProblem = (String, String);
 
-/// How a chat remembers earlier conversation beyond the last `dialog_round` rounds.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum MemoryMode {
-    /// A running summary of the conversation goes into the system prompt and is updated after
-    /// every answered round.
-    LongTermMemory,
-    None,
+crate::named_enum! {
+    /// How a chat remembers earlier conversation beyond the last `dialog_round` rounds.
+    pub enum MemoryMode("memory mode") {
+        /// A running summary of the conversation goes into the system prompt and is updated
+        /// after every answered round.
+        LongTermMemory = "long_term_memory",
+        None = "none",
+    }
 }
+
+impl utoipa::PartialSchema for MemoryMode {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::schema::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .enum_values(Some([Self::LongTermMemory.as_str(), Self::None.as_str()]))
+            .into()
+    }
+}
+
+impl ToSchema for MemoryMode {}
 
 impl MemoryMode {
     pub const DEFAULT: MemoryMode = MemoryMode::None;
 
-    pub fn as_str(self) -> &'static str {
-        match self {
-            MemoryMode::LongTermMemory => "long_term_memory",
-            MemoryMode::None => "none",
-        }
-    }
-
-    /// Parses the stored or requested name.
+    /// Parses a requested name, with the message a caller sees.
     pub fn parse(raw: &str) -> Result<Self, String> {
-        match raw {
-            "long_term_memory" => Ok(MemoryMode::LongTermMemory),
-            "none" => Ok(MemoryMode::None),
-            _ => Err("memory_mode must be `long_term_memory` or `none`".into()),
-        }
+        raw.parse()
+            .map_err(|_| "memory_mode must be `long_term_memory` or `none`".to_owned())
     }
 
     /// Parses a JSON value from a request.

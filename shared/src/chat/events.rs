@@ -5,22 +5,8 @@
 //! need not read it back (it does when the event comes without it, or never comes).
 
 use serde::{Deserialize, Serialize};
-use uuid::Uuid;
 
-/// A message as the worker stored it when the chat ended (times in Unix milliseconds).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct StoredMessage {
-    pub id: Uuid,
-    pub conversation_id: Uuid,
-    pub query: String,
-    pub answer: String,
-    pub answer_tokens: i64,
-    pub response_latency: f64,
-    pub status: String,
-    pub error: String,
-    pub created_at: i64,
-    pub updated_at: i64,
-}
+use crate::store::messages::Message;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
@@ -30,14 +16,14 @@ pub enum ChatEvent {
     /// The answer is stored (status `normal`).
     MessageEnd {
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        stored: Option<StoredMessage>,
+        stored: Option<Message>,
     },
     /// The provider call failed; the message is stored with status `error` and this text.
     Error { message: String },
     /// Stopped on request; the partial answer is stored (status `stopped`).
     Stopped {
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        stored: Option<StoredMessage>,
+        stored: Option<Message>,
     },
 }
 
@@ -48,7 +34,7 @@ impl ChatEvent {
     }
 
     /// The stored message the event carries, if any.
-    pub fn into_stored(self) -> Option<StoredMessage> {
+    pub fn into_stored(self) -> Option<Message> {
         match self {
             ChatEvent::MessageEnd { stored } | ChatEvent::Stopped { stored } => stored,
             _ => None,
@@ -67,20 +53,25 @@ impl ChatEvent {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use uuid::Uuid;
 
-    fn stored() -> StoredMessage {
-        StoredMessage {
+    use super::*;
+    use crate::store::messages::MessageStatus;
+
+    fn stored() -> Message {
+        Message {
             id: Uuid::nil(),
+            app_id: Uuid::nil(),
             conversation_id: Uuid::nil(),
             query: "hi".into(),
             answer: "hello".into(),
             answer_tokens: 1,
             response_latency: 2.5,
-            status: "normal".into(),
+            status: MessageStatus::Normal,
             error: String::new(),
             created_at: 1,
             updated_at: 2,
+            deleted_at: None,
         }
     }
 

@@ -12,7 +12,7 @@ pub mod prompt;
 use std::time::Duration;
 
 pub use config::{MemoryMode, ModelConfig};
-pub use events::{ChatEvent, StoredMessage};
+pub use events::ChatEvent;
 pub use prompt::Round;
 
 use crate::{config::Config, llm::LlmClient};

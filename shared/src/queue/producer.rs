@@ -1,10 +1,7 @@
 //! The producing side of the queues: pushing jobs and waking the workers.
 
 use super::{Job, QueueBackend, QueueError, QueueSettings, redis, sqlite};
-use crate::{
-    redis_conn::retry_once,
-    signals::{Signals, channel},
-};
+use crate::{redis_conn::retry_once, signals::Signals};
 
 /// The producing side of the queues, held by the API.
 #[derive(Clone)]
@@ -64,9 +61,7 @@ impl Queues {
 
     /// Wakes idle workers of a queue (after the commit of [`Queues::sqlite_push_sql`]).
     pub async fn wake<J: Job>(&self) -> Result<(), QueueError> {
-        self.signals
-            .publish(&channel::queue_available(J::QUEUE), "")
-            .await?;
+        self.signals.publish_queue_available(J::QUEUE).await?;
         Ok(())
     }
 

@@ -76,7 +76,7 @@ impl Queues {
         &self,
         query: SqliteQuery<'q>,
         jobs: &[J],
-    ) -> Result<SqliteQuery<'q>, QueueError> {
+    ) -> Result<SqliteQuery<'q>, serde_json::Error> {
         bind_push(query, self.settings(), jobs)
     }
 }
@@ -85,7 +85,7 @@ fn bind_push<'q, J: Job>(
     mut query: SqliteQuery<'q>,
     settings: &QueueSettings,
     jobs: &[J],
-) -> Result<SqliteQuery<'q>, QueueError> {
+) -> Result<SqliteQuery<'q>, serde_json::Error> {
     let run_at = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default()

@@ -7,12 +7,14 @@ use sqlx::types::Json;
 use uuid::Uuid;
 
 use super::{Db, StoreError};
-use crate::{with_pool, with_read_pool};
+use crate::{chat::config::MemoryMode, with_pool, with_read_pool};
 
-/// Config statuses as stored.
-pub mod config_status {
-    pub const DRAFTED: &str = "drafted";
-    pub const PUBLISHED: &str = "published";
+crate::named_enum! {
+    /// Which of an app's two configs a row is.
+    pub enum ConfigStatus("config status") {
+        Drafted = "drafted",
+        Published = "published",
+    }
 }
 
 /// An app row.
@@ -32,9 +34,9 @@ pub struct App {
 #[derive(Clone, Debug, PartialEq, sqlx::FromRow)]
 pub struct AppConfig {
     pub id: Uuid,
-    pub status: String,
+    pub status: ConfigStatus,
     pub model_config: Json<Value>,
-    pub memory_mode: String,
+    pub memory_mode: MemoryMode,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -72,7 +74,7 @@ pub struct NewApp<'a> {
     pub description: &'a str,
     pub draft_id: Uuid,
     pub model_config: &'a Value,
-    pub memory_mode: &'a str,
+    pub memory_mode: MemoryMode,
     pub at_ms: i64,
 }
 
@@ -135,27 +137,27 @@ struct AppDetailRow {
     app: App,
     d_id: Option<Uuid>,
     d_model_config: Option<Json<Value>>,
-    d_memory_mode: Option<String>,
+    d_memory_mode: Option<MemoryMode>,
     d_created_at: Option<i64>,
     d_updated_at: Option<i64>,
     p_id: Option<Uuid>,
     p_model_config: Option<Json<Value>>,
-    p_memory_mode: Option<String>,
+    p_memory_mode: Option<MemoryMode>,
     p_created_at: Option<i64>,
     p_updated_at: Option<i64>,
 }
 
 fn joined_config(
-    status: &str,
+    status: ConfigStatus,
     id: Option<Uuid>,
     model_config: Option<Json<Value>>,
-    memory_mode: Option<String>,
+    memory_mode: Option<MemoryMode>,
     created_at: Option<i64>,
     updated_at: Option<i64>,
 ) -> Option<AppConfig> {
     Some(AppConfig {
         id: id?,
-        status: status.to_owned(),
+        status,
         model_config: model_config?,
         memory_mode: memory_mode?,
         created_at: created_at?,
@@ -179,7 +181,7 @@ pub async fn get_app(db: &Db, id: Uuid) -> Result<Option<AppDetail>, StoreError>
     Ok(row.map(|r| AppDetail {
         app: r.app,
         drafted: joined_config(
-            config_status::DRAFTED,
+            ConfigStatus::Drafted,
             r.d_id,
             r.d_model_config,
             r.d_memory_mode,
@@ -187,7 +189,7 @@ pub async fn get_app(db: &Db, id: Uuid) -> Result<Option<AppDetail>, StoreError>
             r.d_updated_at,
         ),
         published: joined_config(
-            config_status::PUBLISHED,
+            ConfigStatus::Published,
             r.p_id,
             r.p_model_config,
             r.p_memory_mode,
@@ -391,7 +393,7 @@ pub(crate) mod tests {
                 description: "",
                 draft_id: Uuid::new_v4(),
                 model_config: &json!({"dialog_round": 3}),
-                memory_mode: "none",
+                memory_mode: MemoryMode::None,
                 at_ms,
             },
         )
@@ -408,7 +410,7 @@ pub(crate) mod tests {
         assert_eq!(detail.app.name, "Bot");
         assert_eq!(detail.app.debug_conversation_id, None);
         let draft = detail.drafted.clone().unwrap();
-        assert_eq!(draft.status, "drafted");
+        assert_eq!(draft.status, ConfigStatus::Drafted);
         assert_eq!(draft.model_config.0, json!({"dialog_round": 3}));
         assert!(detail.published.is_none());
         assert_eq!(detail.effective_config(), Some(&draft));

@@ -23,12 +23,14 @@ type Reply<O> = oneshot::Sender<Result<O, Arc<StoreError>>>;
 
 /// A queue of items written in batches by one background task.
 pub struct Batcher<I, O> {
+    name: &'static str,
     queue: mpsc::UnboundedSender<(I, Reply<O>)>,
 }
 
 impl<I, O> Clone for Batcher<I, O> {
     fn clone(&self) -> Self {
         Self {
+            name: self.name,
             queue: self.queue.clone(),
         }
     }
@@ -62,7 +64,7 @@ impl<I: Clone + Send + 'static, O: Send + 'static> Batcher<I, O> {
                 }
             }
         });
-        Self { queue }
+        Self { name, queue }
     }
 
     /// Queues one item and waits until the batch holding it is written.
@@ -70,17 +72,21 @@ impl<I: Clone + Send + 'static, O: Send + 'static> Batcher<I, O> {
         let (reply, outcome) = oneshot::channel();
         self.queue
             .send((item, reply))
-            .map_err(|_| StoreError::Batch("the batch writer has stopped".into()))?;
+            .map_err(|_| StoreError::BatchWriterStopped(self.name))?;
         match outcome.await {
             Ok(Ok(output)) => Ok(output),
             Ok(Err(error)) => Err(StoreError::Shared(error)),
-            Err(_) => Err(StoreError::Batch("the batch writer has stopped".into())),
+            Err(_) => Err(StoreError::BatchWriterStopped(self.name)),
         }
     }
 }
 
 /// One flush, checked to give one output per item.
-async fn write<I, O, F, Fut>(name: &str, flush: &mut F, items: Vec<I>) -> Result<Vec<O>, StoreError>
+async fn write<I, O, F, Fut>(
+    name: &'static str,
+    flush: &mut F,
+    items: Vec<I>,
+) -> Result<Vec<O>, StoreError>
 where
     F: Fn(Vec<I>) -> Fut,
     Fut: Future<Output = Result<Vec<O>, StoreError>>,
@@ -88,10 +94,11 @@ where
     let count = items.len();
     let outputs = flush(items).await?;
     if outputs.len() != count {
-        return Err(StoreError::Batch(format!(
-            "{name}: {} outputs for {count} items",
-            outputs.len()
-        )));
+        return Err(StoreError::BatchShape {
+            name,
+            outputs: outputs.len(),
+            items: count,
+        });
     }
     Ok(outputs)
 }
@@ -118,7 +125,7 @@ fn answer<O>(name: &str, outcome: Result<Vec<O>, StoreError>, replies: Vec<Reply
 /// a refused value (the store went away), the items left get that error at once instead of
 /// each waiting for the same failure.
 async fn write_one_by_one<I, O, F, Fut>(
-    name: &str,
+    name: &'static str,
     flush: &mut F,
     items: Vec<I>,
     replies: Vec<Reply<O>>,

@@ -15,19 +15,27 @@ use sqlx::types::Json;
 use uuid::Uuid;
 
 use super::{Db, StoreError};
-use crate::{chat::Round, with_pool, with_read_pool};
+// The chat types by their own modules: `chat` re-exports its events, which carry `Message`.
+use crate::{
+    chat::{config::MemoryMode, prompt::Round},
+    with_pool, with_read_pool,
+};
 
-/// Message statuses as stored.
-pub mod status {
-    pub const PENDING: &str = "pending";
-    pub const STREAMING: &str = "streaming";
-    pub const NORMAL: &str = "normal";
-    pub const ERROR: &str = "error";
-    pub const STOPPED: &str = "stopped";
+crate::named_enum! {
+    /// A message's status, as stored and as the API shows it.
+    pub enum MessageStatus("message status") {
+        Pending = "pending",
+        Streaming = "streaming",
+        Normal = "normal",
+        Error = "error",
+        Stopped = "stopped",
+    }
+}
 
+impl MessageStatus {
     /// Whether no worker will touch the message again.
-    pub fn is_final(status: &str) -> bool {
-        matches!(status, NORMAL | ERROR | STOPPED)
+    pub fn is_final(self) -> bool {
+        matches!(self, Self::Normal | Self::Error | Self::Stopped)
     }
 }
 
@@ -52,8 +60,8 @@ pub struct Conversation {
     pub updated_at: i64,
 }
 
-/// A message as the API shows it.
-#[derive(Clone, Debug, sqlx::FromRow)]
+/// A message as stored (and as a chat's final event carries it).
+#[derive(Clone, Debug, PartialEq, sqlx::FromRow, serde::Serialize, serde::Deserialize)]
 pub struct Message {
     pub id: Uuid,
     pub app_id: Uuid,
@@ -63,7 +71,7 @@ pub struct Message {
     pub answer_tokens: i64,
     /// Milliseconds from the job's start to the last token.
     pub response_latency: f64,
-    pub status: String,
+    pub status: MessageStatus,
     /// Why the answer failed; `""` otherwise.
     pub error: String,
     pub created_at: i64,
@@ -80,11 +88,11 @@ pub struct NewMessage<'a> {
     pub query: &'a str,
     /// The effective config at question time, which the worker answers with.
     pub model_config: &'a Value,
-    pub memory_mode: &'a str,
+    pub memory_mode: MemoryMode,
     /// Whether the caller streams (the worker then publishes deltas).
     pub stream_deltas: bool,
     /// `pending`, or `error` for a question that cannot be answered at all.
-    pub status: &'a str,
+    pub status: MessageStatus,
     pub error: &'a str,
     pub at_ms: i64,
 }
@@ -93,10 +101,11 @@ pub struct NewMessage<'a> {
 #[derive(Clone, Debug, sqlx::FromRow)]
 pub struct MessageToAnswer {
     pub id: Uuid,
+    pub app_id: Uuid,
     pub conversation_id: Uuid,
     pub query: String,
     pub model_config: Json<Value>,
-    pub memory_mode: String,
+    pub memory_mode: MemoryMode,
     pub stream_deltas: bool,
     pub stop_requested: bool,
     pub attempt: i32,
@@ -106,7 +115,7 @@ pub struct MessageToAnswer {
 /// How an answer ended.
 pub struct AnswerOutcome<'a> {
     /// `normal`, `error` or `stopped`.
-    pub status: &'a str,
+    pub status: MessageStatus,
     pub answer: &'a str,
     pub answer_tokens: i64,
     pub response_latency_ms: f64,
@@ -260,7 +269,7 @@ pub async fn start_answer(
     Ok(with_pool!(db, pool => sqlx::query_as::<_, MessageToAnswer>(
         "UPDATE messages SET status = 'streaming', attempt = attempt + 1, updated_at = $2
          WHERE id = $1 AND status IN ('pending', 'streaming')
-         RETURNING id, conversation_id, query, model_config, memory_mode, stream_deltas,
+         RETURNING id, app_id, conversation_id, query, model_config, memory_mode, stream_deltas,
                    stop_requested, attempt, created_at")
         .bind(id).bind(at_ms).fetch_optional(pool).await)?)
 }
@@ -414,9 +423,9 @@ mod tests {
                 account_id: account,
                 query,
                 model_config: &json!({"dialog_round": 3}),
-                memory_mode: "none",
+                memory_mode: MemoryMode::None,
                 stream_deltas: false,
-                status: status::PENDING,
+                status: MessageStatus::Pending,
                 error: "",
                 at_ms,
             },
@@ -429,7 +438,7 @@ mod tests {
     async fn answer(db: &Db, id: Uuid, text: &str) {
         let claimed = start_answer(db, id, 5).await.unwrap().unwrap();
         let outcome = AnswerOutcome {
-            status: status::NORMAL,
+            status: MessageStatus::Normal,
             answer: text,
             answer_tokens: 2,
             response_latency_ms: 1.5,
@@ -465,9 +474,9 @@ mod tests {
         assert_eq!(
             states,
             [
-                ("error".to_owned(), "interrupted".to_owned()),
-                ("streaming".to_owned(), String::new()),
-                ("normal".to_owned(), String::new()),
+                (MessageStatus::Error, "interrupted".to_owned()),
+                (MessageStatus::Streaming, String::new()),
+                (MessageStatus::Normal, String::new()),
             ]
         );
         assert!(
@@ -531,12 +540,12 @@ mod tests {
             error: "",
         };
         assert!(
-            !finish_answer(&db, id, 1, outcome(status::NORMAL), 13)
+            !finish_answer(&db, id, 1, outcome(MessageStatus::Normal), 13)
                 .await
                 .unwrap()
         );
         assert!(
-            finish_answer(&db, id, 2, outcome(status::NORMAL), 13)
+            finish_answer(&db, id, 2, outcome(MessageStatus::Normal), 13)
                 .await
                 .unwrap()
         );
@@ -568,7 +577,7 @@ mod tests {
         assert!(start_answer(&db, queued, 12).await.unwrap().is_none());
         assert_eq!(
             get_message(&db, queued).await.unwrap().unwrap().status,
-            "stopped"
+            MessageStatus::Stopped
         );
 
         let running = ask(&db, app, conv, account, "b", 10).await;

@@ -37,13 +37,44 @@ pub enum StoreError {
     /// A batched write's failure, shared by every caller in the batch.
     #[error(transparent)]
     Shared(Arc<StoreError>),
-    #[error("batched write: {0}")]
-    Batch(String),
+    /// The batch writer task is gone (the runtime is shutting down).
+    #[error("the {0} batch writer has stopped")]
+    BatchWriterStopped(&'static str),
+    /// A batch's flush answered for a different number of items (a bug in the flush).
+    #[error("{name}: {outputs} outputs for {items} items")]
+    BatchShape {
+        name: &'static str,
+        outputs: usize,
+        items: usize,
+    },
+    /// A value could not be encoded for the store (e.g. a queue job on the embedded store).
+    #[error("encoding a value for the store: {0}")]
+    Encode(#[from] serde_json::Error),
     #[error("cannot create the data directory {path}: {source}")]
     DataDir {
         path: String,
         source: std::io::Error,
     },
+}
+
+impl StoreError {
+    /// Whether the store could not be reached (down, restarting, out of connections), as
+    /// opposed to refusing or failing one statement.
+    pub fn is_unreachable(&self) -> bool {
+        match self {
+            Self::Sqlx(e) => matches!(
+                e,
+                sqlx::Error::Io(_)
+                    | sqlx::Error::Tls(_)
+                    | sqlx::Error::PoolTimedOut
+                    | sqlx::Error::PoolClosed
+                    | sqlx::Error::WorkerCrashed
+            ),
+            Self::Shared(inner) => inner.is_unreachable(),
+            Self::BatchWriterStopped(_) => true,
+            _ => false,
+        }
+    }
 }
 
 /// A connection pool on either backend.

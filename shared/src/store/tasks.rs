@@ -1,8 +1,6 @@
 //! Workflow tasks: one row per run holding its schema, inputs, status, result and report.
 //! The report column is the whole `IReport` as JSON, written in a few batches per run.
 
-use std::collections::{HashMap, HashSet};
-
 use serde_json::{Map, Value, value::RawValue};
 // Multi-row statements are built from placeholders only (`$1` or `?`), never from values.
 use sqlx::{AssertSqlSafe, types::Json};
@@ -10,22 +8,39 @@ use uuid::Uuid;
 
 use super::{
     Db, SqliteQuery, StoreError,
-    batch::{Batcher, placeholder, rows_sql},
+    batch::{placeholder, rows_sql},
     json::JsonText,
-    now_ms,
 };
-use crate::{config::StoreKind, with_pool, with_read_pool};
+use crate::{config::StoreKind, with_pool, with_read_pool, workflow::WorkflowStatus};
 
-/// Task statuses as stored (the FlowGram `WorkflowStatus` strings).
-pub mod status {
-    pub const PENDING: &str = "pending";
-    pub const PROCESSING: &str = "processing";
-    pub const SUCCEEDED: &str = "succeeded";
-    pub const FAILED: &str = "failed";
-    pub const CANCELED: &str = "canceled";
+crate::named_enum! {
+    /// A task's status, as stored and as the FlowGram client names it (`WorkflowStatus`).
+    pub enum TaskStatus("task status") {
+        Pending = "pending",
+        Processing = "processing",
+        Succeeded = "succeeded",
+        Failed = "failed",
+        Canceled = "canceled",
+    }
+}
 
-    pub fn is_terminal(status: &str) -> bool {
-        matches!(status, SUCCEEDED | FAILED | CANCELED)
+impl From<WorkflowStatus> for TaskStatus {
+    /// The stored status of a run the engine ended with this status.
+    fn from(status: WorkflowStatus) -> Self {
+        match status {
+            WorkflowStatus::Pending => Self::Pending,
+            WorkflowStatus::Processing => Self::Processing,
+            WorkflowStatus::Succeeded => Self::Succeeded,
+            WorkflowStatus::Failed => Self::Failed,
+            WorkflowStatus::Canceled => Self::Canceled,
+        }
+    }
+}
+
+impl TaskStatus {
+    /// Whether the task will never change again.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Self::Succeeded | Self::Failed | Self::Canceled)
     }
 }
 
@@ -43,7 +58,7 @@ pub struct TaskToRun {
 #[derive(Debug, sqlx::FromRow)]
 pub struct TaskView {
     pub owner_id: Option<Uuid>,
-    pub status: String,
+    pub status: TaskStatus,
     pub document: Option<Json<Value>>,
 }
 
@@ -52,7 +67,7 @@ pub struct TaskView {
 pub struct NewTask {
     pub id: Uuid,
     pub owner_id: Option<Uuid>,
-    pub status: &'static str,
+    pub status: TaskStatus,
     pub schema_json: String,
     pub inputs: Map<String, Value>,
     /// Set for a task rejected by validation (stored failed, never queued).
@@ -105,7 +120,7 @@ macro_rules! new_tasks_query {
     ($sql:expr, $tasks:expr) => {{
         let mut query = sqlx::query(AssertSqlSafe($sql));
         for task in $tasks {
-            let finished_at = status::is_terminal(task.status).then_some(task.at_ms);
+            let finished_at = task.status.is_terminal().then_some(task.at_ms);
             query = query
                 .bind(task.id)
                 .bind(task.owner_id)
@@ -208,7 +223,7 @@ pub async fn touch_attempt(
 pub struct FinishedTask {
     pub id: Uuid,
     pub attempt: i32,
-    pub status: &'static str,
+    pub status: TaskStatus,
     pub outputs: Map<String, Value>,
     /// The report as JSON text ([`crate::workflow::ReportHandle::to_json`]).
     pub report: Box<RawValue>,
@@ -264,61 +279,6 @@ pub async fn finish_tasks(db: &Db, tasks: &[FinishedTask]) -> Result<Vec<(Uuid, 
         }
         query.fetch_all(pool).await
     })?)
-}
-
-/// A worker's claims and final writes, group-committed across its concurrent runs (see
-/// [`super::batch`]): under load, one statement claims or finishes a whole burst of tasks.
-#[derive(Clone)]
-pub struct TaskWrites {
-    starts: Batcher<Uuid, Option<TaskToRun>>,
-    finishes: Batcher<FinishedTask, bool>,
-}
-
-impl TaskWrites {
-    /// Starts the batch writers (on the current tokio runtime).
-    pub fn new(db: Db) -> Self {
-        let starts = Batcher::spawn("start_attempts", {
-            let db = db.clone();
-            move |ids: Vec<Uuid>| {
-                let db = db.clone();
-                async move {
-                    let mut unique = ids.clone();
-                    unique.sort_unstable();
-                    unique.dedup();
-                    let mut claimed: HashMap<Uuid, TaskToRun> =
-                        start_attempts(&db, &unique, now_ms())
-                            .await?
-                            .into_iter()
-                            .map(|task| (task.id, task))
-                            .collect();
-                    // A task delivered twice in one burst is claimed once; the copy is dropped.
-                    Ok(ids.iter().map(|id| claimed.remove(id)).collect())
-                }
-            }
-        });
-        let finishes = Batcher::spawn("finish_tasks", move |tasks: Vec<FinishedTask>| {
-            let db = db.clone();
-            async move {
-                let owned: HashSet<(Uuid, i32)> =
-                    finish_tasks(&db, &tasks).await?.into_iter().collect();
-                Ok(tasks
-                    .iter()
-                    .map(|t| owned.contains(&(t.id, t.attempt)))
-                    .collect())
-            }
-        });
-        Self { starts, finishes }
-    }
-
-    /// [`start_attempt`], batched.
-    pub async fn start_attempt(&self, id: Uuid) -> Result<Option<TaskToRun>, StoreError> {
-        self.starts.submit(id).await
-    }
-
-    /// [`finish_task`], batched.
-    pub async fn finish(&self, task: FinishedTask) -> Result<bool, StoreError> {
-        self.finishes.submit(task).await
-    }
 }
 
 /// Fails a task outright (attempts exhausted, undecodable schema), whatever attempt holds it.

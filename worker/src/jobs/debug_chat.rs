@@ -15,20 +15,21 @@ use apalis::prelude::*;
 use futures::StreamExt;
 use shared::{
     chat::{
-        self, ChatEvent, MemoryMode, ModelConfig, NO_PROVIDER, StoredMessage,
+        self, ChatEvent, MemoryMode, ModelConfig, NO_PROVIDER,
         prompt::{chat_messages, chat_request, estimate_tokens, summary_request},
     },
     llm::{ChatChunk, Usage},
     queue::DebugChat,
     signals::{Signals, Subscription, channel},
     store::{
-        messages::{self, AnswerOutcome, MessageToAnswer, status},
+        messages::{self, AnswerOutcome, Message, MessageStatus, MessageToAnswer},
         now_ms,
     },
 };
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
+use super::JobError;
 use crate::state::WorkerState;
 
 #[tracing::instrument(skip_all, fields(message_id = %job.message_id))]
@@ -55,7 +56,7 @@ struct Generated {
 }
 
 /// One unit of work, callable without apalis.
-pub async fn execute(job: DebugChat, state: &WorkerState) -> anyhow::Result<()> {
+pub async fn execute(job: DebugChat, state: &WorkerState) -> Result<(), JobError> {
     let started = Instant::now();
     let id = job.message_id;
     let db = &state.db;
@@ -64,11 +65,11 @@ pub async fn execute(job: DebugChat, state: &WorkerState) -> anyhow::Result<()> 
     let mut stop = state.signals.subscribe(&channel::message_stop(id)).await?;
     let Some(message) = messages::start_answer(db, id, now_ms()).await? else {
         tracing::debug!("message is not answerable (unknown or final); job dropped");
-        release_if_gone(state, id).await?;
+        announce_final(state, id).await?;
         return Ok(());
     };
     let config = ModelConfig::from_stored(&message.model_config.0, &state.config.llm_model);
-    let memory = MemoryMode::parse(&message.memory_mode).unwrap_or(MemoryMode::DEFAULT);
+    let memory = message.memory_mode;
 
     // With long-term memory: the provider and the summary the prompt used, to fold the
     // answered round into afterwards.
@@ -244,13 +245,12 @@ impl DeltaRelay {
     fn start(signals: Signals, id: Uuid) -> Self {
         let (tx, mut rx) = mpsc::unbounded_channel::<String>();
         let task = tokio::spawn(async move {
-            let channel = channel::message_events(id);
             while let Some(mut delta) = rx.recv().await {
                 while let Ok(more) = rx.try_recv() {
                     delta.push_str(&more);
                 }
                 let event = ChatEvent::AnswerDelta { delta };
-                if let Err(e) = signals.publish(&channel, &event.to_payload()).await {
+                if let Err(e) = signals.publish_chat_event(id, &event).await {
                     tracing::warn!(error = %e, "could not publish an answer delta");
                 }
             }
@@ -282,19 +282,23 @@ async fn store_outcome(
     message: &MessageToAnswer,
     generated: &Generated,
     latency_ms: f64,
-) -> anyhow::Result<Option<StoredMessage>> {
+) -> Result<Option<Message>, JobError> {
     let (status, error, tokens) = match &generated.end {
         End::Completed(usage) => (
-            status::NORMAL,
+            MessageStatus::Normal,
             "",
             usage.as_ref().map_or_else(
                 || estimate_tokens(&generated.answer),
                 |u| u.completion_tokens,
             ),
         ),
-        End::Stopped => (status::STOPPED, "", estimate_tokens(&generated.answer)),
+        End::Stopped => (
+            MessageStatus::Stopped,
+            "",
+            estimate_tokens(&generated.answer),
+        ),
         End::Failed(reason) => (
-            status::ERROR,
+            MessageStatus::Error,
             reason.as_str(),
             estimate_tokens(&generated.answer),
         ),
@@ -314,23 +318,25 @@ async fn store_outcome(
             attempt = message.attempt,
             "the message was deleted or a newer attempt owns it; outcome discarded"
         );
-        release_if_gone(state, message.id).await?;
+        announce_final(state, message.id).await?;
         return Ok(None);
     }
-    if status == status::ERROR {
+    if status == MessageStatus::Error {
         tracing::warn!(error, "debug chat answer failed");
     }
-    Ok(Some(StoredMessage {
+    Ok(Some(Message {
         id: message.id,
+        app_id: message.app_id,
         conversation_id: message.conversation_id,
         query: message.query.clone(),
         answer: generated.answer.clone(),
         answer_tokens: i64::try_from(tokens).unwrap_or(i64::MAX),
         response_latency: latency_ms,
-        status: status.to_owned(),
+        status,
         error: error.to_owned(),
         created_at: message.created_at,
         updated_at: at_ms,
+        deleted_at: None,
     }))
 }
 
@@ -366,25 +372,35 @@ async fn remember(
     }
 }
 
-/// When the message no longer exists (its app was deleted meanwhile), wakes the request
-/// still waiting for it, which then answers `not_found` instead of waiting in vain.
-async fn release_if_gone(state: &WorkerState, id: Uuid) -> anyhow::Result<()> {
-    if messages::get_message(&state.db, id).await?.is_none() {
-        let event = ChatEvent::Error {
+/// Announces how a message this job could not answer already ended: stopped while queued
+/// (the stop of a queued message is announced only here), answered by an earlier delivery,
+/// or gone with its app (the waiting request then answers `not_found` instead of waiting in
+/// vain). A message another attempt is still answering is left to that attempt.
+async fn announce_final(state: &WorkerState, id: Uuid) -> Result<(), JobError> {
+    let event = match messages::get_message(&state.db, id).await? {
+        None => ChatEvent::Error {
             message: "the app was deleted".into(),
-        };
-        publish_final(state, id, &event).await;
-    }
+        },
+        Some(message) => match message.status {
+            MessageStatus::Normal => ChatEvent::MessageEnd {
+                stored: Some(message),
+            },
+            MessageStatus::Stopped => ChatEvent::Stopped {
+                stored: Some(message),
+            },
+            MessageStatus::Error => ChatEvent::Error {
+                message: message.error,
+            },
+            MessageStatus::Pending | MessageStatus::Streaming => return Ok(()),
+        },
+    };
+    publish_final(state, id, &event).await;
     Ok(())
 }
 
 /// Wakes the API request waiting for this message. The store already holds the outcome.
 async fn publish_final(state: &WorkerState, id: Uuid, event: &ChatEvent) {
-    if let Err(e) = state
-        .signals
-        .publish(&channel::message_events(id), &event.to_payload())
-        .await
-    {
+    if let Err(e) = state.signals.publish_chat_event(id, event).await {
         tracing::warn!(error = %e, "could not publish the end of the chat");
     }
 }

@@ -2,3 +2,18 @@
 
 pub mod debug_chat;
 pub mod run_workflow;
+
+use shared::{signals::SignalError, store::StoreError};
+
+/// Why a job failed: apalis then delivers it again (up to the attempt limit). Only faults of
+/// the store or the signal bus get here; a run or a chat that fails on its own terms is
+/// stored as failed and its job succeeds.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Signal(#[from] SignalError),
+    #[error("encoding a report: {0}")]
+    Encode(#[from] serde_json::Error),
+}

@@ -12,15 +12,22 @@ use std::time::Duration;
 
 use apalis::prelude::*;
 use futures::StreamExt;
-use serde_json::Value;
+use serde_json::{Map, Value};
 use shared::{
     queue::RunWorkflow,
     signals::{TaskDone, channel},
-    store::{batch::refuses_a_value, now_ms, tasks},
-    workflow::{Report, ReportHandle, WorkflowStatus, parse_schema_cached},
+    store::{
+        batch::refuses_a_value,
+        now_ms,
+        tasks::{self, TaskStatus},
+    },
+    workflow::{Report, ReportHandle, parse_schema_cached},
 };
 use tokio_util::sync::CancellationToken;
 
+use uuid::Uuid;
+
+use super::JobError;
 use crate::state::WorkerState;
 
 /// How often a changing report is written while the run is in progress.
@@ -37,15 +44,17 @@ pub async fn run_workflow(job: RunWorkflow, state: Data<WorkerState>) -> Result<
 }
 
 /// One unit of work, callable without apalis (tests step it directly).
-pub async fn execute(job: RunWorkflow, state: &WorkerState) -> anyhow::Result<()> {
+pub async fn execute(job: RunWorkflow, state: &WorkerState) -> Result<(), JobError> {
     let id = job.task_id;
     let db = &state.db;
     // Subscribe before claiming the task: a cancel published after the claim is then seen,
     // and one stored before it comes back in the claim's `cancel_requested`.
     let mut cancel_signal = state.signals.subscribe(&channel::task_cancel(id)).await?;
     let Some(task) = state.tasks.start_attempt(id).await? else {
-        // Unknown, canceled while queued, or already finished by an earlier delivery.
+        // Unknown, canceled while queued, or already finished by an earlier delivery: the
+        // outcome is announced again (the cancel of a queued task is announced only here).
         tracing::debug!("task is not runnable; job dropped");
+        announce_outcome(state, id).await?;
         return Ok(());
     };
     tracing::info!("task {id} attempt {} started", task.attempt);
@@ -58,7 +67,7 @@ pub async fn execute(job: RunWorkflow, state: &WorkerState) -> anyhow::Result<()
         let report =
             Report::validation_failed(&id.to_string(), task.inputs.0.clone(), &[message], now_ms());
         tasks::fail_task(db, id, &serde_json::to_value(&report)?, now_ms()).await?;
-        notify_done(state, id, tasks::status::FAILED, &Default::default()).await;
+        notify_done(state, id, TaskStatus::Failed, Map::new()).await;
         return Ok(());
     }
 
@@ -76,7 +85,7 @@ pub async fn execute(job: RunWorkflow, state: &WorkerState) -> anyhow::Result<()
             // The API validated it before queueing; only a corrupted row gets here.
             let failed = Report::validation_failed(&id.to_string(), inputs, &errors, now_ms());
             tasks::fail_task(db, id, &serde_json::to_value(&failed)?, now_ms()).await?;
-            notify_done(state, id, tasks::status::FAILED, &Default::default()).await;
+            notify_done(state, id, TaskStatus::Failed, Map::new()).await;
             return Ok(());
         }
     };
@@ -120,11 +129,7 @@ pub async fn execute(job: RunWorkflow, state: &WorkerState) -> anyhow::Result<()
         }
     };
 
-    let final_status = match outcome.status {
-        WorkflowStatus::Succeeded => tasks::status::SUCCEEDED,
-        WorkflowStatus::Canceled => tasks::status::CANCELED,
-        _ => tasks::status::FAILED,
-    };
+    let final_status = TaskStatus::from(outcome.status);
     let final_report = report.to_json()?;
     let finished = state
         .tasks
@@ -147,14 +152,14 @@ pub async fn execute(job: RunWorkflow, state: &WorkerState) -> anyhow::Result<()
             let failed =
                 Report::validation_failed(&id.to_string(), inputs_copy, &[message], now_ms());
             if tasks::fail_task(db, id, &serde_json::to_value(&failed)?, now_ms()).await? {
-                notify_done(state, id, tasks::status::FAILED, &Default::default()).await;
+                notify_done(state, id, TaskStatus::Failed, Map::new()).await;
             }
             return Ok(());
         }
         Err(error) => return Err(error.into()),
     };
     if owned {
-        notify_done(state, id, final_status, &outcome.outputs).await;
+        notify_done(state, id, final_status, outcome.outputs).await;
     } else {
         tracing::warn!(
             attempt = task.attempt,
@@ -168,16 +173,26 @@ pub async fn execute(job: RunWorkflow, state: &WorkerState) -> anyhow::Result<()
 /// carries the status and result too, so a waiting request need not read them back.
 async fn notify_done(
     state: &WorkerState,
-    id: uuid::Uuid,
-    status: &str,
-    outputs: &serde_json::Map<String, Value>,
+    id: Uuid,
+    status: TaskStatus,
+    outputs: Map<String, Value>,
 ) {
-    let payload = serde_json::to_string(&TaskDone { status, outputs }).unwrap_or_default();
-    if let Err(e) = state
-        .signals
-        .publish(&channel::task_done(id), &payload)
-        .await
-    {
+    let done = TaskDone { status, outputs };
+    if let Err(e) = state.signals.publish_task_done(id, &done).await {
         tracing::warn!(error = %e, "could not publish task completion");
     }
+}
+
+/// Announces the outcome of a task that is already terminal (see [`notify_done`]).
+async fn announce_outcome(state: &WorkerState, id: Uuid) -> Result<(), JobError> {
+    if let Some(view) = tasks::get_task_result(&state.db, id).await?
+        && view.status.is_terminal()
+    {
+        let outputs = match view.document.map(|d| d.0) {
+            Some(Value::Object(outputs)) => outputs,
+            _ => Map::new(),
+        };
+        notify_done(state, id, view.status, outputs).await;
+    }
+    Ok(())
 }

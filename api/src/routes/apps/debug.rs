@@ -27,7 +27,7 @@ use shared::{
     signals::{StoreChecks, Subscription, channel},
     store::{
         Db,
-        messages::{self, NewMessage, StopOutcome, status},
+        messages::{self, MessageStatus, NewMessage, StopOutcome},
         now_ms,
     },
 };
@@ -129,7 +129,7 @@ async fn debug_chat(
         account_id: account.id,
         query: &query,
         model_config: &config.model_config.0,
-        memory_mode: &config.memory_mode,
+        memory_mode: config.memory_mode,
         stream_deltas: stream,
         status,
         error,
@@ -137,7 +137,7 @@ async fn debug_chat(
     };
     if chat::provider_base_url(&state.config).is_none() {
         // Kept, so the question is not lost; answered with what to configure.
-        messages::insert_message(&state.db, message(status::ERROR, NO_PROVIDER)).await?;
+        messages::insert_message(&state.db, message(MessageStatus::Error, NO_PROVIDER)).await?;
         return Err(ApiError::fail(NO_PROVIDER));
     }
 
@@ -147,7 +147,7 @@ async fn debug_chat(
         .subscribe(&channel::message_events(id))
         .await
         .map_err(|e| ApiError::Internal(e.into()))?;
-    messages::insert_message(&state.db, message(status::PENDING, "")).await?;
+    messages::insert_message(&state.db, message(MessageStatus::Pending, "")).await?;
     if let Err(error) = state.queues.push(DebugChat { message_id: id }).await {
         // Stored, so accepted: the workers' re-queue sweep pushes it once the queue is back,
         // and this request goes on waiting for the answer.
@@ -162,10 +162,10 @@ async fn debug_chat(
         );
     }
     let message = wait_for_answer(&state.db, id, events, checks).await?;
-    match message.status.as_str() {
-        status::NORMAL | status::STOPPED => Ok(Envelope::ok(message).into_response()),
-        status::ERROR => Err(ApiError::fail(message.error)),
-        _ => Err(ApiError::fail(STILL_ANSWERING)),
+    match message.status {
+        MessageStatus::Normal | MessageStatus::Stopped => Ok(Envelope::ok(message).into_response()),
+        MessageStatus::Error => Err(ApiError::fail(message.error)),
+        MessageStatus::Pending | MessageStatus::Streaming => Err(ApiError::fail(STILL_ANSWERING)),
     }
 }
 
@@ -233,7 +233,7 @@ async fn next_event(
             }
             _ = checks.due() => {
                 match messages::get_message(db, id).await? {
-                    Some(message) if !status::is_final(&message.status) => {}
+                    Some(message) if !message.status.is_final() => {}
                     // Final, or gone (the app was deleted): `outcome` reads which.
                     _ => return Ok(Next::Answered),
                 }
@@ -259,11 +259,13 @@ async fn final_event(db: &Db, id: Uuid, last: Option<ChatEvent>) -> Event {
         }
         Err(e) => return sse_event("error", json!({"id": id, "message": e.to_string()})),
     };
-    match message.status.as_str() {
-        status::NORMAL => sse_event("message_end", json!({ "message": message })),
-        status::STOPPED => sse_event("stopped", json!({"id": id, "message": message})),
-        status::ERROR => sse_event("error", json!({"id": id, "message": message.error})),
-        _ => sse_event("error", json!({"id": id, "message": STILL_ANSWERING})),
+    match message.status {
+        MessageStatus::Normal => sse_event("message_end", json!({ "message": message })),
+        MessageStatus::Stopped => sse_event("stopped", json!({"id": id, "message": message})),
+        MessageStatus::Error => sse_event("error", json!({"id": id, "message": message.error})),
+        MessageStatus::Pending | MessageStatus::Streaming => {
+            sse_event("error", json!({"id": id, "message": STILL_ANSWERING}))
+        }
     }
 }
 
@@ -328,18 +330,11 @@ async fn stop_debug_message(
 ) -> ApiResult<Empty> {
     let detail = owned_app(&state, &account, app_id).await?;
     debug_message(&state, &detail, message_id).await?;
-    let signal = match messages::request_stop(&state.db, message_id, now_ms()).await? {
-        StopOutcome::StoppedQueued => Some((
-            channel::message_events(message_id),
-            ChatEvent::Stopped { stored: None }.to_payload(),
-        )),
-        StopOutcome::Requested => Some((channel::message_stop(message_id), String::new())),
-        StopOutcome::AlreadyFinished | StopOutcome::Unknown => None,
-    };
     // The request is in the store, where the worker also looks; the signal makes it
-    // immediate, so a bus outage does not fail the stop.
-    if let Some((channel, payload)) = signal {
-        match state.signals.publish(&channel, &payload).await {
+    // immediate, so a bus outage does not fail the stop. A question still queued is stopped
+    // in the store at once; the worker that meets its job announces the end.
+    if messages::request_stop(&state.db, message_id, now_ms()).await? == StopOutcome::Requested {
+        match state.signals.publish_message_stop(message_id).await {
             Ok(()) => tracing::info!("stop requested"),
             Err(error) => tracing::warn!(%error, "stop recorded, but not signalled"),
         }

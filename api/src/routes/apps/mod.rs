@@ -88,7 +88,7 @@ async fn create_app(
             description: &fields.description,
             draft_id: Uuid::new_v4(),
             model_config: &config,
-            memory_mode: MemoryMode::DEFAULT.as_str(),
+            memory_mode: MemoryMode::DEFAULT,
             at_ms: now_ms(),
         },
     )
@@ -290,7 +290,7 @@ async fn memory_conversation(
     let detail = owned_app(state, account, id).await?;
     let memory_on = detail
         .effective_config()
-        .is_some_and(|c| c.memory_mode == MemoryMode::LongTermMemory.as_str());
+        .is_some_and(|c| c.memory_mode == MemoryMode::LongTermMemory);
     if !memory_on {
         return Err(ApiError::fail(MEMORY_OFF));
     }

@@ -2,10 +2,10 @@
 
 use serde::Serialize;
 use shared::{
-    chat::{ModelConfig, StoredMessage},
+    chat::{MemoryMode, ModelConfig},
     store::{
-        apps::{App, AppConfig, AppDetail, AppListItem},
-        messages::{Conversation, Message},
+        apps::{App, AppConfig, AppDetail, AppListItem, ConfigStatus},
+        messages::{Conversation, Message, MessageStatus},
     },
 };
 use utoipa::ToSchema;
@@ -27,10 +27,10 @@ pub struct AppConfigView {
     pub model_config: ModelConfig,
     /// `long_term_memory` or `none`.
     #[schema(example = "long_term_memory")]
-    pub memory_mode: String,
+    pub memory_mode: MemoryMode,
     /// `drafted` or `published`.
-    #[schema(example = "drafted")]
-    pub status: String,
+    #[schema(value_type = String, example = "drafted")]
+    pub status: ConfigStatus,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -158,8 +158,8 @@ pub struct MessageView {
     #[schema(example = 812.5)]
     pub response_latency: f64,
     /// `pending`, `streaming`, `normal`, `error` or `stopped`.
-    #[schema(example = "normal")]
-    pub status: String,
+    #[schema(value_type = String, example = "normal")]
+    pub status: MessageStatus,
     /// Why the answer failed; `""` otherwise.
     pub error: String,
     pub created_at: i64,
@@ -168,23 +168,6 @@ pub struct MessageView {
 
 impl From<Message> for MessageView {
     fn from(m: Message) -> Self {
-        Self {
-            id: m.id,
-            conversation_id: m.conversation_id,
-            query: m.query,
-            answer: m.answer,
-            answer_tokens: m.answer_tokens,
-            response_latency: m.response_latency,
-            status: m.status,
-            error: m.error,
-            created_at: secs(m.created_at),
-            updated_at: secs(m.updated_at),
-        }
-    }
-}
-
-impl From<StoredMessage> for MessageView {
-    fn from(m: StoredMessage) -> Self {
         Self {
             id: m.id,
             conversation_id: m.conversation_id,

@@ -5,8 +5,11 @@ use axum::{extract::FromRequestParts, http::request::Parts};
 use shared::config::TaskAuth;
 use uuid::Uuid;
 
-use super::error::TaskError;
-use crate::{extract::auth::MaybeAccount, state::AppState};
+use crate::{
+    error::{ApiError, Bare},
+    extract::auth::MaybeAccount,
+    state::AppState,
+};
 
 /// The caller of a task route: an account, or anonymous.
 #[derive(Debug, Clone, Copy)]
@@ -19,19 +22,18 @@ impl TaskCaller {
 }
 
 impl FromRequestParts<AppState> for TaskCaller {
-    type Rejection = TaskError;
+    type Rejection = Bare;
 
     async fn from_request_parts(
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let account = MaybeAccount::from_request_parts(parts, state)
-            .await
-            .map_err(|e| TaskError::Unauthorized(e.to_string()))?;
+        // A rejected token stays a 401; a store fault while checking it stays a fault.
+        let account = MaybeAccount::from_request_parts(parts, state).await?;
         match (account.id(), state.config.task_auth) {
-            (None, TaskAuth::Required) => Err(TaskError::Unauthorized(
-                "an access token is required (Authorization: Bearer <access_token>)".into(),
-            )),
+            (None, TaskAuth::Required) => Err(Bare(ApiError::unauthorized(
+                "an access token is required (Authorization: Bearer <access_token>)",
+            ))),
             (id, _) => Ok(TaskCaller(id)),
         }
     }

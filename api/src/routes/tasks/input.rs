@@ -7,7 +7,7 @@ use serde_json::{Map, Value};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use super::error::TaskError;
+use crate::error::{ApiError, Bare};
 
 /// `{schema, inputs}` of run and validate.
 #[derive(Debug, ToSchema)]
@@ -20,45 +20,63 @@ pub struct TaskRunInput {
 }
 
 impl TaskRunInput {
-    pub fn parse(body: &Bytes) -> Result<Self, TaskError> {
+    pub fn parse(body: &Bytes) -> Result<Self, Bare> {
         if body.iter().all(u8::is_ascii_whitespace) {
-            return Err(TaskError::Invalid(
-                "request body is required: {\"schema\": string, \"inputs\": object}".into(),
-            ));
+            return Err(Bare(ApiError::malformed(
+                "body",
+                "request body is required: {\"schema\": string, \"inputs\": object}",
+            )));
         }
-        let value: Value = serde_json::from_slice(body)
-            .map_err(|e| TaskError::Invalid(format!("request body is not valid JSON: {e}")))?;
+        let value: Value = serde_json::from_slice(body).map_err(|e| {
+            Bare(ApiError::malformed(
+                "body",
+                format!("request body is not valid JSON: {e}"),
+            ))
+        })?;
         let Value::Object(mut fields) = value else {
-            return Err(TaskError::Invalid(
-                "request body must be a JSON object".into(),
-            ));
+            return Err(Bare(ApiError::malformed(
+                "body",
+                "request body must be a JSON object",
+            )));
         };
         let schema = match fields.remove("schema") {
             None | Some(Value::Null) => {
-                return Err(TaskError::Invalid("schema is required".into()));
+                return Err(Bare(ApiError::malformed("schema", "schema is required")));
             }
             Some(Value::String(s)) => s,
             Some(_) => {
-                return Err(TaskError::Invalid(
-                    "schema must be a string holding the workflow JSON".into(),
-                ));
+                return Err(Bare(ApiError::malformed(
+                    "schema",
+                    "schema must be a string holding the workflow JSON",
+                )));
             }
         };
         let inputs = match fields.remove("inputs") {
             None | Some(Value::Null) => {
-                return Err(TaskError::Invalid("inputs is required".into()));
+                return Err(Bare(ApiError::malformed("inputs", "inputs is required")));
             }
             Some(Value::Object(m)) => m,
-            Some(_) => return Err(TaskError::Invalid("inputs must be an object".into())),
+            Some(_) => {
+                return Err(Bare(ApiError::malformed(
+                    "inputs",
+                    "inputs must be an object",
+                )));
+            }
         };
         // The document itself must at least be a JSON object; the workflow validators judge
         // the rest (and a task that fails them is stored as failed, decision 5).
         // Checked without building the document: the validators parse it (or find it cached).
         if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(&schema) {
-            return Err(TaskError::Invalid(format!("schema is not valid JSON: {e}")));
+            return Err(Bare(ApiError::malformed(
+                "schema",
+                format!("schema is not valid JSON: {e}"),
+            )));
         }
         if !schema.trim_start().starts_with('{') {
-            return Err(TaskError::Invalid("schema must be a JSON object".into()));
+            return Err(Bare(ApiError::malformed(
+                "schema",
+                "schema must be a JSON object",
+            )));
         }
         Ok(Self { schema, inputs })
     }
@@ -72,14 +90,20 @@ pub struct TaskCancelInput {
 }
 
 impl TaskCancelInput {
-    pub fn parse(body: &Bytes) -> Result<Self, TaskError> {
+    pub fn parse(body: &Bytes) -> Result<Self, Bare> {
         let value: Value = serde_json::from_slice(body).map_err(|_| {
-            TaskError::Invalid("request body must be JSON: {\"taskID\": string}".into())
+            Bare(ApiError::malformed(
+                "body",
+                "request body must be JSON: {\"taskID\": string}",
+            ))
         })?;
         match value.get("taskID") {
             Some(Value::String(s)) => Ok(Self { task_id: s.clone() }),
-            Some(_) => Err(TaskError::Invalid("taskID must be a string".into())),
-            None => Err(TaskError::Invalid("taskID is required".into())),
+            Some(_) => Err(Bare(ApiError::malformed(
+                "taskID",
+                "taskID must be a string",
+            ))),
+            None => Err(Bare(ApiError::malformed("taskID", "taskID is required"))),
         }
     }
 }
@@ -100,26 +124,34 @@ pub struct TaskQuery {
 impl TaskQuery {
     pub fn from_query(
         query: Result<Query<TaskQuery>, axum::extract::rejection::QueryRejection>,
-    ) -> Result<Self, TaskError> {
-        query
-            .map(|Query(q)| q)
-            .map_err(|e| TaskError::Invalid(format!("invalid query: {}", e.body_text())))
+    ) -> Result<Self, Bare> {
+        query.map(|Query(q)| q).map_err(|e| {
+            Bare(ApiError::malformed(
+                "query",
+                format!("invalid query: {}", e.body_text()),
+            ))
+        })
     }
 
     /// The task named by `taskID`: the raw text (for messages) and its id.
-    pub fn task(&self) -> Result<(&str, Uuid), TaskError> {
+    pub fn task(&self) -> Result<(&str, Uuid), Bare> {
         let raw = self
             .task_id
             .as_deref()
             .filter(|s| !s.is_empty())
-            .ok_or_else(|| TaskError::Invalid("taskID is required".into()))?;
+            .ok_or_else(|| Bare(ApiError::malformed("taskID", "taskID is required")))?;
         Ok((raw, parse_task_id(raw)?))
     }
 }
 
 /// A task id from the wire: anything that is not a UUID names no task.
-fn parse_task_id(raw: &str) -> Result<Uuid, TaskError> {
-    Uuid::parse_str(raw).map_err(|_| TaskError::NotFound(raw.to_owned()))
+fn parse_task_id(raw: &str) -> Result<Uuid, Bare> {
+    Uuid::parse_str(raw).map_err(|_| Bare(task_not_found(raw)))
+}
+
+/// The answer for a task id that names no task the caller may see.
+pub fn task_not_found(raw_id: &str) -> ApiError {
+    ApiError::not_found(format!("task {raw_id} not found"))
 }
 
 #[cfg(test)]

@@ -6,10 +6,7 @@
 //! editor's client works unchanged; errors are `{code, message}` with real statuses.
 
 mod caller;
-mod error;
 mod input;
-mod recent;
-mod submit;
 
 use std::time::Duration;
 
@@ -25,7 +22,7 @@ use shared::{
     signals::{TaskDone, channel},
     store::{
         now_ms,
-        tasks::{self, CancelOutcome, NewTask, TaskView, status},
+        tasks::{self, CancelOutcome, NewTask, TaskStatus, TaskView},
     },
     workflow::{Report, StatusData, WorkflowStatus, parse_schema_cached, validate_inputs},
 };
@@ -34,12 +31,12 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
 pub use caller::TaskCaller;
-pub use error::{TaskError, TaskErrorBody};
-use input::{TaskCancelInput, TaskQuery, TaskRunInput};
-pub use recent::RecentTasks;
-pub use submit::{TaskSubmitter, submitter};
+use input::{TaskCancelInput, TaskQuery, TaskRunInput, task_not_found};
 
-use crate::state::AppState;
+use crate::{
+    error::{ApiError, Bare, TaskErrorBody},
+    state::AppState,
+};
 
 /// Longest a result request may wait for the task to finish.
 const MAX_WAIT: Duration = Duration::from_secs(30);
@@ -94,7 +91,7 @@ async fn run_task(
     State(state): State<AppState>,
     caller: TaskCaller,
     body: Bytes,
-) -> Result<Json<TaskRunOutput>, TaskError> {
+) -> Result<Json<TaskRunOutput>, Bare> {
     let input = TaskRunInput::parse(&body)?;
     // Time-ordered: new rows go to the end of the id index instead of a random page of it,
     // which keeps each batch's writes to a few pages (SQLite's WAL, Postgres's B-tree).
@@ -103,16 +100,16 @@ async fn run_task(
     let validation = validate(&input);
     let (task_status, report) = match &validation {
         Ok(()) => (
-            status::PENDING,
+            TaskStatus::Pending,
             Report::new(&id.to_string(), input.inputs.clone(), at),
         ),
         Err(errors) => (
-            status::FAILED,
+            TaskStatus::Failed,
             Report::validation_failed(&id.to_string(), input.inputs.clone(), errors, at),
         ),
     };
     let report =
-        serde_json::value::to_raw_value(&report).map_err(|e| TaskError::Unavailable(e.into()))?;
+        serde_json::value::to_raw_value(&report).map_err(|e| ApiError::Internal(e.into()))?;
     if validation.is_ok() {
         state.recent_tasks.remember(id, caller.account_id());
     }
@@ -142,20 +139,16 @@ fn may_see(owner: Option<Uuid>, caller: &TaskCaller) -> bool {
 }
 
 /// Checks ownership of a stored task: someone else's task is an unknown task.
-fn visible(
-    view: Option<TaskView>,
-    caller: &TaskCaller,
-    raw_id: &str,
-) -> Result<TaskView, TaskError> {
+fn visible(view: Option<TaskView>, caller: &TaskCaller, raw_id: &str) -> Result<TaskView, Bare> {
     match view {
         Some(v) if may_see(v.owner_id, caller) => Ok(v),
-        _ => Err(TaskError::NotFound(raw_id.to_owned())),
+        _ => Err(Bare(task_not_found(raw_id))),
     }
 }
 
 /// The result body of a stored task: its outputs once terminal, `null` before.
 fn result_body(view: TaskView) -> Value {
-    if status::is_terminal(&view.status) {
+    if view.status.is_terminal() {
         view.document.map(|d| d.0).unwrap_or(Value::Null)
     } else {
         Value::Null
@@ -165,7 +158,7 @@ fn result_body(view: TaskView) -> Value {
 /// The outputs carried by a task's completion message, if it reads as a terminal outcome.
 fn outcome_outputs(message: &str) -> Option<Value> {
     let TaskDone { status, outputs } = serde_json::from_str::<TaskDone>(message).ok()?;
-    status::is_terminal(&status).then_some(Value::Object(outputs))
+    status.is_terminal().then_some(Value::Object(outputs))
 }
 
 /// A task's result: the end node's outputs (TaskResult).
@@ -182,7 +175,7 @@ async fn get_task_result(
     State(state): State<AppState>,
     caller: TaskCaller,
     query: Result<Query<TaskQuery>, QueryRejection>,
-) -> Result<Json<Value>, TaskError> {
+) -> Result<Json<Value>, Bare> {
     let query = TaskQuery::from_query(query)?;
     let (raw, id) = query.task()?;
     let wait = query
@@ -198,12 +191,12 @@ async fn get_task_result(
         .signals
         .subscribe(&channel::task_done(id))
         .await
-        .map_err(|e| TaskError::Unavailable(e.into()))?;
+        .map_err(|e| ApiError::Internal(e.into()))?;
     match state.recent_tasks.get(id) {
         // Queued by this process: the owner is known, and an outcome that came before the
         // subscription is recorded (`RecentTasks`), so the store need not be read.
         Some(task) if !may_see(task.owner, &caller) => {
-            return Err(TaskError::NotFound(raw.into()));
+            return Err(Bare(task_not_found(raw)));
         }
         Some(task) => {
             if let Some(outputs) = task.outcome.as_deref().and_then(outcome_outputs) {
@@ -212,7 +205,7 @@ async fn get_task_result(
         }
         None => {
             let view = visible(tasks::get_task_result(&state.db, id).await?, &caller, raw)?;
-            if status::is_terminal(&view.status) {
+            if view.status.is_terminal() {
                 return Ok(Json(result_body(view)));
             }
         }
@@ -233,7 +226,7 @@ async fn get_task_result(
             }
             _ = checks.due() => {
                 let view = visible(tasks::get_task_result(&state.db, id).await?, &caller, raw)?;
-                if status::is_terminal(&view.status) {
+                if view.status.is_terminal() {
                     return Ok(Json(result_body(view)));
                 }
             }
@@ -255,7 +248,7 @@ async fn get_task_report(
     State(state): State<AppState>,
     caller: TaskCaller,
     query: Result<Query<TaskQuery>, QueryRejection>,
-) -> Result<Json<Value>, TaskError> {
+) -> Result<Json<Value>, Bare> {
     let query = TaskQuery::from_query(query)?;
     let (raw, id) = query.task()?;
     let view = visible(tasks::get_task_report(&state.db, id).await?, &caller, raw)?;
@@ -272,7 +265,7 @@ async fn cancel_task(
     State(state): State<AppState>,
     caller: TaskCaller,
     body: Bytes,
-) -> Result<Json<TaskCancelOutput>, TaskError> {
+) -> Result<Json<TaskCancelOutput>, Bare> {
     let input = TaskCancelInput::parse(&body)?;
     let Ok(id) = Uuid::parse_str(&input.task_id) else {
         return Ok(Json(TaskCancelOutput { success: false }));
@@ -295,25 +288,16 @@ async fn cancel_task(
     .await?;
     // The request is in the store, where the worker also finds it (at its next progress
     // write); the signal only makes it immediate, so a bus outage does not fail the cancel.
-    let signal = match outcome {
+    // A queued task is canceled in the store at once; the worker that meets its job
+    // announces the outcome.
+    match outcome {
         CancelOutcome::Unknown => return Ok(Json(TaskCancelOutput { success: false })),
-        CancelOutcome::Requested => Some((channel::task_cancel(id), String::new())),
-        CancelOutcome::CanceledQueued => {
-            let done = TaskDone {
-                status: status::CANCELED,
-                outputs: Map::new(),
-            };
-            Some((
-                channel::task_done(id),
-                serde_json::to_string(&done).unwrap_or_default(),
-            ))
+        CancelOutcome::Requested => {
+            if let Err(error) = state.signals.publish_task_cancel(id).await {
+                tracing::warn!(%error, task_id = %id, "cancel recorded, but not signalled");
+            }
         }
-        CancelOutcome::AlreadyFinished => None,
-    };
-    if let Some((channel, payload)) = signal
-        && let Err(error) = state.signals.publish(&channel, &payload).await
-    {
-        tracing::warn!(%error, task_id = %id, "cancel recorded, but not signalled");
+        CancelOutcome::CanceledQueued | CancelOutcome::AlreadyFinished => {}
     }
     Ok(Json(TaskCancelOutput { success: true }))
 }
@@ -337,7 +321,7 @@ fn canceled_report(id: Uuid, pending: Option<Value>, at: i64) -> Value {
 #[utoipa::path(post, path = "/api/task/validate", tag = "task",
     request_body = TaskRunInput,
     responses((status = 200, body = TaskValidateOutput), (status = 400, body = TaskErrorBody)))]
-async fn validate_task(body: Bytes) -> Result<Json<TaskValidateOutput>, TaskError> {
+async fn validate_task(body: Bytes) -> Result<Json<TaskValidateOutput>, Bare> {
     let input = TaskRunInput::parse(&body)?;
     Ok(Json(match validate(&input) {
         Ok(()) => TaskValidateOutput {

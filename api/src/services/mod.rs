@@ -1,0 +1,8 @@
+//! What the routes stand on beyond the store and the queues: the group-committed task
+//! submission and the cache of recent task outcomes that answers long polls.
+
+pub mod recent_tasks;
+pub mod task_submission;
+
+pub use recent_tasks::RecentTasks;
+pub use task_submission::{TaskSubmitter, submitter};
