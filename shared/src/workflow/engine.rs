@@ -178,7 +178,7 @@ impl Engine {
             Ending::TimedOut => {
                 report.error_message(&format!(
                     "Run exceeded the time limit of {} (max_run_time)",
-                    describe_duration(max_run_time)
+                    limits::describe_duration(max_run_time)
                 ));
                 report.cancel_processing_nodes();
                 report.workflow_finish(WorkflowStatus::Failed);
@@ -199,17 +199,6 @@ enum Ending {
     Failed,
     TimedOut,
     Canceled,
-}
-
-/// `1.5s`, `60s`, `100ms`: how limits are named in messages.
-pub(crate) fn describe_duration(d: std::time::Duration) -> String {
-    if d.subsec_millis() == 0 && d.as_secs() > 0 {
-        format!("{}s", d.as_secs())
-    } else if d.as_secs() == 0 {
-        format!("{}ms", d.as_millis())
-    } else {
-        format!("{:.3}s", d.as_secs_f64())
-    }
 }
 
 /// State shared by every layer of one run.
