@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::engine::{self, RunCtx};
 use super::engine_config::EngineConfig;
+use super::node_error::NodeError;
 use super::report::SnapshotSlot;
 use super::schema::Node;
 use super::scope::Scope;
@@ -40,37 +41,6 @@ impl NodeOutput {
     pub fn with_branch(mut self, branch: impl Into<String>) -> Self {
         self.branch = Some(branch.into());
         self
-    }
-}
-
-/// A node failure; the message is what the report shows.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{message}")]
-pub struct NodeError {
-    message: String,
-}
-
-impl NodeError {
-    pub fn new(message: impl Into<String>) -> Self {
-        NodeError {
-            message: message.into(),
-        }
-    }
-
-    pub fn message(&self) -> &str {
-        &self.message
-    }
-}
-
-impl From<String> for NodeError {
-    fn from(message: String) -> Self {
-        NodeError::new(message)
-    }
-}
-
-impl From<&str> for NodeError {
-    fn from(message: &str) -> Self {
-        NodeError::new(message)
     }
 }
 

@@ -9,7 +9,8 @@ use async_trait::async_trait;
 use serde_json::{Map, Value};
 
 use crate::workflow::js;
-use crate::workflow::registry::{NodeContext, NodeError, NodeExecutor, NodeOutput};
+use crate::workflow::node_error::NodeError;
+use crate::workflow::registry::{NodeContext, NodeExecutor, NodeOutput};
 use crate::workflow::sandbox::{self, ScriptError, ScriptLimits};
 
 pub struct CodeExecutor;

@@ -7,7 +7,8 @@ use serde_json::{Map, Value, json};
 use crate::llm::LlmError;
 use crate::workflow::egress::EgressError;
 use crate::workflow::js;
-use crate::workflow::registry::{NodeContext, NodeError, NodeExecutor, NodeOutput};
+use crate::workflow::node_error::NodeError;
+use crate::workflow::registry::{NodeContext, NodeExecutor, NodeOutput};
 
 pub struct LlmExecutor;
 
