@@ -25,6 +25,7 @@
 pub mod egress;
 mod engine;
 mod engine_config;
+mod executor;
 mod input_validation;
 pub mod js;
 mod limits;
@@ -42,8 +43,9 @@ pub mod value;
 
 pub use engine::{Engine, RunOutcome, validate_inputs};
 pub use engine_config::EngineConfig;
+pub use executor::{BlockFailed, NodeContext, NodeExecutor, NodeHandle, NodeOutput};
 pub use node_error::NodeError;
-pub use registry::{BlockFailed, NodeContext, NodeExecutor, NodeHandle, NodeOutput, NodeRegistry};
+pub use registry::NodeRegistry;
 pub use report::{
     Message, MessageType, Messages, NodeReport, Report, ReportHandle, Snapshot, StatusData,
     WorkflowStatus, now_ms,

@@ -2,8 +2,8 @@
 
 use async_trait::async_trait;
 
+use crate::workflow::executor::{NodeContext, NodeExecutor, NodeOutput};
 use crate::workflow::node_error::NodeError;
-use crate::workflow::registry::{NodeContext, NodeExecutor, NodeOutput};
 
 pub struct EndExecutor;
 

@@ -6,9 +6,9 @@ use serde_json::{Map, Value, json};
 
 use crate::llm::LlmError;
 use crate::workflow::egress::EgressError;
+use crate::workflow::executor::{NodeContext, NodeExecutor, NodeOutput};
 use crate::workflow::js;
 use crate::workflow::node_error::NodeError;
-use crate::workflow::registry::{NodeContext, NodeExecutor, NodeOutput};
 
 pub struct LlmExecutor;
 
