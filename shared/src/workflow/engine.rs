@@ -17,9 +17,11 @@ use tokio_util::sync::CancellationToken;
 
 use super::egress;
 use super::engine_config::EngineConfig;
+use super::executor::{BlockFailed, NodeContext, NodeExecutor, NodeOutput, RunServices};
 use super::input_validation;
 use super::limits;
-use super::registry::{NodeContext, NodeError, NodeExecutor, NodeOutput, NodeRegistry};
+use super::node_error::NodeError;
+use super::registry::NodeRegistry;
 use super::report::{Report, ReportHandle, SnapshotSlot, WorkflowStatus, now_ms};
 use super::schema::{Document, Node, PlannedValue, WorkflowSchema};
 use super::scope::{self, Scope, Variable};
@@ -60,13 +62,13 @@ pub struct Engine {
     inner: Arc<EngineInner>,
 }
 
-pub(crate) struct EngineInner {
-    pub config: EngineConfig,
-    pub registry: NodeRegistry,
+struct EngineInner {
+    config: EngineConfig,
+    registry: NodeRegistry,
     /// For the http node: resolves through the egress policy.
-    pub egress_client: reqwest::Client,
+    egress_client: reqwest::Client,
     /// For the llm node: behind the same egress policy.
-    pub llm: LlmClient,
+    llm: LlmClient,
 }
 
 impl std::fmt::Debug for Engine {
@@ -178,7 +180,7 @@ impl Engine {
             Ending::TimedOut => {
                 report.error_message(&format!(
                     "Run exceeded the time limit of {} (max_run_time)",
-                    describe_duration(max_run_time)
+                    limits::describe_duration(max_run_time)
                 ));
                 report.cancel_processing_nodes();
                 report.workflow_finish(WorkflowStatus::Failed);
@@ -201,24 +203,13 @@ enum Ending {
     Canceled,
 }
 
-/// `1.5s`, `60s`, `100ms`: how limits are named in messages.
-pub(crate) fn describe_duration(d: std::time::Duration) -> String {
-    if d.subsec_millis() == 0 && d.as_secs() > 0 {
-        format!("{}s", d.as_secs())
-    } else if d.as_secs() == 0 {
-        format!("{}ms", d.as_millis())
-    } else {
-        format!("{:.3}s", d.as_secs_f64())
-    }
-}
-
 /// State shared by every layer of one run.
-pub(crate) struct RunCtx<'a> {
-    pub engine: &'a EngineInner,
-    pub doc: &'a Document,
-    pub report: &'a ReportHandle,
-    pub task_inputs: Map<String, Value>,
-    pub cancel: CancellationToken,
+struct RunCtx<'a> {
+    engine: &'a EngineInner,
+    doc: &'a Document,
+    report: &'a ReportHandle,
+    task_inputs: Map<String, Value>,
+    cancel: CancellationToken,
     nodes_started: AtomicU64,
     /// What the report holds so far, as JSON bytes: the run's inputs and each node
     /// execution's data, inputs and outputs (the bulk of it).
@@ -256,7 +247,7 @@ impl RunCtx<'_> {
         Ok(())
     }
 
-    pub fn set_outputs(&self, outputs: Map<String, Value>) {
+    fn set_outputs(&self, outputs: Map<String, Value>) {
         *self.outputs.lock().unwrap_or_else(|e| e.into_inner()) = outputs.clone();
         self.report.set_outputs(outputs);
     }
@@ -266,10 +257,54 @@ impl RunCtx<'_> {
     }
 }
 
+/// How executors reach the run (see [`RunServices`]).
+impl RunServices for RunCtx<'_> {
+    fn document(&self) -> &Document {
+        self.doc
+    }
+
+    fn task_inputs(&self) -> &Map<String, Value> {
+        &self.task_inputs
+    }
+
+    fn report(&self) -> &ReportHandle {
+        self.report
+    }
+
+    fn config(&self) -> &EngineConfig {
+        &self.engine.config
+    }
+
+    fn http_client(&self) -> &reqwest::Client {
+        &self.engine.egress_client
+    }
+
+    fn llm_client(&self) -> &LlmClient {
+        &self.engine.llm
+    }
+
+    fn cancel_token(&self) -> &CancellationToken {
+        &self.cancel
+    }
+
+    fn set_workflow_outputs(&self, outputs: Map<String, Value>) {
+        self.set_outputs(outputs);
+    }
+
+    fn run_block<'s>(
+        &'s self,
+        scope: &'s Scope<'s>,
+        entry: usize,
+    ) -> Pin<Box<dyn Future<Output = Result<(), BlockFailed>> + Send + 's>> {
+        let run: &'s RunCtx<'s> = self;
+        Box::pin(async move { run_scope(run, scope, entry).await.map_err(|_| BlockFailed) })
+    }
+}
+
 /// Why a layer stopped. Messages are already in the report, except for `NoNext`, which the
 /// reference throws outside the node's error handling and so never reports.
 #[derive(Debug)]
-pub(crate) enum ScopeError {
+enum ScopeError {
     NodeFailed,
     LimitExceeded,
     NoNext,
@@ -279,7 +314,7 @@ type NodeFuture<'a> =
     Pin<Box<dyn Future<Output = (usize, SnapshotSlot, Result<NodeOutput, NodeError>)> + Send + 'a>>;
 
 /// Run one layer from `entry` until every branch has ended (`executeNode` + `executeNext`).
-pub(crate) fn run_scope<'a>(
+fn run_scope<'a>(
     rc: &'a RunCtx<'a>,
     scope: &'a Scope<'a>,
     entry: usize,

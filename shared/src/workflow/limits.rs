@@ -2,8 +2,12 @@
 //! measured as the JSON text the store receives. Without them, 16 concurrent runs whose code
 //! node returned 8 MB each took the embedded server from 80 MB to 3.86 GB: every output is
 //! copied into the scope, the report's snapshots, the next node's inputs and each flush.
+//!
+//! Also how limits are named in messages (`describe_bytes`, `describe_duration`), for the
+//! engine and the code sandbox alike.
 
 use std::io;
+use std::time::Duration;
 
 use serde::Serialize;
 
@@ -59,6 +63,17 @@ pub(crate) fn describe_bytes(bytes: usize) -> String {
         format!("{} MB", bytes / MB)
     } else {
         format!("{bytes} bytes")
+    }
+}
+
+/// `1.5s`, `60s`, `100ms`: how limits are named in messages.
+pub(crate) fn describe_duration(d: Duration) -> String {
+    if d.subsec_millis() == 0 && d.as_secs() > 0 {
+        format!("{}s", d.as_secs())
+    } else if d.as_secs() == 0 {
+        format!("{}ms", d.as_millis())
+    } else {
+        format!("{:.3}s", d.as_secs_f64())
     }
 }
 

@@ -25,9 +25,11 @@
 pub mod egress;
 mod engine;
 mod engine_config;
+mod executor;
 mod input_validation;
 pub mod js;
 mod limits;
+mod node_error;
 pub mod nodes;
 mod registry;
 mod report;
@@ -41,9 +43,9 @@ pub mod value;
 
 pub use engine::{Engine, RunOutcome, validate_inputs};
 pub use engine_config::EngineConfig;
-pub use registry::{
-    BlockFailed, NodeContext, NodeError, NodeExecutor, NodeHandle, NodeOutput, NodeRegistry,
-};
+pub use executor::{BlockFailed, NodeContext, NodeExecutor, NodeHandle, NodeOutput};
+pub use node_error::NodeError;
+pub use registry::NodeRegistry;
 pub use report::{
     Message, MessageType, Messages, NodeReport, Report, ReportHandle, Snapshot, StatusData,
     WorkflowStatus, now_ms,

@@ -75,7 +75,7 @@ pub(crate) fn run_main(
         if cancel.load(Ordering::Relaxed) {
             Some(ScriptError::Canceled)
         } else if timed_out.load(Ordering::Relaxed) {
-            Some(ScriptError::TimedOut(super::engine::describe_duration(
+            Some(ScriptError::TimedOut(super::limits::describe_duration(
                 limits.timeout,
             )))
         } else {

@@ -7,7 +7,7 @@ use std::sync::{Arc, LazyLock};
 
 use quick_cache::{Weighter, sync::Cache};
 
-use super::{WorkflowSchema, parse_schema};
+use super::schema::{WorkflowSchema, parse_schema};
 
 /// Total weight (about bytes) of schema text the cache holds per process.
 const CAPACITY: u64 = 64 << 20;

@@ -11,7 +11,7 @@ use std::sync::{Mutex, MutexGuard};
 use serde_json::{Map, Value};
 
 use super::js;
-use super::registry::NodeError;
+use super::node_error::NodeError;
 use super::types::VarType;
 use super::value::{self, FlowValue, Resolved, Template};
 

@@ -2,7 +2,8 @@
 
 use async_trait::async_trait;
 
-use crate::workflow::registry::{NodeContext, NodeError, NodeExecutor, NodeOutput};
+use crate::workflow::executor::{NodeContext, NodeExecutor, NodeOutput};
+use crate::workflow::node_error::NodeError;
 
 pub struct BlockEndExecutor;
 

@@ -8,8 +8,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use async_trait::async_trait;
 use serde_json::{Map, Value};
 
+use crate::workflow::executor::{NodeContext, NodeExecutor, NodeOutput};
 use crate::workflow::js;
-use crate::workflow::registry::{NodeContext, NodeError, NodeExecutor, NodeOutput};
+use crate::workflow::node_error::NodeError;
 use crate::workflow::sandbox::{self, ScriptError, ScriptLimits};
 
 pub struct CodeExecutor;

@@ -11,8 +11,9 @@ use serde_json::{Map, Value};
 
 use crate::llm::error_chain;
 use crate::workflow::egress;
+use crate::workflow::executor::{NodeContext, NodeExecutor, NodeOutput};
 use crate::workflow::js;
-use crate::workflow::registry::{NodeContext, NodeError, NodeExecutor, NodeOutput};
+use crate::workflow::node_error::NodeError;
 use crate::workflow::scope::Scope;
 use crate::workflow::value::FlowValue;
 

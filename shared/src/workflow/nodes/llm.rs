@@ -6,8 +6,9 @@ use serde_json::{Map, Value, json};
 
 use crate::llm::LlmError;
 use crate::workflow::egress::EgressError;
+use crate::workflow::executor::{NodeContext, NodeExecutor, NodeOutput};
 use crate::workflow::js;
-use crate::workflow::registry::{NodeContext, NodeError, NodeExecutor, NodeOutput};
+use crate::workflow::node_error::NodeError;
 
 pub struct LlmExecutor;
 

@@ -1,8 +1,5 @@
-//! The built-in node executors (spec 2 and decision 7), one file per node type.
-
-use std::sync::Arc;
-
-use super::registry::NodeRegistry;
+//! The built-in node executors (spec 2 and decision 7), one file per node type. Each implements
+//! the contract in `executor`; `NodeRegistry::default_nodes` lists them by node type.
 
 mod block_end;
 mod block_start;
@@ -29,19 +26,3 @@ pub use llm::LlmExecutor;
 pub use loop_node::LoopExecutor;
 pub use start::StartExecutor;
 pub use variable::VariableExecutor;
-
-pub(crate) fn default_registry() -> NodeRegistry {
-    NodeRegistry::empty()
-        .with("start", Arc::new(StartExecutor))
-        .with("end", Arc::new(EndExecutor))
-        .with("condition", Arc::new(ConditionExecutor))
-        .with("loop", Arc::new(LoopExecutor))
-        .with("block-start", Arc::new(BlockStartExecutor))
-        .with("block-end", Arc::new(BlockEndExecutor))
-        .with("break", Arc::new(BreakExecutor))
-        .with("continue", Arc::new(ContinueExecutor))
-        .with("llm", Arc::new(LlmExecutor))
-        .with("http", Arc::new(HttpExecutor))
-        .with("code", Arc::new(CodeExecutor))
-        .with("variable", Arc::new(VariableExecutor))
-}

@@ -7,8 +7,9 @@
 use async_trait::async_trait;
 use serde_json::{Map, Value};
 
+use crate::workflow::executor::{NodeContext, NodeExecutor, NodeOutput};
 use crate::workflow::js;
-use crate::workflow::registry::{NodeContext, NodeError, NodeExecutor, NodeOutput};
+use crate::workflow::node_error::NodeError;
 use crate::workflow::scope::Variable;
 use crate::workflow::types::VarType;
 use crate::workflow::value::{self, FlowValue};
