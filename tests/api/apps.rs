@@ -6,89 +6,20 @@
 
 use std::time::{Duration, Instant};
 
-use harness::{MockLlm, Mode, Stack, StackOptions, mock_llm::mock_sentence};
-use reqwest::{Method, StatusCode};
+use crate::helpers::{
+    MockLlm, Stack, assert_envelope, both_deployments, mock_llm::mock_sentence, stack::MOCK_MODEL,
+};
+use reqwest::Method;
 use serde_json::{Value, json};
 
 const PASSWORD: &str = "correct-horse-7";
 const ICON: &str = "https://a.com/111.png";
-const MODEL: &str = "mock-model";
-
-/// A stack whose provider is a fresh mock LLM.
-async fn start_with(mode: Mode, env: &[(&str, &str)]) -> Option<(Stack, MockLlm)> {
-    let llm = MockLlm::start().await;
-    let mut options = StackOptions::new(mode)
-        .env("LLMOPS_LLM_BASE_URL", &llm.base_url)
-        .env("LLMOPS_LLM_API_KEY", "sk-test")
-        .env("LLMOPS_LLM_MODEL", MODEL);
-    for (k, v) in env {
-        options = options.env(k, *v);
-    }
-    Stack::start_with(options).await.map(|stack| (stack, llm))
-}
-
-/// Runs the body against the embedded stack and the distributed one (two workers), each with
-/// its own mock LLM.
-macro_rules! with_llm {
-    ($(#[$meta:meta])* async fn $name:ident($stack:ident, $llm:ident) $body:block) => {
-        mod $name {
-            #[allow(unused_imports)]
-            use super::*;
-            async fn body($stack: Stack, $llm: MockLlm) $body
-
-            $(#[$meta])*
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn embedded() {
-                if let Some((stack, llm)) = start_with(Mode::Embedded, &[]).await {
-                    body(stack, llm).await
-                }
-            }
-
-            $(#[$meta])*
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn distributed() {
-                if let Some((stack, llm)) =
-                    start_with(Mode::Distributed { workers: 2 }, &[]).await
-                {
-                    body(stack, llm).await
-                }
-            }
-        }
-    };
-}
+const MODEL: &str = MOCK_MODEL;
 
 /// A signed-in caller.
 struct User<'a> {
     stack: &'a Stack,
     token: String,
-}
-
-/// Asserts `{code, message, data}` with the status that follows the code.
-#[track_caller]
-fn assert_envelope(status: StatusCode, body: &Value) {
-    let obj = body
-        .as_object()
-        .unwrap_or_else(|| panic!("not an object: {body}"));
-    let mut keys: Vec<&str> = obj.keys().map(String::as_str).collect();
-    keys.sort_unstable();
-    assert_eq!(keys, ["code", "data", "message"], "{body}");
-    assert!(
-        body["message"].is_string() && body["data"].is_object(),
-        "{body}"
-    );
-    let expected: &[u16] = match body["code"].as_str().unwrap_or_default() {
-        "success" => &[200],
-        "validate_error" => &[400, 422],
-        "unauthorized" => &[401],
-        "forbidden" => &[403],
-        "not_found" => &[404],
-        "fail" => &[400],
-        other => panic!("unknown code {other}: {body}"),
-    };
-    assert!(
-        expected.contains(&status.as_u16()),
-        "status {status} for {body}"
-    );
 }
 
 impl<'a> User<'a> {
@@ -303,9 +234,9 @@ const MESSAGE_KEYS: [&str; 10] = [
     "updated_at",
 ];
 
-with_llm! {
-    async fn apps_are_created_listed_read_updated_and_deleted(stack, llm) {
-        let _ = &llm;
+both_deployments! {
+    options = |o| o.mock_llm().workers(2);
+    async fn apps_are_created_listed_read_updated_and_deleted(stack: Stack) {
         let ada = User::sign_up(&stack).await;
 
         // Validation: every rule, and nothing is written.
@@ -408,9 +339,9 @@ with_llm! {
     }
 }
 
-with_llm! {
-    async fn configs_are_drafted_published_and_withdrawn(stack, llm) {
-        let _ = &llm;
+both_deployments! {
+    options = |o| o.mock_llm().workers(2);
+    async fn configs_are_drafted_published_and_withdrawn(stack: Stack) {
         let ada = User::sign_up(&stack).await;
         let id = ada.create_app("Bot").await;
         let path = format!("/api/apps/{id}/config");
@@ -486,9 +417,9 @@ with_llm! {
     }
 }
 
-with_llm! {
-    async fn other_accounts_are_forbidden_and_unknown_ids_not_found(stack, llm) {
-        let _ = &llm;
+both_deployments! {
+    options = |o| o.mock_llm().workers(2);
+    async fn other_accounts_are_forbidden_and_unknown_ids_not_found(stack: Stack) {
         let ada = User::sign_up(&stack).await;
         let bob = User::sign_up(&stack).await;
         let id = ada.create_app("Ada's").await;
@@ -548,9 +479,9 @@ with_llm! {
     }
 }
 
-with_llm! {
-    async fn long_term_memory_is_refused_when_off_and_kept_when_on(stack, llm) {
-        let _ = &llm;
+both_deployments! {
+    options = |o| o.mock_llm().workers(2);
+    async fn long_term_memory_is_refused_when_off_and_kept_when_on(stack: Stack) {
         let ada = User::sign_up(&stack).await;
         let id = ada.create_app("Bot").await;
         let path = format!("/api/apps/{id}/long-term-memory");
@@ -589,8 +520,10 @@ with_llm! {
     }
 }
 
-with_llm! {
-    async fn debug_chat_answers_through_the_queue_and_stores_the_message(stack, llm) {
+both_deployments! {
+    options = |o| o.mock_llm().workers(2);
+    async fn debug_chat_answers_through_the_queue_and_stores_the_message(stack: Stack) {
+        let llm = stack.llm();
         let ada = User::sign_up(&stack).await;
         let id = ada.create_app("Bot").await;
         ada.configure(&id, json!({"preset_prompt": "You are terse.", "temperature": 0.3, "max_tokens": 100}), "none").await;
@@ -641,8 +574,10 @@ with_llm! {
     }
 }
 
-with_llm! {
-    async fn the_prompt_carries_the_last_dialog_round_rounds_and_no_deleted_ones(stack, llm) {
+both_deployments! {
+    options = |o| o.mock_llm().workers(2);
+    async fn the_prompt_carries_the_last_dialog_round_rounds_and_no_deleted_ones(stack: Stack) {
+        let llm = stack.llm();
         let ada = User::sign_up(&stack).await;
         let id = ada.create_app("Bot").await;
         ada.configure(&id, json!({"dialog_round": 2, "preset_prompt": "Be brief."}), "none").await;
@@ -702,8 +637,10 @@ with_llm! {
     }
 }
 
-with_llm! {
-    async fn long_term_memory_is_sent_in_the_system_message_and_updated_after_a_round(stack, llm) {
+both_deployments! {
+    options = |o| o.mock_llm().workers(2);
+    async fn long_term_memory_is_sent_in_the_system_message_and_updated_after_a_round(stack: Stack) {
+        let llm = stack.llm();
         let ada = User::sign_up(&stack).await;
         let id = ada.create_app("Bot").await;
         ada.configure(&id, json!({"preset_prompt": "You are kind."}), "long_term_memory").await;
@@ -753,8 +690,10 @@ with_llm! {
     }
 }
 
-with_llm! {
-    async fn streaming_relays_the_events_in_order(stack, llm) {
+both_deployments! {
+    options = |o| o.mock_llm().workers(2);
+    async fn streaming_relays_the_events_in_order(stack: Stack) {
+        let llm = stack.llm();
         let ada = User::sign_up(&stack).await;
         let id = ada.create_app("Bot").await;
         llm.set_chunk_delay(Duration::from_millis(5));
@@ -793,8 +732,10 @@ with_llm! {
     }
 }
 
-with_llm! {
-    async fn stop_keeps_the_partial_answer_and_closes_the_provider_request(stack, llm) {
+both_deployments! {
+    options = |o| o.mock_llm().workers(2);
+    async fn stop_keeps_the_partial_answer_and_closes_the_provider_request(stack: Stack) {
+        let llm = stack.llm();
         let ada = User::sign_up(&stack).await;
         let id = ada.create_app("Bot").await;
         let reply: Vec<String> = (1..=40).map(|i| format!("word{i}")).collect();
@@ -875,8 +816,10 @@ with_llm! {
     }
 }
 
-with_llm! {
-    async fn fifty_concurrent_debug_chats_on_one_app_complete_and_are_listed(stack, llm) {
+both_deployments! {
+    options = |o| o.mock_llm().workers(2);
+    async fn fifty_concurrent_debug_chats_on_one_app_complete_and_are_listed(stack: Stack) {
+        let llm = stack.llm();
         let ada = User::sign_up(&stack).await;
         let id = ada.create_app("Busy").await;
         llm.set_latency(Duration::from_millis(50));
@@ -915,8 +858,10 @@ with_llm! {
     }
 }
 
-with_llm! {
-    async fn deleting_an_app_mid_chat_releases_the_waiting_call(stack, llm) {
+both_deployments! {
+    options = |o| o.mock_llm().workers(2);
+    async fn deleting_an_app_mid_chat_releases_the_waiting_call(stack: Stack) {
+        let llm = stack.llm();
         let ada = User::sign_up(&stack).await;
         let id = ada.create_app("Doomed").await;
         llm.set_latency(Duration::from_millis(800));
@@ -939,126 +884,107 @@ with_llm! {
     }
 }
 
-/// Failures and timeouts of the provider are stored and answered `fail`; the question is
-/// kept. A short LLM timeout keeps the test quick.
-async fn provider_failures_are_stored_and_answered_fail(mode: Mode) {
-    let Some((stack, llm)) = start_with(mode, &[("LLMOPS_LLM_TIMEOUT_SECS", "1")]).await else {
-        return;
-    };
-    let ada = User::sign_up(&stack).await;
-    let id = ada.create_app("Bot").await;
+both_deployments! {
+    options = |o| o.mock_llm().env("LLMOPS_LLM_TIMEOUT_SECS", "1");
+    /// Failures and timeouts of the provider are stored and answered `fail`; the question is
+    /// kept. A short LLM timeout keeps the test quick.
+    async fn provider_failures_are_stored_and_answered_fail(stack: Stack) {
+        let llm = stack.llm();
+        let ada = User::sign_up(&stack).await;
+        let id = ada.create_app("Bot").await;
 
-    llm.set_failure(Some(500));
-    let (status, body) = ada
-        .post(
-            &format!("/api/apps/{id}/debug"),
-            json!({"query": "will fail"}),
-        )
-        .await;
-    assert_eq!(
-        (status, body["code"].as_str().unwrap()),
-        (400, "fail"),
-        "{body}"
-    );
-    assert!(
-        body["message"].as_str().unwrap().contains("HTTP 500"),
-        "{body}"
-    );
-    let failed = &ada.messages(&id, "").await["list"][0];
-    assert_eq!(
-        (&failed["query"], &failed["status"]),
-        (&json!("will fail"), &json!("error"))
-    );
-    assert_eq!(failed["error"], body["message"]);
+        llm.set_failure(Some(500));
+        let (status, body) = ada
+            .post(
+                &format!("/api/apps/{id}/debug"),
+                json!({"query": "will fail"}),
+            )
+            .await;
+        assert_eq!(
+            (status, body["code"].as_str().unwrap()),
+            (400, "fail"),
+            "{body}"
+        );
+        assert!(
+            body["message"].as_str().unwrap().contains("HTTP 500"),
+            "{body}"
+        );
+        let failed = &ada.messages(&id, "").await["list"][0];
+        assert_eq!(
+            (&failed["query"], &failed["status"]),
+            (&json!("will fail"), &json!("error"))
+        );
+        assert_eq!(failed["error"], body["message"]);
 
-    llm.set_failure(None);
-    llm.set_latency(Duration::from_secs(3));
-    let started = Instant::now();
-    let (status, body) = ada
-        .post(
-            &format!("/api/apps/{id}/debug"),
-            json!({"query": "too slow"}),
-        )
-        .await;
-    assert_eq!(status, 400, "{body}");
-    assert!(
-        body["message"].as_str().unwrap().contains("timed out"),
-        "{body}"
-    );
-    assert!(
-        started.elapsed() < Duration::from_secs(3),
-        "{:?}",
-        started.elapsed()
-    );
-    let page = ada.messages(&id, "").await;
-    assert_eq!(page["list"][0]["status"], "error");
-    assert_eq!(page["list"][0]["query"], "too slow");
+        llm.set_failure(None);
+        llm.set_latency(Duration::from_secs(3));
+        let started = Instant::now();
+        let (status, body) = ada
+            .post(
+                &format!("/api/apps/{id}/debug"),
+                json!({"query": "too slow"}),
+            )
+            .await;
+        assert_eq!(status, 400, "{body}");
+        assert!(
+            body["message"].as_str().unwrap().contains("timed out"),
+            "{body}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "{:?}",
+            started.elapsed()
+        );
+        let page = ada.messages(&id, "").await;
+        assert_eq!(page["list"][0]["status"], "error");
+        assert_eq!(page["list"][0]["query"], "too slow");
 
-    // The provider is back: the failed rounds are not sent as history.
-    llm.set_latency(Duration::ZERO);
-    let message = ada.ask(&id, "works").await;
-    assert_eq!(message["status"], "normal");
-    assert_eq!(roles(&chat_requests(&llm).pop().unwrap()), ["user:works"]);
-    assert_eq!(ada.messages(&id, "").await["paginator"]["total_record"], 3);
+        // The provider is back: the failed rounds are not sent as history.
+        llm.set_latency(Duration::ZERO);
+        let message = ada.ask(&id, "works").await;
+        assert_eq!(message["status"], "normal");
+        assert_eq!(roles(&chat_requests(&llm).pop().unwrap()), ["user:works"]);
+        assert_eq!(ada.messages(&id, "").await["paginator"]["total_record"], 3);
+    }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn provider_failures_are_stored_and_answered_fail_embedded() {
-    provider_failures_are_stored_and_answered_fail(Mode::Embedded).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn provider_failures_are_stored_and_answered_fail_distributed() {
-    provider_failures_are_stored_and_answered_fail(Mode::Distributed { workers: 1 }).await;
-}
-
-/// With no provider configured, a debug chat answers `fail` naming the setting, and the
-/// question is stored.
-async fn an_unconfigured_provider_fails_naming_the_setting(mode: Mode) {
-    let Some(stack) = Stack::start_with(StackOptions::new(mode)).await else {
-        return;
-    };
-    let ada = User::sign_up(&stack).await;
-    let id = ada.create_app("Bot").await;
-    let (status, body) = ada
-        .post(
-            &format!("/api/apps/{id}/debug"),
-            json!({"query": "anyone?"}),
-        )
-        .await;
-    assert_eq!(
-        (status, body["code"].as_str().unwrap()),
-        (400, "fail"),
-        "{body}"
-    );
-    assert!(
-        body["message"]
-            .as_str()
-            .unwrap()
-            .contains("LLMOPS_LLM_BASE_URL"),
-        "{body}"
-    );
-    let page = ada.messages(&id, "").await;
-    assert_eq!(page["paginator"]["total_record"], 1);
-    let stored = &page["list"][0];
-    assert_eq!(
-        (&stored["query"], &stored["status"]),
-        (&json!("anyone?"), &json!("error"))
-    );
-    assert!(
-        stored["error"]
-            .as_str()
-            .unwrap()
-            .contains("LLMOPS_LLM_BASE_URL")
-    );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_unconfigured_provider_fails_naming_the_setting_embedded() {
-    an_unconfigured_provider_fails_naming_the_setting(Mode::Embedded).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_unconfigured_provider_fails_naming_the_setting_distributed() {
-    an_unconfigured_provider_fails_naming_the_setting(Mode::Distributed { workers: 1 }).await;
+both_deployments! {
+    options = |o| o;
+    /// With no provider configured, a debug chat answers `fail` naming the setting, and the
+    /// question is stored.
+    async fn an_unconfigured_provider_fails_naming_the_setting(stack: Stack) {
+        let ada = User::sign_up(&stack).await;
+        let id = ada.create_app("Bot").await;
+        let (status, body) = ada
+            .post(
+                &format!("/api/apps/{id}/debug"),
+                json!({"query": "anyone?"}),
+            )
+            .await;
+        assert_eq!(
+            (status, body["code"].as_str().unwrap()),
+            (400, "fail"),
+            "{body}"
+        );
+        assert!(
+            body["message"]
+                .as_str()
+                .unwrap()
+                .contains("LLMOPS_LLM_BASE_URL"),
+            "{body}"
+        );
+        let page = ada.messages(&id, "").await;
+        assert_eq!(page["paginator"]["total_record"], 1);
+        let stored = &page["list"][0];
+        assert_eq!(
+            (&stored["query"], &stored["status"]),
+            (&json!("anyone?"), &json!("error"))
+        );
+        assert!(
+            stored["error"]
+                .as_str()
+                .unwrap()
+                .contains("LLMOPS_LLM_BASE_URL")
+        );
+    }
 }

@@ -5,28 +5,11 @@
 
 use std::time::{Duration, Instant};
 
-use harness::{MockLlm, Mode, Stack, StackOptions, both_modes};
+use crate::helpers::{Mode, Stack, both_deployments};
 use reqwest::Method;
 use serde_json::{Value, json};
 
 use runs::{code_schema, finished, submit};
-
-/// An embedded and a distributed (one worker) test of `$run(mode)`, for bodies that start
-/// their stack themselves (with settings of their own).
-macro_rules! in_both_deployments {
-    ($embedded:ident, $distributed:ident, $run:ident) => {
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn $embedded() {
-            $run(Mode::Embedded).await;
-        }
-
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn $distributed() {
-            $run(Mode::Distributed { workers: 1 }).await;
-        }
-    };
-}
-pub(crate) use in_both_deployments;
 
 /// Workflow helpers the fault tests share: submit a run, wait for its end.
 pub(crate) mod runs {
@@ -165,7 +148,7 @@ async fn one_bad_value_fails_no_innocent_run() {
     eprintln!("40 concurrent runs, 4 with NUL in their output: 40 succeeded");
 }
 
-both_modes! {
+both_deployments! {
     /// Strings with NUL round-trip through a run on either store: inputs, outputs, report.
     async fn nul_round_trips_in_task_inputs_outputs_and_reports(stack: Stack) {
         let schema = code_schema("function main({params}) { return {answer: params.input + String.fromCharCode(0)}; }");
@@ -252,7 +235,7 @@ fn assert_refused(what: &str, (status, body): (u16, Value), field: &str) {
     );
 }
 
-both_modes! {
+both_deployments! {
     /// Where the app API takes plain text, NUL is refused naming the field, on either store.
     async fn nul_in_app_and_account_text_is_a_validate_error(stack: Stack) {
         let caller = Caller::sign_up(&stack).await;
@@ -301,7 +284,7 @@ both_modes! {
     }
 }
 
-both_modes! {
+both_deployments! {
     /// `search_word` is at most 100 characters (a 50,000-character one made SQLite answer 500),
     /// and its wildcards match only themselves, on either store.
     async fn search_words_are_length_limited_and_escaped(stack: Stack) {
@@ -324,56 +307,46 @@ both_modes! {
     }
 }
 
-/// A chat whose provider answers (and summarises) with a NUL: the answer and the long-term
-/// memory are stored without it, on either store.
-async fn provider_text_with_nul_is_stored(mode: Mode) {
-    let llm = MockLlm::start().await;
-    llm.set_reply(Some("a\u{0}b"));
-    let options = StackOptions::new(mode)
-        .env("LLMOPS_LLM_BASE_URL", &llm.base_url)
-        .env("LLMOPS_LLM_API_KEY", "sk-test");
-    let Some(stack) = Stack::start_with(options).await else {
-        return;
-    };
-    let caller = Caller::sign_up(&stack).await;
-    let app = caller.create_app("nul answers").await;
-    let body = json!({"model_config": {}, "memory_mode": "long_term_memory"});
-    let (status, body) = caller
-        .call(Method::PUT, &format!("/api/apps/{app}/config"), Some(body))
-        .await;
-    assert_eq!(status, 200, "{body}");
-    let debug = format!("/api/apps/{app}/debug");
-    let (status, body) = caller
-        .call(Method::POST, &debug, Some(json!({"query": "hi"})))
-        .await;
-    assert_eq!(status, 200, "{body}");
-    assert_eq!(body["data"]["answer"], "ab", "{body}");
-    let (status, body) = caller
-        .call(Method::GET, &format!("/api/apps/{app}/messages"), None)
-        .await;
-    assert_eq!(status, 200, "{body}");
-    let message = &body["data"]["list"][0];
-    assert_eq!(
-        (&message["answer"], &message["status"]),
-        (&json!("ab"), &json!("normal")),
-        "{body}"
-    );
-    // The summary is written after the answer: wait for it.
-    let memory = format!("/api/apps/{app}/long-term-memory");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let (status, body) = caller.call(Method::GET, &memory, None).await;
+both_deployments! {
+    options = |o| o.mock_llm();
+    /// A chat whose provider answers (and summarises) with a NUL: the answer and the long-term
+    /// memory are stored without it, on either store.
+    async fn provider_text_with_nul_is_stored(stack: Stack) {
+        stack.llm().set_reply(Some("a\u{0}b"));
+        let caller = Caller::sign_up(&stack).await;
+        let app = caller.create_app("nul answers").await;
+        let body = json!({"model_config": {}, "memory_mode": "long_term_memory"});
+        let (status, body) = caller
+            .call(Method::PUT, &format!("/api/apps/{app}/config"), Some(body))
+            .await;
         assert_eq!(status, 200, "{body}");
-        if body["data"]["summary"] == "ab" {
-            break;
+        let debug = format!("/api/apps/{app}/debug");
+        let (status, body) = caller
+            .call(Method::POST, &debug, Some(json!({"query": "hi"})))
+            .await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["data"]["answer"], "ab", "{body}");
+        let (status, body) = caller
+            .call(Method::GET, &format!("/api/apps/{app}/messages"), None)
+            .await;
+        assert_eq!(status, 200, "{body}");
+        let message = &body["data"]["list"][0];
+        assert_eq!(
+            (&message["answer"], &message["status"]),
+            (&json!("ab"), &json!("normal")),
+            "{body}"
+        );
+        // The summary is written after the answer: wait for it.
+        let memory = format!("/api/apps/{app}/long-term-memory");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let (status, body) = caller.call(Method::GET, &memory, None).await;
+            assert_eq!(status, 200, "{body}");
+            if body["data"]["summary"] == "ab" {
+                break;
+            }
+            assert!(Instant::now() < deadline, "summary never stored: {body}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        assert!(Instant::now() < deadline, "summary never stored: {body}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
-
-in_both_deployments!(
-    provider_text_with_nul_is_stored_embedded,
-    provider_text_with_nul_is_stored_distributed,
-    provider_text_with_nul_is_stored
-);

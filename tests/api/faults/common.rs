@@ -2,11 +2,11 @@
 
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
-use harness::{
+use crate::helpers::{
     MockLlm, Stack,
     runs::{fixture, post_run, report, result_within},
 };
+use futures::StreamExt;
 use serde_json::{Value, json};
 
 /// Inputs of the `basic` fixture (start → llm → end).
