@@ -2,7 +2,11 @@
 //! SQLite file). Tasks, here: retention deletes only old terminated tasks, in batches; the
 //! reaper claims each stale run once; an attempt that lost the task cannot overwrite it; a
 //! value the store refuses fails only its own item of a group commit; strings with NUL
-//! round-trip in every task document.
+//! round-trip in every task document. Accounts, apps and messages in their own files.
+
+mod accounts;
+mod apps;
+mod messages;
 
 use crate::helpers::Postgres;
 use serde_json::{Map, json};
