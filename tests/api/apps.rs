@@ -589,7 +589,7 @@ both_deployments! {
             answers.push(m["answer"].as_str().unwrap().to_owned());
         }
         ada.ask(&id, "q5").await;
-        let requests = chat_requests(&llm);
+        let requests = chat_requests(llm);
         assert_eq!(requests.len(), 5);
         assert_eq!(roles(&requests[4]), [
             "system:Be brief.".to_owned(),
@@ -617,7 +617,7 @@ both_deployments! {
         assert_eq!(queries, ["q5", "q3", "q2"], "newest first, deleted ones left out");
 
         ada.ask(&id, "q6").await;
-        let last = chat_requests(&llm).pop().unwrap();
+        let last = chat_requests(llm).pop().unwrap();
         let roles = roles(&last);
         assert_eq!(roles.len(), 6, "{roles:?}");
         assert_eq!((roles[1].as_str(), roles[3].as_str(), roles[5].as_str()), ("user:q3", "user:q5", "user:q6"),
@@ -626,7 +626,7 @@ both_deployments! {
         // dialog_round = 0 sends the query alone.
         ada.configure(&id, json!({"dialog_round": 0}), "none").await;
         ada.ask(&id, "q7").await;
-        assert_eq!(super::roles(&chat_requests(&llm).pop().unwrap()), ["system:Be brief.", "user:q7"]);
+        assert_eq!(super::roles(&chat_requests(llm).pop().unwrap()), ["system:Be brief.", "user:q7"]);
 
         // Paging through the messages: 20 at most.
         let (status, body) = ada.get(&format!("/api/apps/{id}/messages?page_size=21")).await;
@@ -668,7 +668,7 @@ both_deployments! {
 
         // The next round carries the new summary.
         ada.ask(&id, "And now?").await;
-        let system = roles(&chat_requests(&llm)[1])[0].clone();
+        let system = roles(&chat_requests(llm)[1])[0].clone();
         assert!(system.contains(after["summary"].as_str().unwrap()), "{system}");
 
         // The mock echoes its prompt, so each summary holds the one before it twice over; the
@@ -842,7 +842,7 @@ both_deployments! {
         }
         assert_eq!(ids.len(), 50);
         assert_eq!(conversations.len(), 1, "concurrent first calls share one debug conversation");
-        assert_eq!(chat_requests(&llm).len(), 50);
+        assert_eq!(chat_requests(llm).len(), 50);
 
         let mut listed = std::collections::BTreeSet::new();
         for page in 1..=3 {
@@ -943,7 +943,7 @@ both_deployments! {
         llm.set_latency(Duration::ZERO);
         let message = ada.ask(&id, "works").await;
         assert_eq!(message["status"], "normal");
-        assert_eq!(roles(&chat_requests(&llm).pop().unwrap()), ["user:works"]);
+        assert_eq!(roles(&chat_requests(llm).pop().unwrap()), ["user:works"]);
         assert_eq!(ada.messages(&id, "").await["paginator"]["total_record"], 3);
     }
 }

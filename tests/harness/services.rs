@@ -143,6 +143,8 @@ impl Postgres {
 
     /// A static is never dropped: a watchdog stops the cluster and removes its files once this
     /// process is gone, however it ends.
+    // The watchdog is never waited for: it must outlive this process.
+    #[allow(clippy::zombie_processes)]
     fn stop_when_this_process_ends(&self) {
         let pg_ctl = self.bin.join("pg_ctl");
         let stop = match is_root() {
