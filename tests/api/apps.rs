@@ -57,6 +57,12 @@ impl<'a> User<'a> {
         self.call(Method::POST, path, Some(body)).await
     }
 
+    /// A debug chat with `query`, whatever it answers.
+    async fn debug(&self, app: &str, query: &str) -> (u16, Value) {
+        self.post(&format!("/api/apps/{app}/debug"), json!({"query": query}))
+            .await
+    }
+
     async fn post_empty(&self, path: &str) -> (u16, Value) {
         self.call(Method::POST, path, None).await
     }
@@ -95,9 +101,7 @@ impl<'a> User<'a> {
 
     /// A blocking debug call that must succeed; returns the message.
     async fn ask(&self, id: &str, query: &str) -> Value {
-        let (status, body) = self
-            .post(&format!("/api/apps/{id}/debug"), json!({"query": query}))
-            .await;
+        let (status, body) = self.debug(id, query).await;
         assert_eq!(status, 200, "{body}");
         body["data"].clone()
     }
@@ -894,47 +898,18 @@ both_deployments! {
         let id = ada.create_app("Bot").await;
 
         llm.set_failure(Some(500));
-        let (status, body) = ada
-            .post(
-                &format!("/api/apps/{id}/debug"),
-                json!({"query": "will fail"}),
-            )
-            .await;
-        assert_eq!(
-            (status, body["code"].as_str().unwrap()),
-            (400, "fail"),
-            "{body}"
-        );
-        assert!(
-            body["message"].as_str().unwrap().contains("HTTP 500"),
-            "{body}"
-        );
+        let (_, body) = assert_debug_fails(ada.debug(&id, "will fail").await, "HTTP 500");
         let failed = &ada.messages(&id, "").await["list"][0];
-        assert_eq!(
-            (&failed["query"], &failed["status"]),
-            (&json!("will fail"), &json!("error"))
-        );
+        assert_eq!((&failed["query"], &failed["status"]), (&json!("will fail"), &json!("error")));
         assert_eq!(failed["error"], body["message"]);
 
         llm.set_failure(None);
         llm.set_latency(Duration::from_secs(3));
         let started = Instant::now();
-        let (status, body) = ada
-            .post(
-                &format!("/api/apps/{id}/debug"),
-                json!({"query": "too slow"}),
-            )
-            .await;
+        let (status, body) = ada.debug(&id, "too slow").await;
         assert_eq!(status, 400, "{body}");
-        assert!(
-            body["message"].as_str().unwrap().contains("timed out"),
-            "{body}"
-        );
-        assert!(
-            started.elapsed() < Duration::from_secs(3),
-            "{:?}",
-            started.elapsed()
-        );
+        assert!(body["message"].as_str().unwrap().contains("timed out"), "{body}");
+        assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
         let page = ada.messages(&id, "").await;
         assert_eq!(page["list"][0]["status"], "error");
         assert_eq!(page["list"][0]["query"], "too slow");
@@ -949,42 +924,29 @@ both_deployments! {
 }
 
 both_deployments! {
-    options = |o| o;
     /// With no provider configured, a debug chat answers `fail` naming the setting, and the
     /// question is stored.
     async fn an_unconfigured_provider_fails_naming_the_setting(stack: Stack) {
         let ada = User::sign_up(&stack).await;
         let id = ada.create_app("Bot").await;
-        let (status, body) = ada
-            .post(
-                &format!("/api/apps/{id}/debug"),
-                json!({"query": "anyone?"}),
-            )
-            .await;
-        assert_eq!(
-            (status, body["code"].as_str().unwrap()),
-            (400, "fail"),
-            "{body}"
-        );
-        assert!(
-            body["message"]
-                .as_str()
-                .unwrap()
-                .contains("LLMOPS_LLM_BASE_URL"),
-            "{body}"
-        );
+        assert_debug_fails(ada.debug(&id, "anyone?").await, "LLMOPS_LLM_BASE_URL");
         let page = ada.messages(&id, "").await;
         assert_eq!(page["paginator"]["total_record"], 1);
         let stored = &page["list"][0];
-        assert_eq!(
-            (&stored["query"], &stored["status"]),
-            (&json!("anyone?"), &json!("error"))
-        );
-        assert!(
-            stored["error"]
-                .as_str()
-                .unwrap()
-                .contains("LLMOPS_LLM_BASE_URL")
-        );
+        assert_eq!((&stored["query"], &stored["status"]), (&json!("anyone?"), &json!("error")));
+        assert!(stored["error"].as_str().unwrap().contains("LLMOPS_LLM_BASE_URL"));
     }
+}
+
+/// Asserts a debug call answered 400 `fail` with a message containing `needle`; passes the
+/// answer on.
+#[track_caller]
+fn assert_debug_fails((status, body): (u16, Value), needle: &str) -> (u16, Value) {
+    assert_eq!(
+        (status, body["code"].as_str().unwrap()),
+        (400, "fail"),
+        "{body}"
+    );
+    assert!(body["message"].as_str().unwrap().contains(needle), "{body}");
+    (status, body)
 }

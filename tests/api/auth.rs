@@ -701,15 +701,7 @@ async fn every_answer_of_the_accounts_family_is_an_envelope() {
     }
 
     // The three routes are documented, the account one behind the bearer scheme.
-    let spec: Value = stack
-        .client
-        .get(stack.url("/api/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let spec: Value = stack.get_json("/api/openapi.json").await;
     assert!(spec["paths"]["/api/auth/register"]["post"].is_object());
     assert!(spec["paths"]["/api/auth/password-login"]["post"].is_object());
     assert_eq!(

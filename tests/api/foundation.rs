@@ -8,7 +8,7 @@ use serde_json::Value;
 
 both_deployments! {
     async fn health_readiness_and_docs_are_served(stack: Stack) {
-        let health: Value = stack.client.get(stack.url("/healthz")).send().await.unwrap().json().await.unwrap();
+        let health: Value = stack.get_json("/healthz").await;
         assert_eq!(health["status"], "ok");
 
         let ready = stack.client.get(stack.url("/readyz")).send().await.unwrap();
@@ -20,7 +20,7 @@ both_deployments! {
         assert_eq!(docs.status(), 200);
         assert!(docs.text().await.unwrap().contains("swagger"), "Swagger UI page");
 
-        let spec: Value = stack.client.get(stack.url("/api/openapi.json")).send().await.unwrap().json().await.unwrap();
+        let spec: Value = stack.get_json("/api/openapi.json").await;
         assert!(spec["openapi"].as_str().unwrap().starts_with("3."));
         assert!(spec["paths"]["/healthz"].is_object());
         assert!(spec["paths"]["/readyz"].is_object());

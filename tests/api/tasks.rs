@@ -293,7 +293,7 @@ both_deployments! {
 both_deployments! {
     async fn server_info_answers_on_both_paths(stack: Stack) {
         for path in ["/api/info", "/info"] {
-            let info: Value = stack.client.get(stack.url(path)).send().await.unwrap().json().await.unwrap();
+            let info: Value = stack.get_json(path).await;
             assert_eq!(info["runtime"], "rust");
             assert!(info["time"].as_str().unwrap().ends_with('Z'));
         }

@@ -180,6 +180,11 @@ impl Stack {
         Self::start_with(StackOptions::new(mode)).await
     }
 
+    /// The deployment with the API as a real `llmops-api` process (`StackOptions::processes`).
+    pub async fn start_processes(mode: Mode) -> Option<Self> {
+        Self::start_with(StackOptions::new(mode).processes()).await
+    }
+
     /// Starts the deployment, or returns `None` after a loud skip when Postgres or Redis is
     /// missing (a failure under `LLMOPS_REQUIRE_SERVICES=1`).
     pub async fn start_with(options: StackOptions) -> Option<Self> {
@@ -302,6 +307,12 @@ impl Stack {
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
+    }
+
+    /// `GET path`, answered with JSON whatever the status.
+    pub async fn get_json(&self, path: &str) -> serde_json::Value {
+        let r = self.client.get(self.url(path)).send().await.unwrap();
+        r.json().await.unwrap()
     }
 
     /// Registers an account with this email and password, signs in, and returns the access token.
