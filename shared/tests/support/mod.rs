@@ -37,9 +37,9 @@ impl MockLlm {
         MockLlm {
             origin: llm.origin().to_owned(),
             stats: LlmStats {
-                requests: Count(llm.clone(), |llm| llm.requests().len()),
-                finished: Count(llm.clone(), |llm| llm.completed()),
-                stream_dropped: Seen(llm, |llm| llm.dropped() > 0),
+                requests: Reading(llm.clone(), |llm| llm.requests().len()),
+                finished: Reading(llm.clone(), |llm| llm.completed()),
+                stream_dropped: Reading(llm, |llm| llm.dropped() > 0),
             },
         }
     }
@@ -58,33 +58,22 @@ impl MockLlm {
 /// What the mock LLM has seen, read like atomics: `stats.requests.load(Ordering::SeqCst)`.
 #[derive(Clone)]
 pub struct LlmStats {
-    pub requests: Count,
+    pub requests: Reading<usize>,
     /// Answers given to the end.
-    pub finished: Count,
+    pub finished: Reading<usize>,
     /// Whether a client went away before its answer was complete.
-    pub stream_dropped: Seen,
+    pub stream_dropped: Reading<bool>,
 }
 
+/// One reading of the mock, taken when loaded.
 #[derive(Clone)]
-pub struct Count(
+pub struct Reading<T>(
     loadgen::mock_llm::MockLlm,
-    fn(&loadgen::mock_llm::MockLlm) -> usize,
+    fn(&loadgen::mock_llm::MockLlm) -> T,
 );
 
-impl Count {
-    pub fn load(&self, _: Ordering) -> usize {
-        (self.1)(&self.0)
-    }
-}
-
-#[derive(Clone)]
-pub struct Seen(
-    loadgen::mock_llm::MockLlm,
-    fn(&loadgen::mock_llm::MockLlm) -> bool,
-);
-
-impl Seen {
-    pub fn load(&self, _: Ordering) -> bool {
+impl<T> Reading<T> {
+    pub fn load(&self, _: Ordering) -> T {
         (self.1)(&self.0)
     }
 }
