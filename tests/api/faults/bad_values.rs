@@ -9,96 +9,8 @@ use crate::helpers::{Mode, Stack, both_deployments};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use runs::{code_schema, finished, submit};
-
-/// Workflow helpers the fault tests share: submit a run, wait for its end.
-pub(crate) mod runs {
-    use super::*;
-
-    /// start (`input`: string) → code (`script`, given `params.input`) → end (`answer`).
-    pub(crate) fn code_schema(script: &str) -> Value {
-        let string = json!({"type": "string"});
-        json!({
-            "nodes": [
-                {"id": "start_0", "type": "start", "meta": {"position": {"x": 0, "y": 0}},
-                 "data": {"title": "Start", "outputs": {"type": "object", "properties": {"input": string}}}},
-                {"id": "code_0", "type": "code", "meta": {"position": {"x": 400, "y": 0}},
-                 "data": {"title": "Code",
-                          "inputsValues": {"input": {"type": "ref", "content": ["start_0", "input"]}},
-                          "inputs": {"type": "object", "properties": {"input": string}},
-                          "outputs": {"type": "object", "properties": {"answer": string}},
-                          "script": {"language": "javascript", "content": script}}},
-                {"id": "end_0", "type": "end", "meta": {"position": {"x": 800, "y": 0}},
-                 "data": {"title": "End",
-                          "inputsValues": {"answer": {"type": "ref", "content": ["code_0", "answer"]}},
-                          "inputs": {"type": "object", "properties": {"answer": string}}}}
-            ],
-            "edges": [
-                {"sourceNodeID": "start_0", "targetNodeID": "code_0"},
-                {"sourceNodeID": "code_0", "targetNodeID": "end_0"}
-            ]
-        })
-    }
-
-    /// Submits a run; it must be accepted.
-    pub(crate) async fn submit(stack: &Stack, schema: &Value, inputs: Value) -> String {
-        let r = stack
-            .client
-            .post(stack.url("/api/task/run"))
-            .json(&json!({"schema": schema.to_string(), "inputs": inputs}))
-            .send()
-            .await
-            .unwrap();
-        let status = r.status();
-        let body: Value = r.json().await.unwrap();
-        assert_eq!(status, 200, "{body}");
-        body["taskID"].as_str().expect("taskID").to_owned()
-    }
-
-    /// Waits until the run is terminal; returns its result and report.
-    pub(crate) async fn finished(stack: &Stack, id: &str) -> (Value, Value) {
-        let deadline = Instant::now() + Duration::from_secs(120);
-        loop {
-            let result = get(stack, &format!("/api/task/result?taskID={id}&wait=10000")).await;
-            let report = get(stack, &format!("/api/task/report?taskID={id}")).await;
-            if report["workflowStatus"]["terminated"] == true {
-                // The result read after the terminal report is the stored one.
-                let result = get(stack, &format!("/api/task/result?taskID={id}")).await;
-                return (result, report);
-            }
-            assert!(
-                Instant::now() < deadline,
-                "run {id} never finished: {result} {report}"
-            );
-        }
-    }
-
-    async fn get(stack: &Stack, path: &str) -> Value {
-        let r = stack.client.get(stack.url(path)).send().await.unwrap();
-        let status = r.status();
-        let body: Value = r.json().await.unwrap();
-        assert_eq!(status, 200, "{path}: {body}");
-        body
-    }
-
-    /// The error messages of a finished run's report.
-    pub(crate) fn errors(report: &Value) -> Vec<String> {
-        let mut errors: Vec<String> = report["messages"]["error"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|m| m["message"].as_str().map(str::to_owned))
-            .collect();
-        for node in report["reports"].as_object().into_iter().flatten() {
-            for snapshot in node.1["snapshots"].as_array().into_iter().flatten() {
-                if let Some(error) = snapshot["error"].as_str() {
-                    errors.push(error.to_owned());
-                }
-            }
-        }
-        errors
-    }
-}
+use super::common::{code_schema, finished};
+use crate::helpers::runs::run;
 
 /// Outputs `params.input`, except that an input starting `bad` comes out with a NUL in it.
 const NUL_FOR_BAD: &str = "function main({params}) {\n  const i = params.input;\n  return {answer: i.startsWith('bad') ? i.replace('-', String.fromCharCode(0)) : i};\n}";
@@ -125,7 +37,7 @@ async fn one_bad_value_fails_no_innocent_run() {
     let ids = futures::future::join_all(
         inputs
             .iter()
-            .map(|input| submit(&stack, &schema, json!({"input": input}))),
+            .map(|input| run(&stack, &schema, json!({"input": input}))),
     )
     .await;
     let ends = futures::future::join_all(ids.iter().map(|id| finished(&stack, id))).await;
@@ -153,7 +65,7 @@ both_deployments! {
     async fn nul_round_trips_in_task_inputs_outputs_and_reports(stack: Stack) {
         let schema = code_schema("function main({params}) { return {answer: params.input + String.fromCharCode(0)}; }");
         let inputs = json!({"input": "a\u{0}b", "extra\u{0}key": ["\u{0}"]});
-        let id = submit(&stack, &schema, inputs.clone()).await;
+        let id = run(&stack, &schema, inputs.clone()).await;
         let (result, report) = finished(&stack, &id).await;
         assert_eq!(report["workflowStatus"]["status"], "succeeded", "{report}");
         assert_eq!(result, json!({"answer": "a\u{0}b\u{0}"}));

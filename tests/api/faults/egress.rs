@@ -11,10 +11,9 @@ use crate::helpers::both_deployments;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use super::bad_values::{
-    Caller,
-    runs::{errors, finished, submit},
-};
+use super::bad_values::Caller;
+use super::common::{errors, finished};
+use crate::helpers::runs::run;
 
 both_deployments! {
     options = |o| o.mock_llm().env("LLMOPS_HTTP_ALLOW_PRIVATE", "false");
@@ -24,7 +23,7 @@ both_deployments! {
         let by_name = llm.base_url.replace("127.0.0.1", "localhost");
         for host in [llm.base_url.as_str(), by_name.as_str()] {
             let schema: Value = serde_json::from_str(&template.replace("{{MOCK_LLM}}", host)).unwrap();
-            let id = submit(&stack, &schema, json!({"prompt": "hi"})).await;
+            let id = run(&stack, &schema, json!({"prompt": "hi"})).await;
             let (result, report) = finished(&stack, &id).await;
             assert_eq!(
                 report["workflowStatus"]["status"], "failed",

@@ -7,7 +7,8 @@
 use crate::helpers::{Mode, Stack, StackOptions, both_deployments};
 use serde_json::json;
 
-use super::bad_values::runs::{code_schema, errors, finished, submit};
+use super::common::{code_schema, errors, finished};
+use crate::helpers::runs::run;
 
 const EIGHT_MB: &str = "function main() { return {answer: 'x'.repeat(8 * 1024 * 1024)}; }";
 /// `{"answer": "x…"}` of 1,000,013 bytes: under the 1 MB (1,048,576 bytes) node cap.
@@ -41,7 +42,7 @@ both_deployments! {
         let before = peak_rss(pid);
         let schema = code_schema(EIGHT_MB);
         let ids = futures::future::join_all(
-            (0..16).map(|i| submit(&stack, &schema, json!({"input": format!("run {i}")}))),
+            (0..16).map(|i| run(&stack, &schema, json!({"input": format!("run {i}")}))),
         )
         .await;
         for (result, report) in
@@ -66,7 +67,7 @@ both_deployments! {
         assert!(peak < GB, "peak RSS {peak} bytes");
 
         // Just under the cap: the output is kept, whole.
-        let id = submit(&stack, &code_schema(UNDER_1_MB), json!({"input": "x"})).await;
+        let id = run(&stack, &code_schema(UNDER_1_MB), json!({"input": "x"})).await;
         let (result, report) = finished(&stack, &id).await;
         assert_eq!(
             report["workflowStatus"]["status"],
@@ -86,7 +87,7 @@ async fn the_node_that_would_pass_the_report_cap_fails() {
     let Some(stack) = Stack::start_with(options).await else {
         return;
     };
-    let id = submit(&stack, &code_schema(UNDER_1_MB), json!({"input": "x"})).await;
+    let id = run(&stack, &code_schema(UNDER_1_MB), json!({"input": "x"})).await;
     let (result, report) = finished(&stack, &id).await;
     assert_eq!(report["workflowStatus"]["status"], "failed", "{report}");
     assert_eq!(result, json!({}));
@@ -104,7 +105,7 @@ async fn the_node_that_would_pass_the_report_cap_fails() {
     );
 
     let small = code_schema("function main({params}) { return {answer: params.input}; }");
-    let id = submit(&stack, &small, json!({"input": "fits"})).await;
+    let id = run(&stack, &small, json!({"input": "fits"})).await;
     let (result, _) = finished(&stack, &id).await;
     assert_eq!(result, json!({"answer": "fits"}));
 }
