@@ -3,7 +3,14 @@
 //! client went away before the answer was complete (so tests can prove a cancel closed the
 //! provider connection).
 //!
-//! Its default answer is the FlowGram reference's mock sentence, built from the request.
+//! Its default answer is the FlowGram reference's mock sentence, built from the request. The
+//! model name can steer one request: `status-<code>` answers that status; `flaky-<n>` answers
+//! 503 while fewer than n requests came before it; `slow` waits 30 s before answering;
+//! `slow-stream` streams 500 chunks 20 ms apart (`slow-stream-<n>`: n chunks); `stall-stream`
+//! streams one chunk and then nothing for 30 s.
+//!
+//! The one mock LLM of the project: the load generator, the black-box suites (`tests/`) and the
+//! engine's tests (`shared/tests/`) all use it.
 
 use std::{
     sync::{
@@ -38,6 +45,10 @@ struct MockState {
     completed: AtomicUsize,
     reply: Mutex<Option<String>>,
     fail_status: Mutex<Option<u16>>,
+    /// Requests received, failed ones included (what `flaky-<n>` counts).
+    received: AtomicUsize,
+    /// `(prompt, completion)` tokens to report instead of 10 and the answer's word count.
+    fixed_usage: Mutex<Option<(u64, u64)>>,
 }
 
 #[derive(Clone)]
@@ -95,6 +106,14 @@ impl MockLlm {
     pub fn set_failure(&self, status: Option<u16>) {
         *self.state.fail_status.lock().unwrap() = status;
     }
+    /// Reports these token counts in every answer's usage, whatever the answer.
+    pub fn set_fixed_usage(&self, prompt_tokens: u64, completion_tokens: u64) {
+        *self.state.fixed_usage.lock().unwrap() = Some((prompt_tokens, completion_tokens));
+    }
+    /// The base URL without the `/v1` (any path ending in `chat/completions` is answered).
+    pub fn origin(&self) -> &str {
+        self.base_url.trim_end_matches("/v1")
+    }
     /// Stops recording request bodies ([`MockLlm::requests`] stays as it is).
     pub fn forget_requests(&self) {
         self.state.forget_requests.store(true, Ordering::SeqCst);
@@ -143,6 +162,13 @@ pub fn js_number(v: &Value) -> String {
     }
 }
 
+/// The FlowGram reference mock sentence (spec 2.2) from its four parts.
+pub fn sentence(model: &str, temperature: &str, system: &str, prompt: &str) -> String {
+    format!(
+        "Hi, I am an AI model, my name is {model}, temperature is {temperature}, system prompt is \"{system}\", prompt is \"{prompt}\""
+    )
+}
+
 /// The FlowGram reference mock sentence for a chat request.
 pub fn mock_sentence(body: &Value) -> String {
     let messages = body["messages"].as_array().cloned().unwrap_or_default();
@@ -154,12 +180,11 @@ pub fn mock_sentence(body: &Value) -> String {
             .and_then(|m| m["content"].as_str().map(str::to_owned))
             .unwrap_or_else(|| "undefined".into())
     };
-    format!(
-        "Hi, I am an AI model, my name is {}, temperature is {}, system prompt is \"{}\", prompt is \"{}\"",
+    sentence(
         body["model"].as_str().unwrap_or("undefined"),
-        js_number(&body["temperature"]),
-        find("system"),
-        find("user"),
+        &js_number(&body["temperature"]),
+        &find("system"),
+        &find("user"),
     )
 }
 
@@ -171,6 +196,7 @@ async fn chat_completions(
     if !path.ends_with("chat/completions") {
         return (StatusCode::NOT_FOUND, "unknown path").into_response();
     }
+    let seen = state.received.fetch_add(1, Ordering::SeqCst);
     if !state.forget_requests.load(Ordering::Relaxed) {
         state.requests.lock().unwrap().push(body.clone());
     }
@@ -182,14 +208,31 @@ async fn chat_completions(
     if latency > 0 {
         tokio::time::sleep(Duration::from_millis(latency)).await;
     }
-    if let Some(status) = *state.fail_status.lock().unwrap() {
+    let model = body["model"].as_str().unwrap_or("mock").to_owned();
+    let steered_failure = match model.split_once('-') {
+        Some(("status", code)) => Some(code.parse().unwrap_or(500)),
+        Some(("flaky", n)) if seen < n.parse().unwrap_or(0) => Some(503),
+        _ => None,
+    };
+    let failure = match steered_failure {
+        Some(code) => Some((code, format!("mock status {code}"))),
+        None => state
+            .fail_status
+            .lock()
+            .unwrap()
+            .map(|code| (code, "mock failure".to_owned())),
+    };
+    if let Some((status, message)) = failure {
         guard.finish();
         let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         return (
             status,
-            Json(json!({"error": {"message": "mock failure", "type": "server_error"}})),
+            Json(json!({"error": {"message": message, "type": "server_error"}})),
         )
             .into_response();
+    }
+    if model == "slow" {
+        tokio::time::sleep(Duration::from_secs(30)).await;
     }
     let reply = state
         .reply
@@ -197,53 +240,72 @@ async fn chat_completions(
         .unwrap()
         .clone()
         .unwrap_or_else(|| mock_sentence(&body));
-    let completion_tokens = reply.split_whitespace().count();
-    let model = body["model"].as_str().unwrap_or("mock").to_owned();
+    let (prompt_tokens, completion_tokens) = state
+        .fixed_usage
+        .lock()
+        .unwrap()
+        .unwrap_or((10, reply.split_whitespace().count() as u64));
+    let usage = json!({"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, "total_tokens": prompt_tokens + completion_tokens});
     if body["stream"] != json!(true) {
         guard.finish();
         return Json(json!({
             "id": "chatcmpl-mock", "object": "chat.completion", "model": model,
             "choices": [{"index": 0, "message": {"role": "assistant", "content": reply}, "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": 10, "completion_tokens": completion_tokens, "total_tokens": 10 + completion_tokens}
+            "usage": usage
         }))
         .into_response();
     }
     // Stream word by word; the guard travels with the stream so a client that hangs up midway
     // is counted as dropped.
-    let pieces: Vec<String> = reply.split_inclusive(' ').map(str::to_owned).collect();
-    let delay = Duration::from_millis(state.chunk_delay_ms.load(Ordering::SeqCst));
+    let slow_stream = model
+        .strip_prefix("slow-stream")
+        .map(|n| n.trim_start_matches('-').parse::<usize>().unwrap_or(500));
+    let pieces: Vec<String> = match slow_stream {
+        Some(n) => (0..n).map(|i| format!("w{i} ")).collect(),
+        None => reply.split_inclusive(' ').map(str::to_owned).collect(),
+    };
+    let delay = match slow_stream {
+        Some(_) => Duration::from_millis(20),
+        None => Duration::from_millis(state.chunk_delay_ms.load(Ordering::SeqCst)),
+    };
+    let stall = model == "stall-stream";
     let events = stream::unfold(
         (pieces.into_iter(), Some(guard), 0usize),
         move |(mut pieces, guard, stage)| {
             let model = model.clone();
+            let usage = usage.clone();
             async move {
                 if let Some(piece) = pieces.next() {
                     if !delay.is_zero() {
                         tokio::time::sleep(delay).await;
                     }
+                    if stall && stage > 0 {
+                        tokio::time::sleep(Duration::from_secs(30)).await;
+                    }
                     let data = json!({"id": "chatcmpl-mock", "object": "chat.completion.chunk", "model": model,
                         "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": null}]});
                     return Some((
                         Ok::<_, std::convert::Infallible>(Event::default().data(data.to_string())),
-                        (pieces, guard, stage),
+                        (pieces, guard, stage + 1),
                     ));
                 }
-                match stage {
-                    0 => {
+                match guard {
+                    Some(guard) if stage != usize::MAX => {
                         let data = json!({"id": "chatcmpl-mock", "object": "chat.completion.chunk", "model": model, "choices": [],
-                            "usage": {"prompt_tokens": 10, "completion_tokens": completion_tokens, "total_tokens": 10 + completion_tokens}});
+                            "usage": usage});
                         Some((
                             Ok(Event::default().data(data.to_string())),
-                            (pieces, guard, 1),
+                            (pieces, Some(guard), usize::MAX),
                         ))
                     }
-                    1 => {
-                        if let Some(g) = guard {
-                            g.finish();
-                        }
-                        Some((Ok(Event::default().data("[DONE]")), (pieces, None, 2)))
+                    Some(guard) => {
+                        guard.finish();
+                        Some((
+                            Ok(Event::default().data("[DONE]")),
+                            (pieces, None, usize::MAX),
+                        ))
                     }
-                    _ => None,
+                    None => None,
                 }
             }
         },

@@ -1,12 +1,11 @@
 //! Test support for the black-box suites: throwaway Postgres and Redis servers on free ports,
-//! the real `llmops-api` / `llmops-worker` binaries in either deployment, and an
-//! OpenAI-compatible mock LLM on loopback.
+//! either deployment with the API in-process (`spawn_app`) or as the real `llmops-api`, workers
+//! as real `llmops-worker` processes, and an OpenAI-compatible mock LLM on loopback.
 //!
 //! When Postgres or Redis binaries are missing, a test says so loudly and skips; with
 //! `LLMOPS_REQUIRE_SERVICES=1` (CI) a skip is a failure.
 
-pub mod echo;
-pub use loadgen::mock_llm;
+pub use loadgen::{echo, mock_llm};
 pub mod probe;
 pub mod runs;
 pub mod services;
@@ -14,7 +13,7 @@ pub mod stack;
 
 pub use mock_llm::MockLlm;
 pub use services::{Postgres, Redis};
-pub use stack::{Mode, Stack, StackOptions};
+pub use stack::{Mode, Stack, StackOptions, spawn_app};
 
 /// Returns a free TCP port on 127.0.0.1 (the listener is closed before the port is used).
 pub fn free_port() -> u16 {
@@ -35,29 +34,57 @@ pub fn skip(reason: &str) {
     );
 }
 
-/// Runs the same async test body against the embedded and the distributed stack.
+/// The one way to run a test against both deployments: a module named for the test with an
+/// `embedded` and a `distributed` (one worker process) case. An optional first line
+/// `options = |o| …;` adjusts the `StackOptions` (a mock LLM, settings, more workers, real
+/// processes):
+///
+/// ```ignore
+/// both_deployments! {
+///     options = |o| o.mock_llm().env("LLMOPS_LLM_TIMEOUT_SECS", "1");
+///     /// A sentence saying what holds.
+///     async fn a_sentence_saying_what_holds(stack: Stack) { /* stack.llm(), stack.url(..) */ }
+/// }
+/// ```
 #[macro_export]
-macro_rules! both_modes {
+macro_rules! both_deployments {
     ($(#[$meta:meta])* async fn $name:ident($stack:ident: Stack) $body:block) => {
+        $crate::both_deployments! {
+            options = |options| options;
+            $(#[$meta])* async fn $name($stack: Stack) $body
+        }
+    };
+    (
+        options = |$options:ident| $with:expr;
+        $(#[$meta:meta])* async fn $name:ident($stack:ident: Stack) $body:block
+    ) => {
         mod $name {
             #[allow(unused_imports)]
             use super::*;
+
             async fn body($stack: $crate::Stack) $body
 
-            $(#[$meta])*
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn embedded() {
-                if let Some(stack) = $crate::Stack::start($crate::Mode::Embedded).await {
+            fn deployment_options($options: $crate::StackOptions) -> $crate::StackOptions {
+                $with
+            }
+
+            async fn start_and_run(mode: $crate::Mode) {
+                let options = deployment_options($crate::StackOptions::new(mode));
+                if let Some(stack) = $crate::Stack::start_with(options).await {
                     body(stack).await
                 }
             }
 
             $(#[$meta])*
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn embedded() {
+                start_and_run($crate::Mode::Embedded).await
+            }
+
+            $(#[$meta])*
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn distributed() {
-                if let Some(stack) = $crate::Stack::start($crate::Mode::Distributed { workers: 1 }).await {
-                    body(stack).await
-                }
+                start_and_run($crate::Mode::Distributed { workers: 1 }).await
             }
         }
     };

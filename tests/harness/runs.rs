@@ -29,10 +29,12 @@ pub async fn post_run(stack: &Stack, schema: &Value, inputs: &Value) -> reqwest:
         .unwrap()
 }
 
+/// Submits a run; it must be accepted. Answers its task id.
 pub async fn run(stack: &Stack, schema: &Value, inputs: Value) -> String {
     let r = post_run(stack, schema, &inputs).await;
-    assert_eq!(r.status(), 200);
+    let status = r.status();
     let body: Value = r.json().await.unwrap();
+    assert_eq!(status, 200, "{body}");
     body["taskID"].as_str().expect("taskID").to_owned()
 }
 
@@ -54,10 +56,12 @@ pub async fn report(stack: &Stack, id: &str) -> Value {
 }
 
 /// `GET path`, which must answer 200 with JSON.
-async fn get_ok(stack: &Stack, path: &str) -> Value {
+pub async fn get_ok(stack: &Stack, path: &str) -> Value {
     let r = stack.client.get(stack.url(path)).send().await.unwrap();
-    assert_eq!(r.status(), 200, "GET {path}");
-    r.json().await.unwrap()
+    let status = r.status();
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(status, 200, "GET {path}: {body}");
+    body
 }
 
 /// Runs a schema to the end and returns (result, report).

@@ -1,10 +1,15 @@
-//! Throwaway Postgres and Redis servers: each in a temp dir on a free port, gone on drop.
+//! Throwaway Postgres and Redis servers: each in a temp dir on a free port, gone on drop; and
+//! one Postgres cluster shared by the tests of a process, which hands each test a database of
+//! its own (`fresh_database`) and is stopped by a watchdog when the process ends.
 
 use std::{
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
+    sync::OnceLock,
     time::{Duration, Instant},
 };
+
+use sqlx::Connection;
 
 use crate::{free_port, skip};
 
@@ -106,6 +111,60 @@ impl Postgres {
 
     pub fn url(&self) -> String {
         format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// A new, empty database on the cluster this process's tests share (started on first use),
+    /// or `None` after a loud skip. A test that stops or restarts Postgres needs a cluster of
+    /// its own (`Postgres::start`).
+    pub async fn fresh_database() -> Option<String> {
+        static SHARED: OnceLock<Option<Postgres>> = OnceLock::new();
+        let pg = tokio::task::spawn_blocking(|| {
+            SHARED
+                .get_or_init(|| {
+                    let pg = Postgres::start()?;
+                    pg.stop_when_this_process_ends();
+                    Some(pg)
+                })
+                .as_ref()
+        })
+        .await
+        .expect("start the shared Postgres")?;
+        let name = format!("test_{}", uuid::Uuid::new_v4().simple());
+        let mut admin = sqlx::PgConnection::connect(&pg.url())
+            .await
+            .expect("connect to the shared Postgres");
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut admin)
+            .await
+            .expect("create a test database");
+        let _ = admin.close().await;
+        Some(format!("postgres://postgres@127.0.0.1:{}/{name}", pg.port))
+    }
+
+    /// A static is never dropped: a watchdog stops the cluster and removes its files once this
+    /// process is gone, however it ends.
+    // The watchdog is never waited for: it must outlive this process.
+    #[allow(clippy::zombie_processes)]
+    fn stop_when_this_process_ends(&self) {
+        let pg_ctl = self.bin.join("pg_ctl");
+        let stop = match is_root() {
+            true => format!("runuser -u postgres -- {}", pg_ctl.display()),
+            false => pg_ctl.display().to_string(),
+        };
+        let script = format!(
+            "while kill -0 {pid} 2>/dev/null; do sleep 1; done; \
+             {stop} -D {data} -m immediate stop >/dev/null 2>&1; rm -rf {dir}",
+            pid = std::process::id(),
+            data = self.dir.join("data").display(),
+            dir = self.dir.display(),
+        );
+        Command::new("sh")
+            .args(["-c", &script])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the Postgres watchdog");
     }
 
     /// A fast restart (`pg_ctl restart -m fast`): every connection is closed, the data kept.

@@ -1,6 +1,12 @@
-//! The real binaries, started the way a deployment starts them: the embedded default (one
-//! `llmops-api` on SQLite with in-process workers) or the distributed one (`llmops-api` plus
-//! `llmops-worker` processes on a throwaway Postgres and Redis).
+//! A deployment under test, started the way a deployment starts: the embedded default (one
+//! API on SQLite with in-process workers) or the distributed one (an API plus `llmops-worker`
+//! processes on a throwaway Postgres and Redis).
+//!
+//! The API runs in this process by default (`spawn_app`: `Application::build` on port 0, on a
+//! runtime of its own, so a test's runtime cannot starve it and dropping the stack stops it).
+//! Suites that need the API as a real process (SIGTERM, SIGKILL and restart, its own log or
+//! memory) ask for `StackOptions::processes()`. Workers of the distributed deployment are
+//! always real `llmops-worker` processes, so signals and jobs still cross processes.
 
 use std::{
     path::PathBuf,
@@ -8,7 +14,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::{Postgres, Redis, free_port};
+use clap::{CommandFactory, FromArgMatches};
+use llmops_api::Application;
+use shared::config::Config;
+
+use crate::{MockLlm, Postgres, Redis, free_port};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
@@ -16,11 +26,18 @@ pub enum Mode {
     Distributed { workers: usize },
 }
 
+/// The model the mock LLM is configured as (`StackOptions::mock_llm`).
+pub const MOCK_MODEL: &str = "mock-model";
+
 #[derive(Clone, Debug)]
 pub struct StackOptions {
     pub mode: Mode,
-    /// Extra environment for every process.
+    /// Extra settings, by environment name, for the API and every worker.
     pub env: Vec<(String, String)>,
+    /// Run the API as a real `llmops-api` process instead of in this process.
+    pub processes: bool,
+    /// Start a mock LLM and make it the provider of debug chats.
+    pub mock_llm: bool,
 }
 
 impl StackOptions {
@@ -28,10 +45,30 @@ impl StackOptions {
         Self {
             mode,
             env: Vec::new(),
+            processes: false,
+            mock_llm: false,
         }
     }
     pub fn env(mut self, key: &str, value: impl Into<String>) -> Self {
         self.env.push((key.to_owned(), value.into()));
+        self
+    }
+    /// The API as a real process: for tests that signal, kill or restart it, or read its log.
+    pub fn processes(mut self) -> Self {
+        self.processes = true;
+        self
+    }
+    /// A fresh mock LLM (`Stack::llm`) as the provider (`LLMOPS_LLM_BASE_URL`, key `sk-test`,
+    /// model `MOCK_MODEL`).
+    pub fn mock_llm(mut self) -> Self {
+        self.mock_llm = true;
+        self
+    }
+    /// The number of worker processes of the distributed deployment (no effect when embedded).
+    pub fn workers(mut self, n: usize) -> Self {
+        if let Mode::Distributed { workers } = &mut self.mode {
+            *workers = n;
+        }
         self
     }
 }
@@ -75,17 +112,44 @@ impl Drop for Proc {
     }
 }
 
+/// The API of a stack: in this process, or a real process.
+pub enum Api {
+    InProcess(InProcessApp),
+    Process(Proc),
+}
+
+impl Api {
+    /// The `llmops-api` process; panics for an in-process API (use `StackOptions::processes`).
+    pub fn process(&mut self) -> &mut Proc {
+        match self {
+            Api::Process(proc) => proc,
+            Api::InProcess(_) => panic!("this test needs StackOptions::processes()"),
+        }
+    }
+
+    /// The id of the `llmops-api` process; panics for an in-process API.
+    pub fn pid(&self) -> u32 {
+        match self {
+            Api::Process(proc) => proc.child.id(),
+            Api::InProcess(_) => panic!("this test needs StackOptions::processes()"),
+        }
+    }
+}
+
 /// A running deployment under test.
 pub struct Stack {
     pub mode: Mode,
     pub base: String,
     pub client: reqwest::Client,
-    pub api: Proc,
+    pub api: Api,
     pub workers: Vec<Proc>,
     pub dir: PathBuf,
     env: Vec<(String, String)>,
+    llm: Option<MockLlm>,
     // Kept for their Drop: the servers die with the stack.
     pub redis: Option<Redis>,
+    /// The stack's own cluster (`StackOptions::processes`); others use a database on the
+    /// shared one.
     pub postgres: Option<Postgres>,
 }
 
@@ -116,6 +180,11 @@ impl Stack {
         Self::start_with(StackOptions::new(mode)).await
     }
 
+    /// The deployment with the API as a real `llmops-api` process (`StackOptions::processes`).
+    pub async fn start_processes(mode: Mode) -> Option<Self> {
+        Self::start_with(StackOptions::new(mode).processes()).await
+    }
+
     /// Starts the deployment, or returns `None` after a loud skip when Postgres or Redis is
     /// missing (a failure under `LLMOPS_REQUIRE_SERVICES=1`).
     pub async fn start_with(options: StackOptions) -> Option<Self> {
@@ -137,27 +206,56 @@ impl Stack {
         ];
         let (mut postgres, mut redis) = (None, None);
         if let Mode::Distributed { .. } = options.mode {
-            let (pg, rd) = tokio::task::spawn_blocking(|| (Postgres::start(), Redis::start()))
+            // A suite of real processes may stop or restart Postgres: it gets a cluster of its
+            // own. Otherwise a fresh database on the shared cluster isolates the test as well.
+            let pg = match options.processes {
+                true => tokio::task::spawn_blocking(Postgres::start)
+                    .await
+                    .expect("start Postgres")
+                    .map(|pg| (pg.url(), Some(pg))),
+                false => Postgres::fresh_database().await.map(|url| (url, None)),
+            };
+            let rd = tokio::task::spawn_blocking(Redis::start)
                 .await
-                .expect("start services");
-            let (Some(pg), Some(rd)) = (pg, rd) else {
+                .expect("start Redis");
+            let (Some((database_url, pg)), Some(rd)) = (pg, rd) else {
                 return None;
             };
-            env.push(("DATABASE_URL".into(), pg.url()));
+            env.push(("DATABASE_URL".into(), database_url));
             env.push(("REDIS_URL".into(), rd.url()));
-            postgres = Some(pg);
+            postgres = pg;
             redis = Some(rd);
         }
+        let llm = match options.mock_llm {
+            true => Some(MockLlm::start().await),
+            false => None,
+        };
+        if let Some(llm) = &llm {
+            env.push(("LLMOPS_LLM_BASE_URL".into(), llm.base_url.clone()));
+            env.push(("LLMOPS_LLM_API_KEY".into(), "sk-test".into()));
+            env.push(("LLMOPS_LLM_MODEL".into(), MOCK_MODEL.into()));
+        }
         env.extend(options.env.iter().cloned());
-        let api = spawn(&dir, "llmops-api", "api", &env);
+        let (api, base) = match options.processes {
+            true => (
+                Api::Process(spawn(&dir, "llmops-api", "api", &env)),
+                format!("http://127.0.0.1:{port}"),
+            ),
+            false => {
+                let app = spawn_app(&env);
+                let base = format!("http://{}", app.addr);
+                (Api::InProcess(app), base)
+            }
+        };
         let mut stack = Self {
             mode: options.mode,
-            base: format!("http://127.0.0.1:{port}"),
+            base,
             client: reqwest::Client::new(),
             api,
             workers: Vec::new(),
             dir,
             env,
+            llm,
             redis,
             postgres,
         };
@@ -194,14 +292,27 @@ impl Stack {
     /// Kills `llmops-api` with SIGKILL, as a crash would, and starts it again on the same data
     /// and settings; returns once it is ready.
     pub async fn crash_and_restart_api(&mut self) {
-        self.api.kill9();
+        self.api.process().kill9();
         let restarted = spawn(&self.dir, "llmops-api", "api-restarted", &self.env);
-        self.api = restarted;
+        self.api = Api::Process(restarted);
         self.wait_healthy().await;
+    }
+
+    /// The mock LLM of a stack started with `StackOptions::mock_llm`.
+    pub fn llm(&self) -> &MockLlm {
+        self.llm
+            .as_ref()
+            .expect("this stack has no mock LLM (StackOptions::mock_llm)")
     }
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
+    }
+
+    /// `GET path`, answered with JSON whatever the status.
+    pub async fn get_json(&self, path: &str) -> serde_json::Value {
+        let r = self.client.get(self.url(path)).send().await.unwrap();
+        r.json().await.unwrap()
     }
 
     /// Registers an account with this email and password, signs in, and returns the access token.
@@ -242,13 +353,20 @@ impl Stack {
             {
                 return;
             }
-            if let Ok(Some(status)) = self.api.child.try_wait() {
-                panic!("llmops-api exited with {status}:\n{}", self.api.log_text());
+            if let Api::Process(api) = &mut self.api
+                && let Ok(Some(status)) = api.child.try_wait()
+            {
+                panic!("llmops-api exited with {status}:\n{}", api.log_text());
+            }
+            if let Api::InProcess(app) = &self.api
+                && app.is_finished()
+            {
+                panic!("the in-process API stopped before it was ready");
             }
             assert!(
                 Instant::now() < deadline,
                 "llmops-api did not become ready:\n{}",
-                self.api.log_text()
+                self.logs()
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -256,7 +374,10 @@ impl Stack {
 
     /// Everything the processes logged, for failure messages.
     pub fn logs(&self) -> String {
-        let mut out = format!("--- api ---\n{}", self.api.log_text());
+        let mut out = match &self.api {
+            Api::Process(api) => format!("--- api ---\n{}", api.log_text()),
+            Api::InProcess(_) => "--- api: in-process (TEST_LOG=1 prints its log) ---".to_owned(),
+        };
         for (i, w) in self.workers.iter().enumerate() {
             out.push_str(&format!("\n--- worker{i} ---\n{}", w.log_text()));
         }
@@ -270,7 +391,10 @@ impl Drop for Stack {
             eprintln!("{}", self.logs());
         }
         self.workers.clear();
-        let _ = self.api.child.kill();
+        match &mut self.api {
+            Api::Process(api) => api.kill9(),
+            Api::InProcess(app) => app.stop(),
+        }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
@@ -289,4 +413,114 @@ fn spawn(dir: &std::path::Path, bin: &str, name: &str, env: &[(String, String)])
         .spawn()
         .unwrap_or_else(|e| panic!("cannot start {bin}: {e}"));
     Proc { child, log }
+}
+
+/// An API built by `Application::build` and served in this process, on a runtime and thread of
+/// its own.
+pub struct InProcessApp {
+    pub addr: std::net::SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl InProcessApp {
+    /// Stops the app at once, as a crash would: its runtime is dropped with whatever it was
+    /// doing (the store and the queue, not the app, are what a test observes afterwards).
+    fn stop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+
+    fn is_finished(&self) -> bool {
+        self.thread.as_ref().is_none_or(|t| t.is_finished())
+    }
+}
+
+/// Builds the configuration from `settings` (environment names and values, as a deployment
+/// passes them), with the listener on a free port, and serves the API in this process;
+/// returns once it is bound (requests queue until it serves). zero2prod's `spawn_app`.
+pub fn spawn_app(settings: &[(String, String)]) -> InProcessApp {
+    if std::env::var_os("TEST_LOG").is_some() {
+        shared::telemetry::init(shared::config::LogFormat::Text);
+    }
+    let mut settings = settings.to_vec();
+    settings.push(("LLMOPS_LISTEN".into(), "127.0.0.1:0".into()));
+    let config = config_from(&settings);
+    let (bound_tx, bound_rx) = std::sync::mpsc::channel();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let thread = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("app runtime");
+        runtime.block_on(async move {
+            let app = match Application::build(config).await {
+                Ok(app) => app,
+                Err(e) => {
+                    let _ = bound_tx.send(Err(format!("{e:#}")));
+                    return;
+                }
+            };
+            let _ = bound_tx.send(Ok(app.local_addr()));
+            tokio::select! {
+                result = app.run_until(std::future::pending()) => {
+                    if let Err(e) = result {
+                        panic!("the in-process API failed: {e:#}");
+                    }
+                }
+                _ = stopped => {}
+            }
+        });
+        runtime.shutdown_timeout(Duration::from_secs(1));
+    });
+    let addr = match bound_rx.recv() {
+        Ok(Ok(addr)) => addr,
+        Ok(Err(e)) => panic!("Application::build failed: {e}"),
+        Err(_) => panic!("the in-process API panicked while building"),
+    };
+    InProcessApp {
+        addr,
+        stop: Some(stop),
+        thread: Some(thread),
+    }
+}
+
+/// The configuration a process started with `settings` in its environment reads: each name
+/// becomes its flag, and the ambient environment is ignored, so a developer's own
+/// `DATABASE_URL` cannot leak into a test. Names no setting reads (`RUST_LOG`) are skipped.
+pub fn config_from(settings: &[(String, String)]) -> Config {
+    let command = Config::command().mut_args(|arg| arg.env(None::<&'static str>));
+    let flags = Config::command();
+    // As in an environment, the last value given for a name is the one read.
+    let mut last: Vec<&(String, String)> = Vec::new();
+    for setting in settings {
+        last.retain(|(name, _)| *name != setting.0);
+        last.push(setting);
+    }
+    let mut args = vec!["llmops-api".to_owned()];
+    for (name, value) in last {
+        let Some(arg) = flags
+            .get_arguments()
+            .find(|a| a.get_env().is_some_and(|e| e == name.as_str()))
+        else {
+            assert_eq!(name, "RUST_LOG", "{name} is not a setting");
+            continue;
+        };
+        let long = arg.get_long().expect("every setting has a flag");
+        if arg.get_action().takes_values() {
+            args.push(format!("--{long}={value}"));
+        } else if matches!(value.as_str(), "y" | "yes" | "t" | "true" | "on" | "1") {
+            // A switch: from the environment, a truthy value sets it.
+            args.push(format!("--{long}"));
+        }
+    }
+    let matches = command
+        .try_get_matches_from(&args)
+        .unwrap_or_else(|e| panic!("{args:?}: {e}"));
+    Config::from_arg_matches(&matches).unwrap_or_else(|e| panic!("{args:?}: {e}"))
 }

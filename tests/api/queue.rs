@@ -5,11 +5,11 @@
 
 use std::time::{Duration, Instant};
 
-use apalis::prelude::{TaskBuilder, TaskSink};
-use harness::{
+use crate::helpers::{
     Redis,
     probe::{Probe, run_probe_worker},
 };
+use apalis::prelude::{TaskBuilder, TaskSink};
 use shared::{
     queue::{
         QueueBackend, QueueSettings, Queues, RunWorkflow, WORKFLOW_QUEUE, redis_storage,

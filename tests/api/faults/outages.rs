@@ -5,13 +5,13 @@
 
 use std::time::{Duration, Instant};
 
-use harness::{
+use crate::helpers::{
     MockLlm, Mode, Stack, StackOptions,
     runs::{fixture, provider_holds_a_call, report, result_within, run},
 };
 use serde_json::{Value, json};
 
-use crate::common::{assert_all_succeed, basic_inputs, submit_basic};
+use super::common::{assert_all_succeed, basic_inputs, submit_basic};
 
 /// Runs queued in Redis when it restarts empty.
 const QUEUED: usize = 300;
@@ -45,6 +45,7 @@ async fn wait_result(stack: &Stack, id: &str, wait_ms: u64) -> (Value, Duration)
 async fn a_redis_restart_without_persistence_loses_no_accepted_run() {
     let llm = MockLlm::start().await;
     let options = StackOptions::new(Mode::Distributed { workers: 0 })
+        .processes()
         .env("LLMOPS_LLM_BASE_URL", &llm.base_url);
     let Some(mut stack) = Stack::start_with(options).await else {
         return;
@@ -138,7 +139,7 @@ async fn a_redis_restart_without_persistence_loses_no_accepted_run() {
 /// the store), and a long poll still answers (from the store) when the run ends.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancel_and_long_polls_work_while_redis_is_down() {
-    let Some(mut stack) = Stack::start(Mode::Distributed { workers: 1 }).await else {
+    let Some(mut stack) = Stack::start_processes(Mode::Distributed { workers: 1 }).await else {
         return;
     };
     let slow = MockLlm::start().await;
@@ -172,7 +173,7 @@ async fn cancel_and_long_polls_work_while_redis_is_down() {
 /// again, and new runs (and one submitted during the outage) succeed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn processes_running_across_a_redis_restart_keep_working() {
-    let Some(mut stack) = Stack::start(Mode::Distributed { workers: 2 }).await else {
+    let Some(mut stack) = Stack::start_processes(Mode::Distributed { workers: 2 }).await else {
         return;
     };
     let llm = MockLlm::start().await;
@@ -201,7 +202,7 @@ async fn processes_running_across_a_redis_restart_keep_working() {
 /// succeeds (submissions while the store is down may be refused with 503, never lost).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_postgres_restart_under_load_loses_no_accepted_run() {
-    let Some(stack) = Stack::start(Mode::Distributed { workers: 2 }).await else {
+    let Some(stack) = Stack::start_processes(Mode::Distributed { workers: 2 }).await else {
         return;
     };
     let llm = MockLlm::start().await;
@@ -248,7 +249,7 @@ async fn a_postgres_restart_under_load_loses_no_accepted_run() {
 /// Two of three workers killed with SIGKILL while 300 runs are going: every run succeeds.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_workers_under_load_loses_no_run() {
-    let Some(mut stack) = Stack::start(Mode::Distributed { workers: 3 }).await else {
+    let Some(mut stack) = Stack::start_processes(Mode::Distributed { workers: 3 }).await else {
         return;
     };
     let llm = MockLlm::start().await;

@@ -3,12 +3,12 @@
 
 use std::{process::Command, time::Duration};
 
-use harness::{Mode, Stack, StackOptions, both_modes, stack::binary};
+use crate::helpers::{Mode, Stack, StackOptions, both_deployments, stack::binary};
 use serde_json::Value;
 
-both_modes! {
+both_deployments! {
     async fn health_readiness_and_docs_are_served(stack: Stack) {
-        let health: Value = stack.client.get(stack.url("/healthz")).send().await.unwrap().json().await.unwrap();
+        let health: Value = stack.get_json("/healthz").await;
         assert_eq!(health["status"], "ok");
 
         let ready = stack.client.get(stack.url("/readyz")).send().await.unwrap();
@@ -20,7 +20,7 @@ both_modes! {
         assert_eq!(docs.status(), 200);
         assert!(docs.text().await.unwrap().contains("swagger"), "Swagger UI page");
 
-        let spec: Value = stack.client.get(stack.url("/api/openapi.json")).send().await.unwrap().json().await.unwrap();
+        let spec: Value = stack.get_json("/api/openapi.json").await;
         assert!(spec["openapi"].as_str().unwrap().starts_with("3."));
         assert!(spec["paths"]["/healthz"].is_object());
         assert!(spec["paths"]["/readyz"].is_object());
@@ -32,7 +32,7 @@ both_modes! {
     }
 }
 
-both_modes! {
+both_deployments! {
     async fn unknown_routes_answer_json_with_a_request_id(stack: Stack) {
         let r = stack.client.get(stack.url("/no/such/route")).send().await.unwrap();
         assert_eq!(r.status(), 404);
@@ -86,7 +86,7 @@ async fn the_embedded_default_keeps_a_private_jwt_secret_in_the_data_directory()
     // The harness sets JWT_SECRET for its stacks; this api runs with no settings at all.
     let dir = std::env::temp_dir().join(format!("llmops-secret-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&dir).unwrap();
-    let port = harness::free_port();
+    let port = crate::helpers::free_port();
     let mut child = Command::new(binary("llmops-api"))
         .current_dir(&dir)
         .env_remove("JWT_SECRET")
@@ -163,10 +163,11 @@ fn help_documents_every_setting() {
     }
 }
 
-both_modes! {
+both_deployments! {
+    options = |o| o.processes();
     async fn sigterm_stops_the_server_gracefully(stack: Stack) {
         let mut stack = stack;
-        let status = stack.api.terminate(Duration::from_secs(25)).expect("api did not stop on SIGTERM");
+        let status = stack.api.process().terminate(Duration::from_secs(25)).expect("api did not stop on SIGTERM");
         assert!(status.success(), "api exit status {status}");
         for w in stack.workers.iter_mut() {
             let status = w.terminate(Duration::from_secs(25)).expect("worker did not stop on SIGTERM");
@@ -213,8 +214,10 @@ async fn readiness_is_503_when_the_queue_is_down() {
 
 #[tokio::test]
 async fn json_logs_are_one_object_per_line() {
-    let options = StackOptions::new(Mode::Embedded).env("LLMOPS_LOG_FORMAT", "json");
-    let Some(stack) = Stack::start_with(options).await else {
+    let options = StackOptions::new(Mode::Embedded)
+        .processes()
+        .env("LLMOPS_LOG_FORMAT", "json");
+    let Some(mut stack) = Stack::start_with(options).await else {
         return;
     };
     stack
@@ -223,7 +226,7 @@ async fn json_logs_are_one_object_per_line() {
         .send()
         .await
         .unwrap();
-    let log = stack.api.log_text();
+    let log = stack.api.process().log_text();
     let lines: Vec<&str> = log.lines().filter(|l| !l.trim().is_empty()).collect();
     assert!(!lines.is_empty(), "the api logged nothing");
     for line in lines {

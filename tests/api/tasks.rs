@@ -4,8 +4,8 @@
 
 use std::time::{Duration, Instant};
 
-use harness::{
-    MockLlm, Mode, Stack, StackOptions, both_modes,
+use crate::helpers::{
+    MockLlm, Mode, Stack, StackOptions, both_deployments,
     echo::Echo,
     mock_llm::mock_sentence,
     runs::{
@@ -34,11 +34,11 @@ fn snapshot_count(report: &Value, node: &str) -> usize {
         .map_or(0, Vec::len)
 }
 
-both_modes! {
+both_deployments! {
     async fn the_seed_curl_example_runs_reports_and_cancels(stack: Stack) {
         let llm = MockLlm::start().await;
         // The seed's request, verbatim except `api_host`, which points at the mock provider.
-        let body = include_str!("seed_run_request.json").replace("https://ark.cn-beijing.volces.com/api/v3", &llm.base_url);
+        let body = include_str!("../seed_run_request.json").replace("https://ark.cn-beijing.volces.com/api/v3", &llm.base_url);
         let r = stack.client.post(stack.url("/api/task/run")).header("content-type", "application/json").body(body).send().await.unwrap();
         assert_eq!(r.status(), 200);
         let id = r.json::<Value>().await.unwrap()["taskID"].as_str().unwrap().to_owned();
@@ -61,7 +61,7 @@ both_modes! {
     }
 }
 
-both_modes! {
+both_deployments! {
     async fn every_spec_fixture_runs_through_the_http_api(stack: Stack) {
         let llm = MockLlm::start().await;
 
@@ -123,7 +123,7 @@ both_modes! {
         // http: to a loopback echo server (the stack allows private egress).
         let echo = Echo::start().await;
         let schema: Value = serde_json::from_str(&fixture("http", &llm).to_string().replace("https://{{start_0.host}}", "http://{{start_0.host}}")).unwrap();
-        let (out, rep) = run_to_end(&stack, &schema, json!({"host": echo.host, "path": "/post"})).await;
+        let (out, rep) = run_to_end(&stack, &schema, json!({"host": echo.host(), "path": "/post"})).await;
         assert_eq!(out["code"], 200);
         let echoed: Value = serde_json::from_str(out["res"].as_str().unwrap()).unwrap();
         assert_eq!((echoed["method"].as_str(), echoed["path"].as_str(), echoed["body"].as_str()), (Some("POST"), Some("/post"), Some("{}")));
@@ -148,7 +148,7 @@ both_modes! {
     }
 }
 
-both_modes! {
+both_deployments! {
     async fn cancel_stops_a_running_llm_call_within_a_second(stack: Stack) {
         let llm = MockLlm::start().await;
         llm.set_latency(Duration::from_secs(5));
@@ -177,7 +177,7 @@ both_modes! {
     }
 }
 
-both_modes! {
+both_deployments! {
     async fn cancel_of_a_queued_task_means_it_never_runs(stack: Stack) {
         // Queue a task in a stack whose worker is busy, then cancel before it starts: the
         // workers are saturated with a slow run so the second task is still queued.
@@ -237,7 +237,7 @@ async fn a_run_whose_attempts_are_used_up_fails_saying_so() {
     assert!(message.contains("after 1 attempts"), "{message}");
 }
 
-both_modes! {
+both_deployments! {
     async fn bad_requests_get_clear_4xx_and_store_nothing(stack: Stack) {
         let post = |body: Vec<u8>| stack.client.post(stack.url("/api/task/run")).header("content-type", "application/json").body(body).send();
         let cases: Vec<(Vec<u8>, &str)> = vec![
@@ -290,10 +290,10 @@ both_modes! {
     }
 }
 
-both_modes! {
+both_deployments! {
     async fn server_info_answers_on_both_paths(stack: Stack) {
         for path in ["/api/info", "/info"] {
-            let info: Value = stack.client.get(stack.url(path)).send().await.unwrap().json().await.unwrap();
+            let info: Value = stack.get_json(path).await;
             assert_eq!(info["runtime"], "rust");
             assert!(info["time"].as_str().unwrap().ends_with('Z'));
         }
@@ -322,7 +322,7 @@ async fn oversize_post(stack: &Stack, path: &str, len: usize) -> (u16, String) {
     (status, body)
 }
 
-both_modes! {
+both_deployments! {
     async fn a_run_made_with_a_token_belongs_to_that_account(stack: Stack) {
         let llm = MockLlm::start().await;
         let alice = stack.sign_up("alice@example.com", PASSWORD).await;
@@ -495,7 +495,8 @@ async fn an_embedded_run_the_queue_refuses_leaves_nothing_behind() {
 /// the same data, the run is delivered again (its worker missed its heartbeats) and succeeds.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_embedded_run_survives_a_crash_of_the_server() {
-    let Some(mut stack) = Stack::start(Mode::Embedded).await else {
+    let options = StackOptions::new(Mode::Embedded).processes();
+    let Some(mut stack) = Stack::start_with(options).await else {
         return;
     };
     let llm = MockLlm::start().await;

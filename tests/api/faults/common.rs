@@ -2,11 +2,11 @@
 
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
-use harness::{
+use crate::helpers::{
     MockLlm, Stack,
-    runs::{fixture, post_run, report, result_within},
+    runs::{fixture, get_ok, post_run, report, result_within},
 };
+use futures::StreamExt;
 use serde_json::{Value, json};
 
 /// Inputs of the `basic` fixture (start → llm → end).
@@ -94,4 +94,65 @@ pub async fn assert_all_succeed(stack: &Stack, runs: &[(String, String)], within
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
+}
+
+/// start (`input`: string) → code (`script`, given `params.input`) → end (`answer`).
+pub fn code_schema(script: &str) -> Value {
+    let string = json!({"type": "string"});
+    json!({
+        "nodes": [
+            {"id": "start_0", "type": "start", "meta": {"position": {"x": 0, "y": 0}},
+             "data": {"title": "Start", "outputs": {"type": "object", "properties": {"input": string}}}},
+            {"id": "code_0", "type": "code", "meta": {"position": {"x": 400, "y": 0}},
+             "data": {"title": "Code",
+                      "inputsValues": {"input": {"type": "ref", "content": ["start_0", "input"]}},
+                      "inputs": {"type": "object", "properties": {"input": string}},
+                      "outputs": {"type": "object", "properties": {"answer": string}},
+                      "script": {"language": "javascript", "content": script}}},
+            {"id": "end_0", "type": "end", "meta": {"position": {"x": 800, "y": 0}},
+             "data": {"title": "End",
+                      "inputsValues": {"answer": {"type": "ref", "content": ["code_0", "answer"]}},
+                      "inputs": {"type": "object", "properties": {"answer": string}}}}
+        ],
+        "edges": [
+            {"sourceNodeID": "start_0", "targetNodeID": "code_0"},
+            {"sourceNodeID": "code_0", "targetNodeID": "end_0"}
+        ]
+    })
+}
+
+/// Waits until the run is terminal; returns its result and report.
+pub async fn finished(stack: &Stack, id: &str) -> (Value, Value) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let result = get_ok(stack, &format!("/api/task/result?taskID={id}&wait=10000")).await;
+        let report = get_ok(stack, &format!("/api/task/report?taskID={id}")).await;
+        if report["workflowStatus"]["terminated"] == true {
+            // The result read after the terminal report is the stored one.
+            let result = get_ok(stack, &format!("/api/task/result?taskID={id}")).await;
+            return (result, report);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "run {id} never finished: {result} {report}"
+        );
+    }
+}
+
+/// The error messages of a finished run's report.
+pub fn errors(report: &Value) -> Vec<String> {
+    let mut errors: Vec<String> = report["messages"]["error"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|m| m["message"].as_str().map(str::to_owned))
+        .collect();
+    for node in report["reports"].as_object().into_iter().flatten() {
+        for snapshot in node.1["snapshots"].as_array().into_iter().flatten() {
+            if let Some(error) = snapshot["error"].as_str() {
+                errors.push(error.to_owned());
+            }
+        }
+    }
+    errors
 }

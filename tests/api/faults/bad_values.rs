@@ -5,117 +5,12 @@
 
 use std::time::{Duration, Instant};
 
-use harness::{MockLlm, Mode, Stack, StackOptions, both_modes};
+use crate::helpers::{Mode, Stack, both_deployments};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use runs::{code_schema, finished, submit};
-
-/// An embedded and a distributed (one worker) test of `$run(mode)`, for bodies that start
-/// their stack themselves (with settings of their own).
-macro_rules! in_both_deployments {
-    ($embedded:ident, $distributed:ident, $run:ident) => {
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn $embedded() {
-            $run(Mode::Embedded).await;
-        }
-
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn $distributed() {
-            $run(Mode::Distributed { workers: 1 }).await;
-        }
-    };
-}
-pub(crate) use in_both_deployments;
-
-/// Workflow helpers the fault tests share: submit a run, wait for its end.
-pub(crate) mod runs {
-    use super::*;
-
-    /// start (`input`: string) → code (`script`, given `params.input`) → end (`answer`).
-    pub(crate) fn code_schema(script: &str) -> Value {
-        let string = json!({"type": "string"});
-        json!({
-            "nodes": [
-                {"id": "start_0", "type": "start", "meta": {"position": {"x": 0, "y": 0}},
-                 "data": {"title": "Start", "outputs": {"type": "object", "properties": {"input": string}}}},
-                {"id": "code_0", "type": "code", "meta": {"position": {"x": 400, "y": 0}},
-                 "data": {"title": "Code",
-                          "inputsValues": {"input": {"type": "ref", "content": ["start_0", "input"]}},
-                          "inputs": {"type": "object", "properties": {"input": string}},
-                          "outputs": {"type": "object", "properties": {"answer": string}},
-                          "script": {"language": "javascript", "content": script}}},
-                {"id": "end_0", "type": "end", "meta": {"position": {"x": 800, "y": 0}},
-                 "data": {"title": "End",
-                          "inputsValues": {"answer": {"type": "ref", "content": ["code_0", "answer"]}},
-                          "inputs": {"type": "object", "properties": {"answer": string}}}}
-            ],
-            "edges": [
-                {"sourceNodeID": "start_0", "targetNodeID": "code_0"},
-                {"sourceNodeID": "code_0", "targetNodeID": "end_0"}
-            ]
-        })
-    }
-
-    /// Submits a run; it must be accepted.
-    pub(crate) async fn submit(stack: &Stack, schema: &Value, inputs: Value) -> String {
-        let r = stack
-            .client
-            .post(stack.url("/api/task/run"))
-            .json(&json!({"schema": schema.to_string(), "inputs": inputs}))
-            .send()
-            .await
-            .unwrap();
-        let status = r.status();
-        let body: Value = r.json().await.unwrap();
-        assert_eq!(status, 200, "{body}");
-        body["taskID"].as_str().expect("taskID").to_owned()
-    }
-
-    /// Waits until the run is terminal; returns its result and report.
-    pub(crate) async fn finished(stack: &Stack, id: &str) -> (Value, Value) {
-        let deadline = Instant::now() + Duration::from_secs(120);
-        loop {
-            let result = get(stack, &format!("/api/task/result?taskID={id}&wait=10000")).await;
-            let report = get(stack, &format!("/api/task/report?taskID={id}")).await;
-            if report["workflowStatus"]["terminated"] == true {
-                // The result read after the terminal report is the stored one.
-                let result = get(stack, &format!("/api/task/result?taskID={id}")).await;
-                return (result, report);
-            }
-            assert!(
-                Instant::now() < deadline,
-                "run {id} never finished: {result} {report}"
-            );
-        }
-    }
-
-    async fn get(stack: &Stack, path: &str) -> Value {
-        let r = stack.client.get(stack.url(path)).send().await.unwrap();
-        let status = r.status();
-        let body: Value = r.json().await.unwrap();
-        assert_eq!(status, 200, "{path}: {body}");
-        body
-    }
-
-    /// The error messages of a finished run's report.
-    pub(crate) fn errors(report: &Value) -> Vec<String> {
-        let mut errors: Vec<String> = report["messages"]["error"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|m| m["message"].as_str().map(str::to_owned))
-            .collect();
-        for node in report["reports"].as_object().into_iter().flatten() {
-            for snapshot in node.1["snapshots"].as_array().into_iter().flatten() {
-                if let Some(error) = snapshot["error"].as_str() {
-                    errors.push(error.to_owned());
-                }
-            }
-        }
-        errors
-    }
-}
+use super::common::{code_schema, finished};
+use crate::helpers::runs::run;
 
 /// Outputs `params.input`, except that an input starting `bad` comes out with a NUL in it.
 const NUL_FOR_BAD: &str = "function main({params}) {\n  const i = params.input;\n  return {answer: i.startsWith('bad') ? i.replace('-', String.fromCharCode(0)) : i};\n}";
@@ -142,7 +37,7 @@ async fn one_bad_value_fails_no_innocent_run() {
     let ids = futures::future::join_all(
         inputs
             .iter()
-            .map(|input| submit(&stack, &schema, json!({"input": input}))),
+            .map(|input| run(&stack, &schema, json!({"input": input}))),
     )
     .await;
     let ends = futures::future::join_all(ids.iter().map(|id| finished(&stack, id))).await;
@@ -165,12 +60,12 @@ async fn one_bad_value_fails_no_innocent_run() {
     eprintln!("40 concurrent runs, 4 with NUL in their output: 40 succeeded");
 }
 
-both_modes! {
+both_deployments! {
     /// Strings with NUL round-trip through a run on either store: inputs, outputs, report.
     async fn nul_round_trips_in_task_inputs_outputs_and_reports(stack: Stack) {
         let schema = code_schema("function main({params}) { return {answer: params.input + String.fromCharCode(0)}; }");
         let inputs = json!({"input": "a\u{0}b", "extra\u{0}key": ["\u{0}"]});
-        let id = submit(&stack, &schema, inputs.clone()).await;
+        let id = run(&stack, &schema, inputs.clone()).await;
         let (result, report) = finished(&stack, &id).await;
         assert_eq!(report["workflowStatus"]["status"], "succeeded", "{report}");
         assert_eq!(result, json!({"answer": "a\u{0}b\u{0}"}));
@@ -252,7 +147,7 @@ fn assert_refused(what: &str, (status, body): (u16, Value), field: &str) {
     );
 }
 
-both_modes! {
+both_deployments! {
     /// Where the app API takes plain text, NUL is refused naming the field, on either store.
     async fn nul_in_app_and_account_text_is_a_validate_error(stack: Stack) {
         let caller = Caller::sign_up(&stack).await;
@@ -301,7 +196,7 @@ both_modes! {
     }
 }
 
-both_modes! {
+both_deployments! {
     /// `search_word` is at most 100 characters (a 50,000-character one made SQLite answer 500),
     /// and its wildcards match only themselves, on either store.
     async fn search_words_are_length_limited_and_escaped(stack: Stack) {
@@ -324,56 +219,46 @@ both_modes! {
     }
 }
 
-/// A chat whose provider answers (and summarises) with a NUL: the answer and the long-term
-/// memory are stored without it, on either store.
-async fn provider_text_with_nul_is_stored(mode: Mode) {
-    let llm = MockLlm::start().await;
-    llm.set_reply(Some("a\u{0}b"));
-    let options = StackOptions::new(mode)
-        .env("LLMOPS_LLM_BASE_URL", &llm.base_url)
-        .env("LLMOPS_LLM_API_KEY", "sk-test");
-    let Some(stack) = Stack::start_with(options).await else {
-        return;
-    };
-    let caller = Caller::sign_up(&stack).await;
-    let app = caller.create_app("nul answers").await;
-    let body = json!({"model_config": {}, "memory_mode": "long_term_memory"});
-    let (status, body) = caller
-        .call(Method::PUT, &format!("/api/apps/{app}/config"), Some(body))
-        .await;
-    assert_eq!(status, 200, "{body}");
-    let debug = format!("/api/apps/{app}/debug");
-    let (status, body) = caller
-        .call(Method::POST, &debug, Some(json!({"query": "hi"})))
-        .await;
-    assert_eq!(status, 200, "{body}");
-    assert_eq!(body["data"]["answer"], "ab", "{body}");
-    let (status, body) = caller
-        .call(Method::GET, &format!("/api/apps/{app}/messages"), None)
-        .await;
-    assert_eq!(status, 200, "{body}");
-    let message = &body["data"]["list"][0];
-    assert_eq!(
-        (&message["answer"], &message["status"]),
-        (&json!("ab"), &json!("normal")),
-        "{body}"
-    );
-    // The summary is written after the answer: wait for it.
-    let memory = format!("/api/apps/{app}/long-term-memory");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let (status, body) = caller.call(Method::GET, &memory, None).await;
+both_deployments! {
+    options = |o| o.mock_llm();
+    /// A chat whose provider answers (and summarises) with a NUL: the answer and the long-term
+    /// memory are stored without it, on either store.
+    async fn provider_text_with_nul_is_stored(stack: Stack) {
+        stack.llm().set_reply(Some("a\u{0}b"));
+        let caller = Caller::sign_up(&stack).await;
+        let app = caller.create_app("nul answers").await;
+        let body = json!({"model_config": {}, "memory_mode": "long_term_memory"});
+        let (status, body) = caller
+            .call(Method::PUT, &format!("/api/apps/{app}/config"), Some(body))
+            .await;
         assert_eq!(status, 200, "{body}");
-        if body["data"]["summary"] == "ab" {
-            break;
+        let debug = format!("/api/apps/{app}/debug");
+        let (status, body) = caller
+            .call(Method::POST, &debug, Some(json!({"query": "hi"})))
+            .await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["data"]["answer"], "ab", "{body}");
+        let (status, body) = caller
+            .call(Method::GET, &format!("/api/apps/{app}/messages"), None)
+            .await;
+        assert_eq!(status, 200, "{body}");
+        let message = &body["data"]["list"][0];
+        assert_eq!(
+            (&message["answer"], &message["status"]),
+            (&json!("ab"), &json!("normal")),
+            "{body}"
+        );
+        // The summary is written after the answer: wait for it.
+        let memory = format!("/api/apps/{app}/long-term-memory");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let (status, body) = caller.call(Method::GET, &memory, None).await;
+            assert_eq!(status, 200, "{body}");
+            if body["data"]["summary"] == "ab" {
+                break;
+            }
+            assert!(Instant::now() < deadline, "summary never stored: {body}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        assert!(Instant::now() < deadline, "summary never stored: {body}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
-
-in_both_deployments!(
-    provider_text_with_nul_is_stored_embedded,
-    provider_text_with_nul_is_stored_distributed,
-    provider_text_with_nul_is_stored
-);

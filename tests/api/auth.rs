@@ -4,7 +4,7 @@
 
 use std::net::IpAddr;
 
-use harness::{Mode, Stack, StackOptions, both_modes};
+use crate::helpers::{Mode, Stack, StackOptions, assert_envelope, both_deployments};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use reqwest::{Client, Response, StatusCode};
 use serde_json::{Value, json};
@@ -12,14 +12,6 @@ use serde_json::{Value, json};
 /// The secret the harness gives its stacks.
 const JWT_SECRET: &str = "test-secret-0123456789abcdef";
 const PASSWORD: &str = "correct-horse-7";
-const CODES: [&str; 6] = [
-    "success",
-    "fail",
-    "not_found",
-    "unauthorized",
-    "forbidden",
-    "validate_error",
-];
 
 fn unique_email() -> String {
     format!("user-{}@example.com", uuid::Uuid::new_v4().simple())
@@ -27,34 +19,6 @@ fn unique_email() -> String {
 
 fn now() -> u64 {
     jsonwebtoken::get_current_timestamp()
-}
-
-/// Asserts the body is exactly `{code, message, data}` with one of the six codes, a string
-/// message and an object as data, and that the HTTP status follows the code.
-#[track_caller]
-fn assert_envelope(status: StatusCode, body: &Value) {
-    let obj = body
-        .as_object()
-        .unwrap_or_else(|| panic!("not a JSON object: {body}"));
-    let mut keys: Vec<&str> = obj.keys().map(String::as_str).collect();
-    keys.sort_unstable();
-    assert_eq!(keys, ["code", "data", "message"], "{body}");
-    let code = body["code"].as_str().unwrap_or_default();
-    assert!(CODES.contains(&code), "unknown code: {body}");
-    assert!(body["message"].is_string(), "{body}");
-    assert!(body["data"].is_object(), "{body}");
-    let allowed: &[u16] = match code {
-        "success" => &[200],
-        "validate_error" => &[400, 413, 422],
-        "unauthorized" => &[401],
-        "forbidden" => &[403],
-        "not_found" => &[404],
-        _ => &[400, 405, 429, 500],
-    };
-    assert!(
-        allowed.contains(&status.as_u16()),
-        "status {status} for {body}"
-    );
 }
 
 /// Reads an answer, checks it is an envelope, returns status and body.
@@ -152,7 +116,7 @@ fn sign(alg: Algorithm, claims: &Value, secret: &str) -> String {
     .unwrap()
 }
 
-both_modes! {
+both_deployments! {
     async fn register_login_and_account_work_end_to_end(stack: Stack) {
         // Arrange
         let email = unique_email();
@@ -737,15 +701,7 @@ async fn every_answer_of_the_accounts_family_is_an_envelope() {
     }
 
     // The three routes are documented, the account one behind the bearer scheme.
-    let spec: Value = stack
-        .client
-        .get(stack.url("/api/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let spec: Value = stack.get_json("/api/openapi.json").await;
     assert!(spec["paths"]["/api/auth/register"]["post"].is_object());
     assert!(spec["paths"]["/api/auth/password-login"]["post"].is_object());
     assert_eq!(

@@ -4,13 +4,11 @@
 //! The case that failed: 16 concurrent runs whose code node returned 8 MB each took the
 //! embedded API from 80 MB to 3.86 GB; its peak must now stay under 1 GB.
 
-use harness::{Mode, Stack, StackOptions};
+use crate::helpers::{Mode, Stack, StackOptions, both_deployments};
 use serde_json::json;
 
-use crate::bad_values::{
-    in_both_deployments,
-    runs::{code_schema, errors, finished, submit},
-};
+use super::common::{code_schema, errors, finished};
+use crate::helpers::runs::run;
 
 const EIGHT_MB: &str = "function main() { return {answer: 'x'.repeat(8 * 1024 * 1024)}; }";
 /// `{"answer": "x…"}` of 1,000,013 bytes: under the 1 MB (1,048,576 bytes) node cap.
@@ -32,59 +30,54 @@ fn peak_rss(pid: u32) -> u64 {
 /// The process that runs the workflows: the API when embedded, the worker otherwise.
 fn runner_pid(stack: &Stack) -> u32 {
     match stack.mode {
-        Mode::Embedded => stack.api.child.id(),
+        Mode::Embedded => stack.api.pid(),
         Mode::Distributed { .. } => stack.workers[0].child.id(),
     }
 }
 
-async fn sixteen_eight_mb_outputs_fail_within_bounded_memory(mode: Mode) {
-    let Some(stack) = Stack::start(mode).await else {
-        return;
-    };
-    let pid = runner_pid(&stack);
-    let before = peak_rss(pid);
-    let schema = code_schema(EIGHT_MB);
-    let ids = futures::future::join_all(
-        (0..16).map(|i| submit(&stack, &schema, json!({"input": format!("run {i}")}))),
-    )
-    .await;
-    for (result, report) in
-        futures::future::join_all(ids.iter().map(|id| finished(&stack, id))).await
-    {
-        assert_eq!(report["workflowStatus"]["status"], "failed", "{report}");
-        assert_eq!(result, json!({}));
+both_deployments! {
+    options = |o| o.processes();
+    async fn sixteen_eight_mb_outputs_fail_within_bounded_memory(stack: Stack) {
+        let pid = runner_pid(&stack);
+        let before = peak_rss(pid);
+        let schema = code_schema(EIGHT_MB);
+        let ids = futures::future::join_all(
+            (0..16).map(|i| run(&stack, &schema, json!({"input": format!("run {i}")}))),
+        )
+        .await;
+        for (result, report) in
+            futures::future::join_all(ids.iter().map(|id| finished(&stack, id))).await
+        {
+            assert_eq!(report["workflowStatus"]["status"], "failed", "{report}");
+            assert_eq!(result, json!({}));
+            assert_eq!(
+                report["reports"]["code_0"]["snapshots"][0]["error"],
+                "Node output is larger than 1 MB (LLMOPS_MAX_NODE_OUTPUT_BYTES)",
+                "{:?}",
+                errors(&report)
+            );
+        }
+        let peak = peak_rss(pid);
+        eprintln!(
+            "{:?}: peak RSS of the process running 16 concurrent 8 MB outputs: {} MB (before: {} MB)",
+            stack.mode,
+            peak / (1024 * 1024),
+            before / (1024 * 1024)
+        );
+        assert!(peak < GB, "peak RSS {peak} bytes");
+
+        // Just under the cap: the output is kept, whole.
+        let id = run(&stack, &code_schema(UNDER_1_MB), json!({"input": "x"})).await;
+        let (result, report) = finished(&stack, &id).await;
         assert_eq!(
-            report["reports"]["code_0"]["snapshots"][0]["error"],
-            "Node output is larger than 1 MB (LLMOPS_MAX_NODE_OUTPUT_BYTES)",
+            report["workflowStatus"]["status"],
+            "succeeded",
             "{:?}",
             errors(&report)
         );
+        assert_eq!(result["answer"].as_str().unwrap().len(), 1000 * 1000);
     }
-    let peak = peak_rss(pid);
-    eprintln!(
-        "{mode:?}: peak RSS of the process running 16 concurrent 8 MB outputs: {} MB (before: {} MB)",
-        peak / (1024 * 1024),
-        before / (1024 * 1024)
-    );
-    assert!(peak < GB, "peak RSS {peak} bytes");
-
-    // Just under the cap: the output is kept, whole.
-    let id = submit(&stack, &code_schema(UNDER_1_MB), json!({"input": "x"})).await;
-    let (result, report) = finished(&stack, &id).await;
-    assert_eq!(
-        report["workflowStatus"]["status"],
-        "succeeded",
-        "{:?}",
-        errors(&report)
-    );
-    assert_eq!(result["answer"].as_str().unwrap().len(), 1000 * 1000);
 }
-
-in_both_deployments!(
-    sixteen_eight_mb_outputs_fail_within_bounded_memory_embedded,
-    sixteen_eight_mb_outputs_fail_within_bounded_memory_distributed,
-    sixteen_eight_mb_outputs_fail_within_bounded_memory
-);
 
 /// With a 1.5 MB report cap, the end node, whose inputs would add a second 1 MB copy, fails
 /// naming the setting; a small run on the same server succeeds.
@@ -94,7 +87,7 @@ async fn the_node_that_would_pass_the_report_cap_fails() {
     let Some(stack) = Stack::start_with(options).await else {
         return;
     };
-    let id = submit(&stack, &code_schema(UNDER_1_MB), json!({"input": "x"})).await;
+    let id = run(&stack, &code_schema(UNDER_1_MB), json!({"input": "x"})).await;
     let (result, report) = finished(&stack, &id).await;
     assert_eq!(report["workflowStatus"]["status"], "failed", "{report}");
     assert_eq!(result, json!({}));
@@ -112,7 +105,7 @@ async fn the_node_that_would_pass_the_report_cap_fails() {
     );
 
     let small = code_schema("function main({params}) { return {answer: params.input}; }");
-    let id = submit(&stack, &small, json!({"input": "fits"})).await;
+    let id = run(&stack, &small, json!({"input": "fits"})).await;
     let (result, _) = finished(&stack, &id).await;
     assert_eq!(result, json!({"answer": "fits"}));
 }
