@@ -14,11 +14,6 @@ use axum::{
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::{error::ApiError, extract::Pagination};
-
-/// What a handler of the app family returns.
-pub type ApiResult<T> = Result<Envelope<T>, ApiError>;
-
 /// The six business codes; only `success` means success.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -72,7 +67,7 @@ impl Envelope<Empty> {
     }
 }
 
-/// Success answers 200; errors set their own status in [`ApiError`].
+/// Success answers 200; errors set their own status in [`crate::error::ApiError`].
 impl<T: Serialize> IntoResponse for Envelope<T> {
     fn into_response(self) -> Response {
         Json(self).into_response()
@@ -108,23 +103,6 @@ pub struct Page<T> {
 }
 
 impl<T> Page<T> {
-    /// One page of `total_record` records, fetched with `pagination`'s offset and limit.
-    pub fn new<const MAX: u64>(
-        list: Vec<T>,
-        pagination: Pagination<MAX>,
-        total_record: u64,
-    ) -> Self {
-        Self {
-            list,
-            paginator: Paginator {
-                current_page: pagination.current_page,
-                page_size: pagination.page_size,
-                total_page: total_record.div_ceil(pagination.page_size.max(1)),
-                total_record,
-            },
-        }
-    }
-
     /// Maps the list items, keeping the paginator.
     pub fn map<U>(self, f: impl FnMut(T) -> U) -> Page<U> {
         Page {

@@ -1,5 +1,5 @@
 //! The one error type of the API. Handlers return `Result<_, ApiError>` (see
-//! [`crate::envelope::ApiResult`]); the conversion into a response happens here and only here:
+//! [`ApiResult`]); the conversion into a response happens here and only here:
 //! the `{code, message, data}` envelope with the HTTP status that follows the code.
 //!
 //! | variant | code | status |
@@ -12,7 +12,7 @@
 //! | `Unauthorized` | `unauthorized` | 401 |
 //! | `Forbidden` | `forbidden` | 403 |
 //! | `NotFound` | `not_found` | 404 |
-//! | `Unavailable` | `fail` | 503: the store is unreachable; the cause is logged, never sent |
+//! | `Unavailable` | `fail` | 503: the store failed the request; the cause is logged, never sent |
 //! | `Internal` | `fail` | 500, message `internal error`; the cause is logged, never sent |
 //!
 //! Two renderings: the app family's envelope (`ApiError` itself), and the task family's bare
@@ -30,6 +30,9 @@ use shared::{auth::password::PasswordError, store::StoreError};
 use utoipa::ToSchema;
 
 use crate::envelope::{Code, Envelope};
+
+/// What a handler of the app family returns.
+pub type ApiResult<T> = Result<Envelope<T>, ApiError>;
 
 /// Validation problems per field, in the order they were found: `{"field": ["msg", ...]}`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -118,7 +121,8 @@ pub enum ApiError {
     /// 404 `not_found`.
     #[error("{0}")]
     NotFound(String),
-    /// 503 `fail`: the store cannot be reached. Logged with its cause chain.
+    /// 503 `fail`: the store failed the request (down, restarting, refusing). Logged with
+    /// its cause chain.
     #[error("the service is temporarily unavailable")]
     Unavailable(#[source] anyhow::Error),
     /// 500 `fail`: an unexpected fault. Logged with its cause chain; the client sees only
@@ -256,13 +260,11 @@ impl IntoResponse for Bare {
     }
 }
 
+/// A store that fails a request is taken as unavailable (503): bad input is refused before
+/// it reaches the store, so what remains is an outage or a write the store would not take.
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
-        if e.is_unreachable() {
-            Self::Unavailable(anyhow::Error::new(e))
-        } else {
-            Self::Internal(anyhow::Error::new(e))
-        }
+        Self::Unavailable(anyhow::Error::new(e))
     }
 }
 

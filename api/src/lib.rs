@@ -12,7 +12,7 @@ pub mod services;
 pub mod startup;
 pub mod state;
 
-pub use envelope::{ApiResult, Envelope};
+pub use envelope::Envelope;
 pub use error::ApiError;
 pub use startup::Application;
 pub use state::AppState;

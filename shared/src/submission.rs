@@ -5,7 +5,7 @@
 //! insert), because the workers' re-queue sweep pushes every pending task the queue lost.
 
 use crate::{
-    queue::{Job, QueueBackend, Queues, RunWorkflow},
+    queue::{self, Job, QueueBackend, Queues, RunWorkflow},
     store::{
         Db, StoreError,
         tasks::{self, NewTask, TaskStatus},
@@ -44,12 +44,12 @@ async fn store_and_queue_embedded(
     new: &[NewTask],
     jobs: Vec<RunWorkflow>,
 ) -> Result<(), StoreError> {
-    let after = match Queues::sqlite_push_sql(jobs.len()) {
+    let after = match queue::sqlite::push_sql(jobs.len()) {
         push if push.is_empty() => "COMMIT".to_owned(),
         push => format!("{push};\nCOMMIT"),
     };
     let query = tasks::insert_tasks_sqlite_within(new, "BEGIN IMMEDIATE;", &after);
-    let query = queues.bind_sqlite_push(query, &jobs)?;
+    let query = queue::sqlite::bind_push(query, queues.settings(), &jobs)?;
     let mut conn = write.acquire().await?;
     if let Err(error) = query.execute(&mut *conn).await {
         if sqlx::query("ROLLBACK").execute(&mut *conn).await.is_err() {

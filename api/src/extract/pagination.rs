@@ -7,7 +7,7 @@
 //! ```ignore
 //! async fn list_apps(account: CurrentAccount, page: Pagination, ..) -> ApiResult<Page<AppItem>> {
 //!     let (rows, total) = store::list_apps(&db, account.id, page.limit(), page.offset()).await?;
-//!     Ok(Envelope::ok(Page::new(rows, page, total).map(AppItem::from)))
+//!     Ok(Envelope::ok(page.page(rows, total).map(AppItem::from)))
 //! }
 //! ```
 
@@ -18,7 +18,10 @@ use axum::{
 use serde::Deserialize;
 use utoipa::IntoParams;
 
-use crate::error::{ApiError, FieldErrors};
+use crate::{
+    envelope::{Page, Paginator},
+    error::{ApiError, FieldErrors},
+};
 
 pub const DEFAULT_PAGE_SIZE: u64 = 20;
 pub const DEFAULT_MAX_PAGE_SIZE: u64 = 50;
@@ -71,6 +74,19 @@ impl<const MAX: u64> Pagination<MAX> {
         }
     }
 
+    /// This page of `total_record` records, fetched with this offset and limit.
+    pub fn page<T>(self, list: Vec<T>, total_record: u64) -> Page<T> {
+        Page {
+            list,
+            paginator: Paginator {
+                current_page: self.current_page,
+                page_size: self.page_size,
+                total_page: total_record.div_ceil(self.page_size.max(1)),
+                total_record,
+            },
+        }
+    }
+
     /// `LIMIT` for the store query.
     pub fn limit(&self) -> i64 {
         i64::try_from(self.page_size).unwrap_or(i64::MAX)
@@ -112,7 +128,6 @@ mod tests {
     use axum::http::Request;
 
     use super::*;
-    use crate::envelope::Page;
 
     async fn extract<const MAX: u64>(query: &str) -> Result<Pagination<MAX>, ApiError> {
         let (mut parts, ()) = Request::get(format!("/x{query}"))
@@ -185,13 +200,13 @@ mod tests {
             current_page: 2,
             page_size: 20,
         };
-        let page = Page::new(vec![1, 2, 3], p, 41);
+        let page = p.page(vec![1, 2, 3], 41);
         assert_eq!(
             serde_json::to_value(&page).unwrap(),
             serde_json::json!({"list": [1, 2, 3], "paginator": {"current_page": 2, "page_size": 20, "total_page": 3, "total_record": 41}})
         );
-        assert_eq!(Page::new(Vec::<u8>::new(), p, 0).paginator.total_page, 0);
-        assert_eq!(Page::new(vec![1], p, 20).paginator.total_page, 1);
-        assert_eq!(Page::new(vec!["a"], p, 1).map(str::len).list, vec![1]);
+        assert_eq!(p.page(Vec::<u8>::new(), 0).paginator.total_page, 0);
+        assert_eq!(p.page(vec![1], 20).paginator.total_page, 1);
+        assert_eq!(p.page(vec!["a"], 1).map(str::len).list, vec![1]);
     }
 }

@@ -7,7 +7,8 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
 use crate::{
-    envelope::{ApiResult, Envelope, ErrorEnvelope},
+    envelope::{Envelope, ErrorEnvelope},
+    error::ApiResult,
     extract::CurrentAccount,
     state::AppState,
 };

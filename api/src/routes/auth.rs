@@ -17,8 +17,8 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
 use crate::{
-    envelope::{ApiResult, Envelope, ErrorEnvelope},
-    error::{ApiError, FieldErrors},
+    envelope::{Envelope, ErrorEnvelope},
+    error::{ApiError, ApiResult, FieldErrors},
     extract::{ApiJson, ClientAddr},
     state::AppState,
 };

@@ -5,7 +5,9 @@ use apalis::prelude::TaskId;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::{CHAT_QUEUE, WORKFLOW_QUEUE};
+/// Queue names (Redis key prefixes / SQLite `job_type`).
+pub const WORKFLOW_QUEUE: &str = "llmops-workflow";
+pub const CHAT_QUEUE: &str = "llmops-chat";
 
 /// Run one workflow task (`tasks.id`).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]

@@ -8,79 +8,26 @@
 //!
 //! | module | what |
 //! |---|---|
-//! | [`jobs`] | the job types and their fixed queue ids |
+//! | [`backend`] | where the queues live, their settings and errors |
+//! | [`jobs`] | the job types, their queues and their fixed queue ids |
 //! | [`producer`] | [`Queues`]: pushing jobs, waking workers |
 //! | [`redis`], [`sqlite`] | each backend's storage settings, push and vacuum |
 //! | [`waker`] | the workers' wake-up streams |
 
-use std::time::Duration;
-
-use ::redis::aio::ConnectionManager;
-
-use crate::signals::SignalError;
-
+pub mod backend;
 pub mod jobs;
 pub mod producer;
 pub mod redis;
 pub mod sqlite;
 pub mod waker;
 
-pub use jobs::{DebugChat, Job, RunWorkflow};
+use backend::VACUUM_BATCH;
+pub use backend::{MISSED_HEARTBEATS, QueueBackend, QueueError, QueueSettings, fetch_batch};
+pub use jobs::{CHAT_QUEUE, DebugChat, Job, RunWorkflow, WORKFLOW_QUEUE};
 pub use producer::Queues;
 pub use redis::{REDIS_FETCH_BATCH, connect_redis, promote_due, redis_storage};
 pub use sqlite::sqlite_storage;
 pub use waker::{FALLBACK_POLL, QueueWaker, WAKE_ECHO, WakeStream};
-
-/// Queue names (Redis key prefixes / SQLite `job_type`).
-pub const WORKFLOW_QUEUE: &str = "llmops-workflow";
-pub const CHAT_QUEUE: &str = "llmops-chat";
-
-#[derive(Debug, thiserror::Error)]
-pub enum QueueError {
-    #[error("encoding a job: {0}")]
-    Encode(#[from] serde_json::Error),
-    #[error("redis: {0}")]
-    Redis(#[from] ::redis::RedisError),
-    #[error("redis queue: {0}")]
-    RedisQueue(#[from] apalis_redis::Error),
-    #[error("sqlite: {0}")]
-    Sqlite(#[from] sqlx::Error),
-    #[error(transparent)]
-    Signal(#[from] SignalError),
-}
-
-/// Where the queues live.
-#[derive(Clone)]
-pub enum QueueBackend {
-    Redis(ConnectionManager),
-    Sqlite(sqlx::SqlitePool),
-}
-
-/// Knobs that both the producer and the workers must agree on.
-#[derive(Clone, Debug)]
-pub struct QueueSettings {
-    /// Deliveries a job gets before apalis gives up on it (a worker crash costs one).
-    pub max_attempts: u32,
-    /// Worker heartbeat; a worker silent for `MISSED_HEARTBEATS` of them is presumed dead.
-    pub heartbeat: Duration,
-    /// apalis-sqlite's `batch_size`: the jobs a worker takes per fetch, and also the room in
-    /// its channel of lock and ack events. Each running job queues two events (lock, then
-    /// ack), so with less than twice the worker's concurrency that channel fills and the
-    /// worker stops starting jobs until the events are written (embedded: 3,250 runs/s at
-    /// 1x, 3,830 at 2x). See [`fetch_batch`]; Redis uses [`REDIS_FETCH_BATCH`].
-    pub fetch_batch: usize,
-}
-
-/// [`QueueSettings::fetch_batch`] for workers of this concurrency.
-pub fn fetch_batch(worker_concurrency: usize) -> usize {
-    (2 * worker_concurrency).max(10)
-}
-
-pub const MISSED_HEARTBEATS: usize = 3;
-
-/// Finished jobs deleted per statement or script call, so housekeeping never holds the
-/// queue up for long.
-pub(crate) const VACUUM_BATCH: usize = 1000;
 
 /// Deletes acknowledged jobs (done, killed, out of attempts) from a queue; returns how many.
 /// Our store keeps each run's outcome, so the queue's copies are only clutter.

@@ -1,6 +1,10 @@
 //! The producing side of the queues: pushing jobs and waking the workers.
 
-use super::{Job, QueueBackend, QueueError, QueueSettings, redis, sqlite};
+use super::{
+    backend::{QueueBackend, QueueError, QueueSettings},
+    jobs::Job,
+    redis, sqlite,
+};
 use crate::{redis_conn::retry_once, signals::Signals};
 
 /// The producing side of the queues, held by the API.
@@ -59,7 +63,7 @@ impl Queues {
         Ok(added)
     }
 
-    /// Wakes idle workers of a queue (after the commit of [`Queues::sqlite_push_sql`]).
+    /// Wakes idle workers of a queue (after the commit of [`sqlite::push_sql`]).
     pub async fn wake<J: Job>(&self) -> Result<(), QueueError> {
         self.signals.publish_queue_available(J::QUEUE).await?;
         Ok(())

@@ -5,7 +5,10 @@ use apalis::prelude::TaskBuilder;
 use apalis_redis::RedisStorage;
 use redis::aio::ConnectionManager;
 
-use super::{Job, MISSED_HEARTBEATS, QueueError, QueueSettings, VACUUM_BATCH};
+use super::{
+    backend::{MISSED_HEARTBEATS, QueueError, QueueSettings, VACUUM_BATCH},
+    jobs::Job,
+};
 use crate::{redis_conn::retry_once, signals::channel};
 
 /// apalis-redis's `batch_size`. Redis writes the events fast, so the channel never filled at

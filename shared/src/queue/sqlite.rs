@@ -5,7 +5,10 @@ use apalis::prelude::TaskBuilder;
 use apalis_sqlite::SqliteStorage;
 use sqlx::AssertSqlSafe;
 
-use super::{Job, MISSED_HEARTBEATS, QueueError, QueueSettings, Queues, VACUUM_BATCH};
+use super::{
+    backend::{MISSED_HEARTBEATS, QueueError, QueueSettings, VACUUM_BATCH},
+    jobs::Job,
+};
 use crate::{
     config::StoreKind,
     store::{SqliteQuery, batch::rows_sql},
@@ -37,51 +40,41 @@ pub(super) async fn push<J: Job>(
     settings: &QueueSettings,
     jobs: &[J],
 ) -> Result<u64, QueueError> {
-    let query = sqlx::query(AssertSqlSafe(Queues::sqlite_push_sql(jobs.len())));
+    let query = sqlx::query(AssertSqlSafe(push_sql(jobs.len())));
     Ok(bind_push(query, settings, jobs)?
         .execute(pool)
         .await?
         .rows_affected())
 }
 
-impl Queues {
-    /// The statement that writes `count` jobs into the embedded (SQLite) queue, with its
-    /// values bound by [`Queues::bind_sqlite_push`]. The embedded submit runs it in the
-    /// transaction that stores the rows the jobs refer to, so both commit together; call
-    /// [`Queues::wake`] once that transaction has committed. Empty for no jobs.
-    ///
-    /// This is apalis-sqlite's push (`queries/task/sink.sql` and `push_tasks` of
-    /// apalis-sqlite 1.0, vendored: the same columns, values and encoding) as one multi-row
-    /// statement: apalis inserts row by row, and each row is a round trip on the store's
-    /// single writer connection while every other write waits. A job whose id the queue
-    /// already holds is skipped (`ON CONFLICT DO NOTHING`, any constraint), which makes the
-    /// push idempotent (see [`Queues::push_many`]). Every test that runs a task on the
-    /// embedded stack has apalis's own workers consume rows written here.
-    pub fn sqlite_push_sql(count: usize) -> String {
-        if count == 0 {
-            return String::new();
-        }
-        let rows = rows_sql(StoreKind::Sqlite, count, 6, |p| {
-            format!(
-                "({}, {}, {}, 'Pending', 0, {}, {}, NULL, NULL, NULL, NULL, 0, {}, NULL)",
-                p[0], p[1], p[2], p[3], p[4], p[5]
-            )
-        });
-        // Built from placeholders only; the values are bound.
-        format!("INSERT INTO Jobs VALUES {rows} ON CONFLICT DO NOTHING")
+/// The statement that writes `count` jobs into the embedded (SQLite) queue, with its
+/// values bound by [`bind_push`]. The embedded submit runs it in the
+/// transaction that stores the rows the jobs refer to, so both commit together; call
+/// `Queues::wake` once that transaction has committed. Empty for no jobs.
+///
+/// This is apalis-sqlite's push (`queries/task/sink.sql` and `push_tasks` of
+/// apalis-sqlite 1.0, vendored: the same columns, values and encoding) as one multi-row
+/// statement: apalis inserts row by row, and each row is a round trip on the store's
+/// single writer connection while every other write waits. A job whose id the queue
+/// already holds is skipped (`ON CONFLICT DO NOTHING`, any constraint), which makes the
+/// push idempotent (see `Queues::push_many`). Every test that runs a task on the
+/// embedded stack has apalis's own workers consume rows written here.
+pub fn push_sql(count: usize) -> String {
+    if count == 0 {
+        return String::new();
     }
-
-    /// Binds the values of [`Queues::sqlite_push_sql`], after whatever `query` bound before.
-    pub fn bind_sqlite_push<'q, J: Job>(
-        &self,
-        query: SqliteQuery<'q>,
-        jobs: &[J],
-    ) -> Result<SqliteQuery<'q>, serde_json::Error> {
-        bind_push(query, self.settings(), jobs)
-    }
+    let rows = rows_sql(StoreKind::Sqlite, count, 6, |p| {
+        format!(
+            "({}, {}, {}, 'Pending', 0, {}, {}, NULL, NULL, NULL, NULL, 0, {}, NULL)",
+            p[0], p[1], p[2], p[3], p[4], p[5]
+        )
+    });
+    // Built from placeholders only; the values are bound.
+    format!("INSERT INTO Jobs VALUES {rows} ON CONFLICT DO NOTHING")
 }
 
-fn bind_push<'q, J: Job>(
+/// Binds the values of [`push_sql`], after whatever `query` bound before.
+pub fn bind_push<'q, J: Job>(
     mut query: SqliteQuery<'q>,
     settings: &QueueSettings,
     jobs: &[J],

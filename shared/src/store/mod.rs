@@ -57,26 +57,6 @@ pub enum StoreError {
     },
 }
 
-impl StoreError {
-    /// Whether the store could not be reached (down, restarting, out of connections), as
-    /// opposed to refusing or failing one statement.
-    pub fn is_unreachable(&self) -> bool {
-        match self {
-            Self::Sqlx(e) => matches!(
-                e,
-                sqlx::Error::Io(_)
-                    | sqlx::Error::Tls(_)
-                    | sqlx::Error::PoolTimedOut
-                    | sqlx::Error::PoolClosed
-                    | sqlx::Error::WorkerCrashed
-            ),
-            Self::Shared(inner) => inner.is_unreachable(),
-            Self::BatchWriterStopped(_) => true,
-            _ => false,
-        }
-    }
-}
-
 /// A connection pool on either backend.
 #[derive(Clone, Debug)]
 pub enum Db {

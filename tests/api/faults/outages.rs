@@ -306,9 +306,13 @@ async fn a_result_the_store_refuses_fails_only_its_run_saying_why() {
     let Some(stack) = Stack::start(Mode::Distributed { workers: 1 }).await else {
         return;
     };
-    let store = sqlx::PgPool::connect(&stack.postgres.as_ref().unwrap().url())
-        .await
-        .unwrap();
+    let database_url = stack
+        .env()
+        .iter()
+        .find(|(key, _)| key == "DATABASE_URL")
+        .map(|(_, url)| url.clone())
+        .expect("the stack's DATABASE_URL");
+    let store = sqlx::PgPool::connect(&database_url).await.unwrap();
     sqlx::raw_sql(
         "CREATE FUNCTION refuse_marked() RETURNS trigger AS $$
          BEGIN

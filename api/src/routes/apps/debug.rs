@@ -40,8 +40,8 @@ use super::{
     views::MessageView,
 };
 use crate::{
-    envelope::{ApiResult, Empty, Envelope, ErrorEnvelope},
-    error::ApiError,
+    envelope::{Empty, Envelope, ErrorEnvelope},
+    error::{ApiError, ApiResult},
     extract::{ApiJson, CurrentAccount},
     state::AppState,
 };

@@ -9,8 +9,8 @@ use super::{
     views::MessageView,
 };
 use crate::{
-    envelope::{ApiResult, Empty, Envelope, ErrorEnvelope, Page},
-    error::ApiError,
+    envelope::{Empty, Envelope, ErrorEnvelope, Page},
+    error::{ApiError, ApiResult},
     extract::{CurrentAccount, PageParams, Pagination},
     state::AppState,
 };
@@ -49,9 +49,7 @@ async fn list_debug_messages(
         }
         None => (Vec::new(), 0),
     };
-    Ok(Envelope::ok(
-        Page::new(list, page, total).map(MessageView::from),
-    ))
+    Ok(Envelope::ok(page.page(list, total).map(MessageView::from)))
 }
 
 /// Seed 1.7: soft-deletes a message of the app's debug conversation. It no longer appears

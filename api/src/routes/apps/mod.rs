@@ -30,8 +30,8 @@ pub use views::{
 };
 
 use crate::{
-    envelope::{ApiResult, Empty, Envelope, ErrorEnvelope, Page},
-    error::ApiError,
+    envelope::{Empty, Envelope, ErrorEnvelope, Page},
+    error::{ApiError, ApiResult},
     extract::{ApiJson, ApiQuery, CurrentAccount, PageParams, Pagination},
     state::AppState,
 };
@@ -116,7 +116,7 @@ async fn list_apps(
     let (items, total) =
         apps::list_apps(&state.db, account.id, word, page.limit(), page.offset()).await?;
     Ok(Envelope::ok(
-        Page::new(items, page, total).map(AppListItemView::from),
+        page.page(items, total).map(AppListItemView::from),
     ))
 }
 
