@@ -49,6 +49,9 @@ impl Modify for BearerAuth {
 }
 
 /// The base document that the routers add their paths to.
+/// Where Swagger UI is served (and where `/` sends a browser).
+pub const SWAGGER_PATH: &str = "/api/docs";
+
 pub fn base() -> utoipa::openapi::OpenApi {
     ApiDoc::openapi()
 }
@@ -62,7 +65,7 @@ const REDOC_HTML: &str = r#"<!DOCTYPE html><html><head><title>llmops API</title>
 /// The documentation UIs for the given spec.
 pub fn ui(openapi: utoipa::openapi::OpenApi) -> Router {
     Router::new()
-        .merge(SwaggerUi::new("/api/docs").url("/api/openapi.json", openapi.clone()))
+        .merge(SwaggerUi::new(SWAGGER_PATH).url("/api/openapi.json", openapi.clone()))
         .merge(Redoc::with_url("/api/redoc", openapi).custom_html(REDOC_HTML))
         .route(
             "/api/redoc/redoc.standalone.js",

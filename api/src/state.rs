@@ -29,8 +29,7 @@ pub struct AppStateInner {
     pub recent_tasks: Arc<RecentTasks>,
     pub signals: Signals,
     pub config: Arc<Config>,
-    pub jwt_secret: Secret,
-    /// Signing and verifying keys for access tokens, built once from `jwt_secret`.
+    /// Signing and verifying keys for access tokens, built once from the secret.
     pub jwt: Arc<JwtKeys>,
     /// Login attempts per email and per client address (`LLMOPS_LOGIN_RATE_LIMIT` a minute).
     pub login_limiter: Arc<RateLimiter>,
@@ -55,7 +54,6 @@ impl AppState {
             queues: backends.queues,
             signals: backends.signals,
             config,
-            jwt_secret,
             jwt,
             login_limiter,
         }))

@@ -223,8 +223,22 @@ impl fmt::Debug for Config {
 
 /// A configuration problem, reported as one line that names the setting.
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct ConfigError(pub String);
+pub enum ConfigError {
+    /// A flag or variable clap could not read (`line` is clap's first line).
+    #[error("{line}{}", .env.as_ref().map(|env| format!(" (setting {env})")).unwrap_or_default())]
+    Unreadable { line: String, env: Option<String> },
+    #[error("DATABASE_URL must start with postgres://, postgresql:// or sqlite:")]
+    DatabaseUrlScheme,
+    #[error("JWT_SECRET is required when DATABASE_URL points at Postgres")]
+    JwtSecretRequired,
+    #[error("JWT_SECRET must be at least 16 characters")]
+    JwtSecretTooShort,
+    #[error("REDIS_URL must start with redis:// or rediss://")]
+    RedisUrlScheme,
+    /// A count that must be at least 1, by the variable that set it.
+    #[error("{0} must be at least 1")]
+    Zero(&'static str),
+}
 
 impl Config {
     /// Reads `.env` (if present), flags and environment; validates the combination.
@@ -269,43 +283,29 @@ impl Config {
                 || url.starts_with("postgresql://")
                 || url.starts_with("sqlite:"))
         {
-            return Err(ConfigError(
-                "DATABASE_URL must start with postgres://, postgresql:// or sqlite:".into(),
-            ));
+            return Err(ConfigError::DatabaseUrlScheme);
         }
         if self.store_kind() == StoreKind::Postgres && self.jwt_secret.is_none() {
-            return Err(ConfigError(
-                "JWT_SECRET is required when DATABASE_URL points at Postgres".into(),
-            ));
+            return Err(ConfigError::JwtSecretRequired);
         }
         if let Some(secret) = &self.jwt_secret
             && secret.expose().len() < 16
         {
-            return Err(ConfigError(
-                "JWT_SECRET must be at least 16 characters".into(),
-            ));
+            return Err(ConfigError::JwtSecretTooShort);
         }
         if let Some(url) = &self.redis_url
             && !(url.starts_with("redis://") || url.starts_with("rediss://"))
         {
-            return Err(ConfigError(
-                "REDIS_URL must start with redis:// or rediss://".into(),
-            ));
+            return Err(ConfigError::RedisUrlScheme);
         }
         if self.worker_concurrency == 0 {
-            return Err(ConfigError(
-                "LLMOPS_WORKER_CONCURRENCY must be at least 1".into(),
-            ));
+            return Err(ConfigError::Zero("LLMOPS_WORKER_CONCURRENCY"));
         }
         if self.task_max_attempts == 0 {
-            return Err(ConfigError(
-                "LLMOPS_TASK_MAX_ATTEMPTS must be at least 1".into(),
-            ));
+            return Err(ConfigError::Zero("LLMOPS_TASK_MAX_ATTEMPTS"));
         }
         if self.worker_heartbeat_secs == 0 {
-            return Err(ConfigError(
-                "LLMOPS_WORKER_HEARTBEAT_SECS must be at least 1".into(),
-            ));
+            return Err(ConfigError::Zero("LLMOPS_WORKER_HEARTBEAT_SECS"));
         }
         Ok(())
     }
@@ -365,10 +365,7 @@ fn one_line(err: clap::Error) -> ConfigError {
                 .find(|a| a.get_long() == Some(long.as_str()))
                 .and_then(|a| a.get_env().map(|e| e.to_string_lossy().into_owned()))
         });
-    ConfigError(match env {
-        Some(env) => format!("{first} (setting {env})"),
-        None => first,
-    })
+    ConfigError::Unreadable { line: first, env }
 }
 
 #[cfg(test)]
@@ -393,14 +390,15 @@ mod tests {
     #[test]
     fn postgres_without_a_jwt_secret_is_refused_naming_the_setting() {
         let err = parse(&["--database-url", "postgres://u@localhost/db"]).unwrap_err();
-        assert!(err.0.contains("JWT_SECRET"), "{err}");
+        assert!(err.to_string().contains("JWT_SECRET"), "{err}");
     }
 
     #[test]
     fn a_bad_value_is_one_line_naming_the_environment_variable() {
         let err = parse(&["--listen", "not-an-address"]).unwrap_err();
-        assert!(!err.0.contains('\n'), "{err}");
-        assert!(err.0.contains("LLMOPS_LISTEN"), "{err}");
+        let line = err.to_string();
+        assert!(!line.contains('\n'), "{line}");
+        assert!(line.contains("LLMOPS_LISTEN"), "{line}");
     }
 
     #[test]

@@ -3,6 +3,7 @@
 pub mod auth;
 pub mod backends;
 pub mod chat;
+pub mod clock;
 pub mod config;
 pub mod llm;
 pub mod queue;

@@ -19,6 +19,10 @@ both_deployments! {
         let docs = stack.client.get(stack.url("/api/docs/")).send().await.unwrap();
         assert_eq!(docs.status(), 200);
         assert!(docs.text().await.unwrap().contains("swagger"), "Swagger UI page");
+        // A browser opening the server itself lands on the docs.
+        let root = stack.client.get(stack.url("/")).send().await.unwrap();
+        assert_eq!(root.status(), 200, "followed to the docs");
+        assert!(root.url().path().starts_with("/api/docs"), "{}", root.url());
 
         let spec: Value = stack.get_json("/api/openapi.json").await;
         assert!(spec["openapi"].as_str().unwrap().starts_with("3."));

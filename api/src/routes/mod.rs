@@ -7,7 +7,7 @@ pub mod health;
 pub mod info;
 pub mod tasks;
 
-use axum::Router;
+use axum::{Router, response::Redirect, routing::get};
 use utoipa_axum::router::OpenApiRouter;
 
 use crate::{docs, http, state::AppState};
@@ -27,6 +27,13 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
 pub fn app(state: AppState) -> Router {
     let (router, openapi) = api_routes().split_for_parts();
     let config = state.config.clone();
-    let router = router.with_state(state).merge(docs::ui(openapi));
+    let router = router
+        .with_state(state)
+        .merge(docs::ui(openapi))
+        // Someone who opens the server in a browser finds the API's documentation.
+        .route(
+            "/",
+            get(|| async { Redirect::temporary(docs::SWAGGER_PATH) }),
+        );
     http::layers(router, &config)
 }

@@ -14,7 +14,10 @@ use serde_json::Value;
 use sqlx::types::Json;
 use uuid::Uuid;
 
-use super::{Db, StoreError};
+use super::{
+    Db, StoreError,
+    interrupt::{Interrupt, interrupt},
+};
 // The chat types by their own modules: `chat` re-exports its events, which carry `Message`.
 use crate::{
     chat::{config::MemoryMode, prompt::Round},
@@ -120,18 +123,6 @@ pub struct AnswerOutcome<'a> {
     pub answer_tokens: i64,
     pub response_latency_ms: f64,
     pub error: &'a str,
-}
-
-/// The outcome of a stop request.
-#[derive(Debug, PartialEq, Eq)]
-pub enum StopOutcome {
-    Unknown,
-    /// Not yet picked up: stopped on the spot (empty answer); no worker will answer it.
-    StoppedQueued,
-    /// Being answered: the flag is set; the worker holding it must be signalled.
-    Requested,
-    /// Already final: nothing changes.
-    AlreadyFinished,
 }
 
 macro_rules! message_columns {
@@ -346,27 +337,30 @@ pub async fn fail_stale_answers(
         .execute(pool).await.map(|r| r.rows_affected()))?)
 }
 
-/// Stops a queued message at once, or flags one being answered for its worker.
-pub async fn request_stop(db: &Db, id: Uuid, at_ms: i64) -> Result<StopOutcome, StoreError> {
-    let queued = with_pool!(db, pool => sqlx::query(
-        "UPDATE messages SET status = 'stopped', stop_requested = TRUE, updated_at = $2
-         WHERE id = $1 AND status = 'pending'")
-        .bind(id).bind(at_ms).execute(pool).await.map(|r| r.rows_affected()))?;
-    if queued == 1 {
-        return Ok(StopOutcome::StoppedQueued);
-    }
-    let running: Option<(Uuid,)> = with_pool!(db, pool => sqlx::query_as(
-        "UPDATE messages SET stop_requested = TRUE WHERE id = $1 AND status = 'streaming' RETURNING id")
-        .bind(id).fetch_optional(pool).await)?;
-    if running.is_some() {
-        return Ok(StopOutcome::Requested);
-    }
-    let exists: Option<(Uuid,)> = with_pool!(db, pool => sqlx::query_as(
-        "SELECT id FROM messages WHERE id = $1").bind(id).fetch_optional(pool).await)?;
-    Ok(match exists {
-        Some(_) => StopOutcome::AlreadyFinished,
-        None => StopOutcome::Unknown,
-    })
+/// Stops a queued message at once, or flags one being answered for its worker (see
+/// [`super::interrupt`]).
+pub async fn request_stop(db: &Db, id: Uuid, at_ms: i64) -> Result<Interrupt, StoreError> {
+    interrupt(
+        async {
+            let ended = with_pool!(db, pool => sqlx::query(
+                "UPDATE messages SET status = 'stopped', stop_requested = TRUE, updated_at = $2
+                 WHERE id = $1 AND status = 'pending'")
+                .bind(id).bind(at_ms).execute(pool).await.map(|r| r.rows_affected()))?;
+            Ok(ended == 1)
+        },
+        async {
+            let flagged: Option<(Uuid,)> = with_pool!(db, pool => sqlx::query_as(
+                "UPDATE messages SET stop_requested = TRUE WHERE id = $1 AND status = 'streaming' RETURNING id")
+                .bind(id).fetch_optional(pool).await)?;
+            Ok(flagged.is_some())
+        },
+        async {
+            let found: Option<(Uuid,)> = with_pool!(db, pool => sqlx::query_as(
+                "SELECT id FROM messages WHERE id = $1").bind(id).fetch_optional(pool).await)?;
+            Ok(found.is_some())
+        },
+    )
+    .await
 }
 
 /// Whether stop was requested (read by a worker right after subscribing to the stop signal,

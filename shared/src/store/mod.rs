@@ -19,6 +19,7 @@ pub mod accounts;
 pub mod apps;
 pub mod batch;
 mod checkpoint;
+pub mod interrupt;
 pub mod json;
 pub mod messages;
 pub mod recovery;
@@ -289,7 +290,5 @@ fn migrator(kind: StoreKind) -> Migrator {
     m
 }
 
-/// Now, in Unix milliseconds: the store's time unit.
-pub fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
-}
+/// The store's time unit is the one clock's.
+pub use crate::clock::now_ms;

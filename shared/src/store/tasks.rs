@@ -9,6 +9,7 @@ use uuid::Uuid;
 use super::{
     Db, SqliteQuery, StoreError,
     batch::{placeholder, rows_sql},
+    interrupt::{Interrupt, interrupt},
     json::JsonText,
 };
 use crate::{config::StoreKind, with_pool, with_read_pool, workflow::WorkflowStatus};
@@ -291,46 +292,36 @@ pub async fn fail_task(db: &Db, id: Uuid, report: &Value, at_ms: i64) -> Result<
     Ok(done == 1)
 }
 
-/// The outcome of a cancel request.
-#[derive(Debug, PartialEq, Eq)]
-pub enum CancelOutcome {
-    /// No such task.
-    Unknown,
-    /// Still queued: canceled on the spot; it will never run.
-    CanceledQueued,
-    /// Running: the flag is set; the worker holding it must be signalled.
-    Requested,
-    /// Already terminal: nothing changes (the reference still answers success).
-    AlreadyFinished,
-}
-
-/// Cancels a queued task at once, or flags a running one for its worker.
+/// Cancels a queued task at once, or flags a running one for its worker (see
+/// [`super::interrupt`]).
 pub async fn request_cancel(
     db: &Db,
     id: Uuid,
     canceled_report: impl FnOnce() -> Value,
     at_ms: i64,
-) -> Result<CancelOutcome, StoreError> {
+) -> Result<Interrupt, StoreError> {
     let report = canceled_report();
-    let queued = with_pool!(db, pool => sqlx::query(
-        "UPDATE tasks SET status = 'canceled', cancel_requested = TRUE, outputs = $2, report = $3, updated_at = $4, finished_at = $4
-         WHERE id = $1 AND status = 'pending'")
-        .bind(id).bind(JsonText(Map::new())).bind(JsonText(&report)).bind(at_ms).execute(pool).await.map(|r| r.rows_affected()))?;
-    if queued == 1 {
-        return Ok(CancelOutcome::CanceledQueued);
-    }
-    let running: Option<(String,)> = with_pool!(db, pool => sqlx::query_as(
-        "UPDATE tasks SET cancel_requested = TRUE WHERE id = $1 AND status = 'processing' RETURNING status")
-        .bind(id).fetch_optional(pool).await)?;
-    if running.is_some() {
-        return Ok(CancelOutcome::Requested);
-    }
-    let exists: Option<(String,)> = with_pool!(db, pool => sqlx::query_as(
-        "SELECT status FROM tasks WHERE id = $1").bind(id).fetch_optional(pool).await)?;
-    Ok(match exists {
-        Some(_) => CancelOutcome::AlreadyFinished,
-        None => CancelOutcome::Unknown,
-    })
+    interrupt(
+        async {
+            let ended = with_pool!(db, pool => sqlx::query(
+                "UPDATE tasks SET status = 'canceled', cancel_requested = TRUE, outputs = $2, report = $3, updated_at = $4, finished_at = $4
+                 WHERE id = $1 AND status = 'pending'")
+                .bind(id).bind(JsonText(Map::new())).bind(JsonText(&report)).bind(at_ms).execute(pool).await.map(|r| r.rows_affected()))?;
+            Ok(ended == 1)
+        },
+        async {
+            let flagged: Option<(Uuid,)> = with_pool!(db, pool => sqlx::query_as(
+                "UPDATE tasks SET cancel_requested = TRUE WHERE id = $1 AND status = 'processing' RETURNING id")
+                .bind(id).fetch_optional(pool).await)?;
+            Ok(flagged.is_some())
+        },
+        async {
+            let found: Option<(Uuid,)> = with_pool!(db, pool => sqlx::query_as(
+                "SELECT id FROM tasks WHERE id = $1").bind(id).fetch_optional(pool).await)?;
+            Ok(found.is_some())
+        },
+    )
+    .await
 }
 
 /// Claims running tasks whose attempt has not written since `older_than_ms` (their worker

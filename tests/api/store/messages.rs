@@ -6,7 +6,7 @@
 use serde_json::json;
 use shared::{
     chat::MemoryMode,
-    store::{Db, apps, messages::*},
+    store::{Db, apps, interrupt::Interrupt, messages::*},
     with_pool,
 };
 use uuid::Uuid;
@@ -173,7 +173,7 @@ async fn a_message_goes_from_pending_to_answered_once(db: &Db) {
     assert_eq!(m.response_latency, 3.25);
     assert_eq!(
         request_stop(db, id, 15).await.unwrap(),
-        StopOutcome::AlreadyFinished
+        Interrupt::AlreadyFinished
     );
 }
 on_both_stores!(a_message_goes_from_pending_to_answered_once);
@@ -184,7 +184,7 @@ async fn stop_ends_a_queued_message_and_flags_a_running_one(db: &Db) {
     let queued = ask(db, app, conv, account, "a", 10).await;
     assert_eq!(
         request_stop(db, queued, 11).await.unwrap(),
-        StopOutcome::StoppedQueued
+        Interrupt::EndedWhileQueued
     );
     assert!(start_answer(db, queued, 12).await.unwrap().is_none());
     assert_eq!(
@@ -197,12 +197,12 @@ async fn stop_ends_a_queued_message_and_flags_a_running_one(db: &Db) {
     assert!(!stop_requested(db, running).await.unwrap());
     assert_eq!(
         request_stop(db, running, 12).await.unwrap(),
-        StopOutcome::Requested
+        Interrupt::Requested
     );
     assert!(stop_requested(db, running).await.unwrap());
     assert_eq!(
         request_stop(db, Uuid::new_v4(), 12).await.unwrap(),
-        StopOutcome::Unknown
+        Interrupt::Unknown
     );
 
     let failed = ask(db, app, conv, account, "c", 10).await;

@@ -459,7 +459,10 @@ async fn nul_round_trips_in_task_documents(db: &Db) {
     let outcome = tasks::request_cancel(db, canceled, || nul.clone(), now)
         .await
         .unwrap();
-    assert_eq!(outcome, tasks::CancelOutcome::CanceledQueued);
+    assert_eq!(
+        outcome,
+        shared::store::interrupt::Interrupt::EndedWhileQueued
+    );
     assert_eq!(stored_report(db, canceled).await, nul);
 }
 

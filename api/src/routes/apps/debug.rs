@@ -27,7 +27,8 @@ use shared::{
     signals::{StoreChecks, Subscription, channel},
     store::{
         Db,
-        messages::{self, MessageStatus, NewMessage, StopOutcome},
+        interrupt::Interrupt,
+        messages::{self, MessageStatus, NewMessage},
         now_ms,
     },
 };
@@ -333,7 +334,7 @@ async fn stop_debug_message(
     // The request is in the store, where the worker also looks; the signal makes it
     // immediate, so a bus outage does not fail the stop. A question still queued is stopped
     // in the store at once; the worker that meets its job announces the end.
-    if messages::request_stop(&state.db, message_id, now_ms()).await? == StopOutcome::Requested {
+    if messages::request_stop(&state.db, message_id, now_ms()).await? == Interrupt::Requested {
         match state.signals.publish_message_stop(message_id).await {
             Ok(()) => tracing::info!("stop requested"),
             Err(error) => tracing::warn!(%error, "stop recorded, but not signalled"),

@@ -21,8 +21,9 @@ use serde_json::{Map, Value};
 use shared::{
     signals::{TaskDone, channel},
     store::{
+        interrupt::Interrupt,
         now_ms,
-        tasks::{self, CancelOutcome, NewTask, TaskStatus, TaskView},
+        tasks::{self, NewTask, TaskStatus, TaskView},
     },
     workflow::{Report, StatusData, WorkflowStatus, parse_schema_cached, validate_inputs},
 };
@@ -291,13 +292,13 @@ async fn cancel_task(
     // A queued task is canceled in the store at once; the worker that meets its job
     // announces the outcome.
     match outcome {
-        CancelOutcome::Unknown => return Ok(Json(TaskCancelOutput { success: false })),
-        CancelOutcome::Requested => {
+        Interrupt::Unknown => return Ok(Json(TaskCancelOutput { success: false })),
+        Interrupt::Requested => {
             if let Err(error) = state.signals.publish_task_cancel(id).await {
                 tracing::warn!(%error, task_id = %id, "cancel recorded, but not signalled");
             }
         }
-        CancelOutcome::CanceledQueued | CancelOutcome::AlreadyFinished => {}
+        Interrupt::EndedWhileQueued | Interrupt::AlreadyFinished => {}
     }
     Ok(Json(TaskCancelOutput { success: true }))
 }
