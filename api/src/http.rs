@@ -4,7 +4,7 @@
 use axum::{
     Json, Router,
     body::Body,
-    extract::{DefaultBodyLimit, Request},
+    extract::{DefaultBodyLimit, MatchedPath, Request},
     http::{HeaderName, HeaderValue, Method, StatusCode, header},
     middleware::{self, Next},
     response::{IntoResponse, Response},
@@ -32,6 +32,7 @@ pub fn layers(router: Router, config: &Config) -> Router {
         .layer(RequestBodyLimitLayer::new(limit))
         // Outside the limit layer, so it sees (and rewrites) the 413 that layer answers.
         .layer(middleware::from_fn(move |req, next| json_body_limit(req, next, limit)))
+        .layer(middleware::from_fn(record_request))
         .layer(CompressionLayer::new())
         .layer(cors(&config.cors_origins))
         .layer(
@@ -116,5 +117,24 @@ async fn json_body_limit(req: Request, next: Next, limit: usize) -> Response {
             format!("request body is larger than the limit of {limit} bytes (LLMOPS_BODY_LIMIT)"),
         );
     }
+    response
+}
+
+/// Counts each request by route template (never the raw path), method and status, and records
+/// its duration. Unrouted requests share the route label `unmatched`.
+async fn record_request(req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let method = req.method().as_str().to_owned();
+    let start = std::time::Instant::now();
+    let response = next.run(req).await;
+    let status = response.status().as_u16().to_string();
+    metrics::histogram!(shared::metrics::HTTP_DURATION, "route" => route.clone(), "method" => method.clone())
+        .record(start.elapsed().as_secs_f64());
+    metrics::counter!(shared::metrics::HTTP_REQUESTS, "route" => route, "method" => method, "status" => status)
+        .increment(1);
     response
 }

@@ -96,6 +96,11 @@ pub struct Config {
     #[arg(long, env = "LLMOPS_WORKER_HEARTBEAT_SECS", default_value_t = 2)]
     pub worker_heartbeat_secs: u64,
 
+    /// Address where `llmops-worker` serves its Prometheus metrics (`GET /metrics`). Absent: no
+    /// listener (the API serves `/metrics` itself, covering its in-process workers).
+    #[arg(long, env = "LLMOPS_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
+
     /// Delete terminated tasks older than this many days (0 keeps them forever).
     #[arg(long, env = "LLMOPS_TASK_RETENTION_DAYS", default_value_t = 0)]
     pub task_retention_days: u64,

@@ -6,6 +6,7 @@ pub mod chat;
 pub mod clock;
 pub mod config;
 pub mod llm;
+pub mod metrics;
 pub mod queue;
 pub mod redis_conn;
 pub mod shutdown;

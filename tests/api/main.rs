@@ -12,6 +12,7 @@ mod auth;
 mod compose;
 mod faults;
 mod foundation;
+mod metrics;
 mod queue;
 mod store;
 mod tasks;

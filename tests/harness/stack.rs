@@ -153,6 +153,17 @@ pub struct Stack {
     pub postgres: Option<Postgres>,
 }
 
+impl Stack {
+    /// A setting this stack's processes were started with.
+    pub fn env_value(&self, key: &str) -> Option<&str> {
+        self.env
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
 /// Where cargo put the binaries: next to the test executable's `deps/` directory.
 pub fn binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("current exe");

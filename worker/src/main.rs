@@ -14,6 +14,11 @@ async fn main() -> anyhow::Result<()> {
     let shutdown = shared::shutdown::signal();
     let config = Config::load_or_exit();
     shared::telemetry::init(config.log_format);
+    let metrics = shared::metrics::install();
+    if let Some(listen) = config.metrics_listen {
+        let addr = shared::metrics::serve(listen, metrics).await?;
+        tracing::info!("metrics on http://{addr}/metrics");
+    }
     let backends = Backends::connect(&config).await?;
     let state = WorkerState::new(
         backends.db.clone(),

@@ -27,6 +27,7 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
 pub fn app(state: AppState) -> Router {
     let (router, openapi) = api_routes().split_for_parts();
     let config = state.config.clone();
+    let metrics = shared::metrics::install();
     let router = router
         .with_state(state)
         .merge(docs::ui(openapi))
@@ -34,6 +35,19 @@ pub fn app(state: AppState) -> Router {
         .route(
             "/",
             get(|| async { Redirect::temporary(docs::SWAGGER_PATH) }),
+        )
+        // Prometheus text format; in the embedded mode it covers the in-process workers too.
+        .route(
+            "/metrics",
+            get(move || async move {
+                (
+                    [(
+                        axum::http::header::CONTENT_TYPE,
+                        shared::metrics::CONTENT_TYPE,
+                    )],
+                    metrics.render(),
+                )
+            }),
         );
     http::layers(router, &config)
 }

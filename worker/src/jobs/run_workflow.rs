@@ -58,6 +58,10 @@ pub async fn execute(job: RunWorkflow, state: &WorkerState) -> Result<(), JobErr
         return Ok(());
     };
     tracing::info!("task {id} attempt {} started", task.attempt);
+    let started = std::time::Instant::now();
+    if task.attempt > 1 {
+        metrics::counter!(shared::metrics::REDELIVERIES, "queue" => "workflow").increment(1);
+    }
     let max_attempts = state.config.task_max_attempts as i32;
     if task.attempt > max_attempts {
         let message = format!(
@@ -67,6 +71,7 @@ pub async fn execute(job: RunWorkflow, state: &WorkerState) -> Result<(), JobErr
         let report =
             Report::validation_failed(&id.to_string(), task.inputs.0.clone(), &[message], now_ms());
         tasks::fail_task(db, id, &serde_json::to_value(&report)?, now_ms()).await?;
+        record_finished(TaskStatus::Failed, started);
         notify_done(state, id, TaskStatus::Failed, Map::new()).await;
         return Ok(());
     }
@@ -85,6 +90,7 @@ pub async fn execute(job: RunWorkflow, state: &WorkerState) -> Result<(), JobErr
             // The API validated it before queueing; only a corrupted row gets here.
             let failed = Report::validation_failed(&id.to_string(), inputs, &errors, now_ms());
             tasks::fail_task(db, id, &serde_json::to_value(&failed)?, now_ms()).await?;
+            record_finished(TaskStatus::Failed, started);
             notify_done(state, id, TaskStatus::Failed, Map::new()).await;
             return Ok(());
         }
@@ -152,6 +158,7 @@ pub async fn execute(job: RunWorkflow, state: &WorkerState) -> Result<(), JobErr
             let failed =
                 Report::validation_failed(&id.to_string(), inputs_copy, &[message], now_ms());
             if tasks::fail_task(db, id, &serde_json::to_value(&failed)?, now_ms()).await? {
+                record_finished(TaskStatus::Failed, started);
                 notify_done(state, id, TaskStatus::Failed, Map::new()).await;
             }
             return Ok(());
@@ -159,6 +166,7 @@ pub async fn execute(job: RunWorkflow, state: &WorkerState) -> Result<(), JobErr
         Err(error) => return Err(error.into()),
     };
     if owned {
+        record_finished(final_status, started);
         notify_done(state, id, final_status, outcome.outputs).await;
     } else {
         tracing::warn!(
@@ -167,6 +175,14 @@ pub async fn execute(job: RunWorkflow, state: &WorkerState) -> Result<(), JobErr
         );
     }
     Ok(())
+}
+
+/// Counts a run this worker ended, with its time since the claim.
+fn record_finished(status: TaskStatus, started: std::time::Instant) {
+    let status = status.as_str();
+    metrics::counter!(shared::metrics::RUNS_FINISHED, "status" => status).increment(1);
+    metrics::histogram!(shared::metrics::RUN_DURATION, "status" => status)
+        .record(started.elapsed().as_secs_f64());
 }
 
 /// Wakes API requests waiting for this task. The store already holds the state; the message

@@ -128,6 +128,8 @@ async fn run_task(
         })
         .await
         .inspect_err(|_| state.recent_tasks.forget(id))?;
+    metrics::counter!(shared::metrics::RUNS_SUBMITTED, "status" => task_status.as_str())
+        .increment(1);
 
     Ok(Json(TaskRunOutput {
         task_id: id.to_string(),

@@ -1,0 +1,75 @@
+//! Prometheus metrics: after a known workload the api's and the workers' `/metrics` moved by
+//! exactly the expected amounts, and labels are route templates, never raw paths.
+
+use serde_json::{Value, json};
+
+use crate::helpers::{
+    MockLlm, Mode, Stack, both_deployments, free_port,
+    runs::{fixture, post_run, report, result, run},
+};
+
+/// The sum of every sample of `name` whose labels include all of `labels`.
+fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
+        })
+        .filter(|l| {
+            labels
+                .iter()
+                .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
+        })
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+        .sum()
+}
+
+async fn scrape(client: &reqwest::Client, url: &str) -> String {
+    let r = client.get(url).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let content_type = r.headers()["content-type"].to_str().unwrap().to_owned();
+    assert!(content_type.starts_with("text/plain"), "{content_type}");
+    r.text().await.unwrap()
+}
+
+/// The worker-side metrics: the api's own in the embedded mode, the worker's listener otherwise.
+async fn scrape_workers(stack: &Stack) -> String {
+    match stack.env_value("LLMOPS_METRICS_LISTEN") {
+        Some(addr) if matches!(stack.mode, Mode::Distributed { .. }) => {
+            scrape(&stack.client, &format!("http://{addr}/metrics")).await
+        }
+        _ => scrape(&stack.client, &stack.url("/metrics")).await,
+    }
+}
+
+both_deployments! {
+    options = |o| o.processes().env("LLMOPS_METRICS_LISTEN", format!("127.0.0.1:{}", free_port()));
+    async fn metrics_count_runs_and_requests_exactly(stack: Stack) {
+        let llm = MockLlm::start().await;
+        let schema = fixture("basic", &llm);
+        let inputs = json!({"model_name": "m", "llm_settings": {"temperature": 0.5}, "work": {"role": "Chat", "task": "t"}});
+        let mut ids = Vec::new();
+        for _ in 0..3 {
+            ids.push(run(&stack, &schema, inputs.clone()).await);
+        }
+        for id in &ids {
+            let rep = { result(&stack, id).await; report(&stack, id).await };
+            assert_eq!(rep["workflowStatus"]["status"], "succeeded");
+        }
+        // A schema the API refuses is stored as failed and never queued.
+        let r = post_run(&stack, &json!({"nodes": "not a list"}), &json!({})).await;
+        let _: Value = r.json().await.unwrap();
+
+        let api = scrape(&stack.client, &stack.url("/metrics")).await;
+        assert_eq!(sample(&api, "llmops_runs_submitted_total", &[("status", "pending")]), 3.0, "{api}");
+        assert_eq!(sample(&api, "llmops_http_requests_total", &[("route", "/api/task/run"), ("method", "POST")]), 4.0, "{api}");
+        assert!(!api.contains(&ids[0]), "a task id leaked into a label");
+        assert_eq!(sample(&api, "llmops_http_request_duration_seconds_count", &[("route", "/api/task/run")]), 4.0);
+
+        let workers = scrape_workers(&stack).await;
+        assert_eq!(sample(&workers, "llmops_runs_finished_total", &[("status", "succeeded")]), 3.0, "{workers}");
+        assert_eq!(sample(&workers, "llmops_run_duration_seconds_count", &[("status", "succeeded")]), 3.0);
+        assert_eq!(sample(&workers, "llmops_runs_finished_total", &[("status", "failed")]), 0.0);
+    }
+}
