@@ -23,6 +23,10 @@ pub const RUN_DURATION: &str = "llmops_run_duration_seconds";
 /// Deliveries of a run claimed again (attempt > 1).
 pub const REDELIVERIES: &str = "llmops_run_redeliveries_total";
 
+/// Jobs per queue (`workflow`, `chat`) and state (`waiting`, `running`, `scheduled`), read from
+/// the queue backend at each scrape of the API.
+pub const QUEUE_DEPTH: &str = "llmops_queue_depth";
+
 /// The content type of the text exposition format.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
@@ -51,7 +55,11 @@ pub fn install() -> PrometheusHandle {
 }
 
 fn describe() {
-    use metrics::{Unit, describe_counter, describe_histogram};
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    describe_gauge!(
+        QUEUE_DEPTH,
+        "Jobs per queue and state, read from the queue backend"
+    );
     describe_counter!(
         HTTP_REQUESTS,
         "HTTP requests by route template, method and status"
@@ -90,4 +98,17 @@ pub async fn serve(listen: SocketAddr, handle: PrometheusHandle) -> std::io::Res
         }
     });
     Ok(addr)
+}
+
+/// Sets the queue-depth gauges from a reading of the backend.
+pub fn record_queue_depths(depths: &[(&'static str, crate::queue::QueueDepth)]) {
+    for (queue, d) in depths {
+        for (state, n) in [
+            ("waiting", d.waiting),
+            ("running", d.running),
+            ("scheduled", d.scheduled),
+        ] {
+            metrics::gauge!(QUEUE_DEPTH, "queue" => *queue, "state" => state).set(n as f64);
+        }
+    }
 }

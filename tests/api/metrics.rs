@@ -4,7 +4,7 @@
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    MockLlm, Mode, Stack, both_deployments, free_port,
+    MockLlm, Mode, Stack, StackOptions, both_deployments, free_port,
     runs::{fixture, post_run, report, result, run},
 };
 
@@ -71,5 +71,64 @@ both_deployments! {
         assert_eq!(sample(&workers, "llmops_runs_finished_total", &[("status", "succeeded")]), 3.0, "{workers}");
         assert_eq!(sample(&workers, "llmops_run_duration_seconds_count", &[("status", "succeeded")]), 3.0);
         assert_eq!(sample(&workers, "llmops_runs_finished_total", &[("status", "failed")]), 0.0);
+    }
+}
+
+/// The waiting count of the workflow queue as the api reports it.
+async fn workflow_waiting(stack: &Stack) -> f64 {
+    let text = scrape(&stack.client, &stack.url("/metrics")).await;
+    sample(
+        &text,
+        "llmops_queue_depth",
+        &[("queue", "workflow"), ("state", "waiting")],
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_queue_depth_gauge_rises_with_a_backlog_and_returns_to_zero_as_workers_drain_it() {
+    // Arrange: the distributed deployment with no worker.
+    let Some(mut stack) =
+        Stack::start_with(StackOptions::new(Mode::Distributed { workers: 0 })).await
+    else {
+        return;
+    };
+    let llm = MockLlm::start().await;
+    let schema = fixture("basic", &llm);
+    let inputs = json!({"model_name": "m", "llm_settings": {"temperature": 0.5}, "work": {"role": "Chat", "task": "t"}});
+    assert_eq!(workflow_waiting(&stack).await, 0.0);
+
+    // Act: a backlog of five runs.
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        ids.push(run(&stack, &schema, inputs.clone()).await);
+    }
+    assert_eq!(workflow_waiting(&stack).await, 5.0);
+
+    // A worker drains it.
+    stack.spawn_worker().await;
+    for id in &ids {
+        result(&stack, id).await;
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let text = scrape(&stack.client, &stack.url("/metrics")).await;
+        let pending: f64 = ["waiting", "running", "scheduled"]
+            .iter()
+            .map(|s| {
+                sample(
+                    &text,
+                    "llmops_queue_depth",
+                    &[("queue", "workflow"), ("state", s)],
+                )
+            })
+            .sum();
+        if pending == 0.0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the queue never drained: {text}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 }

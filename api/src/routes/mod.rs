@@ -28,6 +28,7 @@ pub fn app(state: AppState) -> Router {
     let (router, openapi) = api_routes().split_for_parts();
     let config = state.config.clone();
     let metrics = shared::metrics::install();
+    let queues = state.queues.clone();
     let router = router
         .with_state(state)
         .merge(docs::ui(openapi))
@@ -40,6 +41,11 @@ pub fn app(state: AppState) -> Router {
         .route(
             "/metrics",
             get(move || async move {
+                // Read at each scrape: a couple of cheap reads per queue.
+                match queues.depths().await {
+                    Ok(depths) => shared::metrics::record_queue_depths(&depths),
+                    Err(e) => tracing::warn!(error = %e, "could not read the queue depth"),
+                }
                 (
                     [(
                         axum::http::header::CONTENT_TYPE,

@@ -52,3 +52,14 @@ pub const MISSED_HEARTBEATS: usize = 3;
 /// Finished jobs deleted per statement or script call, so housekeeping never holds the
 /// queue up for long.
 pub(crate) const VACUUM_BATCH: usize = 1000;
+
+/// Jobs of one queue by state, as the backend holds them (the gauge workers scale on).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct QueueDepth {
+    /// Ready and not yet taken by a worker.
+    pub waiting: u64,
+    /// Taken by a worker and not yet acknowledged.
+    pub running: u64,
+    /// Due later: scheduled, or failed and waiting for a retry.
+    pub scheduled: u64,
+}

@@ -22,7 +22,9 @@ pub mod sqlite;
 pub mod waker;
 
 use backend::VACUUM_BATCH;
-pub use backend::{MISSED_HEARTBEATS, QueueBackend, QueueError, QueueSettings, fetch_batch};
+pub use backend::{
+    MISSED_HEARTBEATS, QueueBackend, QueueDepth, QueueError, QueueSettings, fetch_batch,
+};
 pub use jobs::{CHAT_QUEUE, DebugChat, Job, RunWorkflow, WORKFLOW_QUEUE};
 pub use producer::Queues;
 pub use redis::{REDIS_FETCH_BATCH, connect_redis, promote_due, redis_storage};

@@ -1,8 +1,8 @@
 //! The producing side of the queues: pushing jobs and waking the workers.
 
 use super::{
-    backend::{QueueBackend, QueueError, QueueSettings},
-    jobs::Job,
+    backend::{QueueBackend, QueueDepth, QueueError, QueueSettings},
+    jobs::{CHAT_QUEUE, Job, WORKFLOW_QUEUE},
     redis, sqlite,
 };
 use crate::{redis_conn::retry_once, signals::Signals};
@@ -26,6 +26,21 @@ impl Queues {
 
     pub fn backend(&self) -> &QueueBackend {
         &self.backend
+    }
+
+    /// The depth of the `workflow` and `chat` queues, read from the backend, under those names.
+    pub async fn depths(&self) -> Result<[(&'static str, QueueDepth); 2], QueueError> {
+        let mut out = [
+            ("workflow", QueueDepth::default()),
+            ("chat", QueueDepth::default()),
+        ];
+        for (slot, queue) in out.iter_mut().zip([WORKFLOW_QUEUE, CHAT_QUEUE]) {
+            slot.1 = match &self.backend {
+                QueueBackend::Redis(conn) => redis::depth(conn, queue).await?,
+                QueueBackend::Sqlite(pool) => sqlite::depth(pool, queue).await?,
+            };
+        }
+        Ok(out)
     }
 
     pub fn settings(&self) -> &QueueSettings {

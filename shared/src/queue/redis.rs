@@ -6,7 +6,7 @@ use apalis_redis::RedisStorage;
 use redis::aio::ConnectionManager;
 
 use super::{
-    backend::{MISSED_HEARTBEATS, QueueError, QueueSettings, VACUUM_BATCH},
+    backend::{MISSED_HEARTBEATS, QueueDepth, QueueError, QueueSettings, VACUUM_BATCH},
     jobs::Job,
 };
 use crate::{redis_conn::retry_once, signals::channel};
@@ -143,4 +143,42 @@ pub async fn promote_due(conn: ConnectionManager, queue: &str) -> Result<u64, Qu
 /// [`crate::redis_conn`]).
 pub async fn connect_redis(url: &str) -> Result<ConnectionManager, QueueError> {
     Ok(crate::redis_conn::connect(url).await?)
+}
+
+/// The depth of one queue, read with one script: the ready list, the scheduled set (retries
+/// wait there too) and every live worker's in-flight set.
+pub(super) async fn depth(conn: &ConnectionManager, queue: &str) -> Result<QueueDepth, QueueError> {
+    static SCRIPT: std::sync::LazyLock<::redis::Script> = std::sync::LazyLock::new(|| {
+        ::redis::Script::new(
+            r#"
+            local waiting = redis.call('llen', KEYS[1])
+            local scheduled = redis.call('zcard', KEYS[2])
+            local running = 0
+            if redis.call('type', KEYS[3]).ok == 'zset' then
+                for _, w in ipairs(redis.call('zrange', KEYS[3], 0, -1)) do
+                    running = running + redis.call('scard', KEYS[4] .. ':' .. w)
+                end
+            end
+            return {waiting, running, scheduled}
+            "#,
+        )
+    });
+    let config = apalis_redis::Config::default().queue(queue);
+    let mut invocation = SCRIPT.prepare_invoke();
+    invocation
+        .key(config.active_jobs_list())
+        .key(config.scheduled_jobs_set())
+        .key(config.workers_set())
+        .key(config.inflight_jobs_set());
+    let (waiting, running, scheduled): (u64, u64, u64) = retry_once(|| {
+        let mut conn = conn.clone();
+        let invocation = &invocation;
+        async move { invocation.invoke_async(&mut conn).await }
+    })
+    .await?;
+    Ok(QueueDepth {
+        waiting,
+        running,
+        scheduled,
+    })
 }

@@ -6,7 +6,7 @@ use apalis_sqlite::SqliteStorage;
 use sqlx::AssertSqlSafe;
 
 use super::{
-    backend::{MISSED_HEARTBEATS, QueueError, QueueSettings, VACUUM_BATCH},
+    backend::{MISSED_HEARTBEATS, QueueDepth, QueueError, QueueSettings, VACUUM_BATCH},
     jobs::Job,
 };
 use crate::{
@@ -112,4 +112,23 @@ pub(super) async fn vacuum_batch(pool: &sqlx::SqlitePool, queue: &str) -> Result
     .execute(pool)
     .await?
     .rows_affected())
+}
+
+/// The depth of one queue, from apalis-sqlite's `Jobs` table (indexed by type and status).
+pub(super) async fn depth(pool: &sqlx::SqlitePool, queue: &str) -> Result<QueueDepth, QueueError> {
+    let (waiting, running, scheduled): (i64, i64, i64) = sqlx::query_as(
+        "SELECT
+             COALESCE(SUM(status = 'Pending'), 0),
+             COALESCE(SUM(status IN ('Queued', 'Running')), 0),
+             COALESCE(SUM(status = 'Failed' AND attempts < max_attempts), 0)
+         FROM Jobs WHERE job_type = $1 AND status IN ('Pending', 'Queued', 'Running', 'Failed')",
+    )
+    .bind(queue)
+    .fetch_one(pool)
+    .await?;
+    Ok(QueueDepth {
+        waiting: waiting as u64,
+        running: running as u64,
+        scheduled: scheduled as u64,
+    })
 }
