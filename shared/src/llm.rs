@@ -16,6 +16,7 @@ use futures::{Stream, StreamExt};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::metrics as metrics_names;
 use crate::workflow::egress::{self, EgressError};
 
 /// Token counts the server reported.
@@ -139,6 +140,29 @@ impl LlmClient {
         api_key: &str,
         body: Value,
     ) -> Result<ChatCompletion, LlmError> {
+        let host = provider_host(base_url);
+        let started = std::time::Instant::now();
+        let result = self.chat_once(base_url, api_key, body).await;
+        let outcome = if result.is_ok() { "ok" } else { "error" };
+        metrics::counter!(metrics_names::LLM_CALLS, "host" => host.clone(), "outcome" => outcome)
+            .increment(1);
+        metrics::histogram!(metrics_names::LLM_DURATION, "host" => host.clone())
+            .record(started.elapsed().as_secs_f64());
+        if let Ok(ChatCompletion {
+            usage: Some(usage), ..
+        }) = &result
+        {
+            record_tokens(&host, usage);
+        }
+        result
+    }
+
+    async fn chat_once(
+        &self,
+        base_url: &str,
+        api_key: &str,
+        body: Value,
+    ) -> Result<ChatCompletion, LlmError> {
         let url = self.checked_url(base_url).await?;
         let response = self
             .send_with_retry(&url, api_key, &body, Some(self.timeout), |request| {
@@ -170,6 +194,32 @@ impl LlmClient {
     /// A streamed chat completion. `stream: true` and `stream_options.include_usage` are added to
     /// `body` unless already set.
     pub async fn chat_stream(
+        &self,
+        base_url: &str,
+        api_key: &str,
+        body: Value,
+    ) -> Result<ChatStream, LlmError> {
+        let host = provider_host(base_url);
+        let started = std::time::Instant::now();
+        let result = self.chat_stream_once(base_url, api_key, body).await;
+        let outcome = if result.is_ok() { "ok" } else { "error" };
+        metrics::counter!(metrics_names::LLM_CALLS, "host" => host.clone(), "outcome" => outcome)
+            .increment(1);
+        let stream = result?;
+        // Time to first token on the first delta; the token counts from the final usage chunk.
+        let mut first = true;
+        Ok(Box::pin(stream.inspect(move |chunk| match chunk {
+            Ok(ChatChunk::Delta(_)) if first => {
+                first = false;
+                metrics::histogram!(metrics_names::LLM_FIRST_TOKEN, "host" => host.clone())
+                    .record(started.elapsed().as_secs_f64());
+            }
+            Ok(ChatChunk::Usage(usage)) => record_tokens(&host, usage),
+            _ => {}
+        })))
+    }
+
+    async fn chat_stream_once(
         &self,
         base_url: &str,
         api_key: &str,
@@ -407,6 +457,22 @@ fn parse_stream_chunk(data: &str, strip_nul: bool) -> Result<Vec<ChatChunk>, Llm
         chunks.push(ChatChunk::Usage(usage));
     }
     Ok(chunks)
+}
+
+/// The provider's host, the only part of its URL used as a label.
+fn provider_host(base_url: &str) -> String {
+    reqwest::Url::parse(base_url)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_owned))
+        .unwrap_or_else(|| "invalid".to_owned())
+}
+
+fn record_tokens(host: &str, usage: &Usage) {
+    let host = host.to_owned();
+    metrics::counter!(metrics_names::LLM_TOKENS, "host" => host.clone(), "kind" => "prompt")
+        .increment(usage.prompt_tokens);
+    metrics::counter!(metrics_names::LLM_TOKENS, "host" => host, "kind" => "completion")
+        .increment(usage.completion_tokens);
 }
 
 #[cfg(test)]

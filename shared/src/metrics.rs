@@ -27,6 +27,15 @@ pub const REDELIVERIES: &str = "llmops_run_redeliveries_total";
 /// the queue backend at each scrape of the API.
 pub const QUEUE_DEPTH: &str = "llmops_queue_depth";
 
+/// LLM calls by provider host and outcome (`ok`, `error`; retries inside one call count once).
+pub const LLM_CALLS: &str = "llmops_llm_calls_total";
+/// Duration of a non-streamed LLM call, retries included.
+pub const LLM_DURATION: &str = "llmops_llm_call_duration_seconds";
+/// Time from starting a streamed LLM call to its first token.
+pub const LLM_FIRST_TOKEN: &str = "llmops_llm_time_to_first_token_seconds";
+/// Tokens the provider reported, by host and kind (`prompt`, `completion`).
+pub const LLM_TOKENS: &str = "llmops_llm_tokens_total";
+
 /// The content type of the text exposition format.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 

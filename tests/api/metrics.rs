@@ -47,8 +47,14 @@ both_deployments! {
     options = |o| o.processes().env("LLMOPS_METRICS_LISTEN", format!("127.0.0.1:{}", free_port()));
     async fn metrics_count_runs_and_requests_exactly(stack: Stack) {
         let llm = MockLlm::start().await;
+        llm.set_fixed_usage(7, 11);
         let schema = fixture("basic", &llm);
         let inputs = json!({"model_name": "m", "llm_settings": {"temperature": 0.5}, "work": {"role": "Chat", "task": "t"}});
+        // One run whose provider refuses connections: it fails after its LLM call fails.
+        let unreachable: Value = serde_json::from_str(&schema.to_string().replace(&llm.base_url, "http://127.0.0.1:1")).unwrap();
+        let failing = run(&stack, &unreachable, inputs.clone()).await;
+        result(&stack, &failing).await;
+        assert_eq!(report(&stack, &failing).await["workflowStatus"]["status"], "failed");
         let mut ids = Vec::new();
         for _ in 0..3 {
             ids.push(run(&stack, &schema, inputs.clone()).await);
@@ -62,15 +68,20 @@ both_deployments! {
         let _: Value = r.json().await.unwrap();
 
         let api = scrape(&stack.client, &stack.url("/metrics")).await;
-        assert_eq!(sample(&api, "llmops_runs_submitted_total", &[("status", "pending")]), 3.0, "{api}");
-        assert_eq!(sample(&api, "llmops_http_requests_total", &[("route", "/api/task/run"), ("method", "POST")]), 4.0, "{api}");
+        assert_eq!(sample(&api, "llmops_runs_submitted_total", &[("status", "pending")]), 4.0, "{api}");
+        assert_eq!(sample(&api, "llmops_http_requests_total", &[("route", "/api/task/run"), ("method", "POST")]), 5.0, "{api}");
         assert!(!api.contains(&ids[0]), "a task id leaked into a label");
-        assert_eq!(sample(&api, "llmops_http_request_duration_seconds_count", &[("route", "/api/task/run")]), 4.0);
+        assert_eq!(sample(&api, "llmops_http_request_duration_seconds_count", &[("route", "/api/task/run")]), 5.0);
 
         let workers = scrape_workers(&stack).await;
         assert_eq!(sample(&workers, "llmops_runs_finished_total", &[("status", "succeeded")]), 3.0, "{workers}");
         assert_eq!(sample(&workers, "llmops_run_duration_seconds_count", &[("status", "succeeded")]), 3.0);
-        assert_eq!(sample(&workers, "llmops_runs_finished_total", &[("status", "failed")]), 0.0);
+        assert_eq!(sample(&workers, "llmops_runs_finished_total", &[("status", "failed")]), 1.0);
+        assert_eq!(sample(&workers, "llmops_llm_calls_total", &[("host", "127.0.0.1"), ("outcome", "ok")]), 3.0);
+        assert_eq!(sample(&workers, "llmops_llm_calls_total", &[("outcome", "error")]), 1.0);
+        assert_eq!(sample(&workers, "llmops_llm_tokens_total", &[("kind", "prompt")]), 21.0);
+        assert_eq!(sample(&workers, "llmops_llm_tokens_total", &[("kind", "completion")]), 33.0);
+        assert_eq!(sample(&workers, "llmops_llm_call_duration_seconds_count", &[]), 4.0);
     }
 }
 
