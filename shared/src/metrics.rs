@@ -27,6 +27,13 @@ pub const REDELIVERIES: &str = "llmops_run_redeliveries_total";
 /// the queue backend at each scrape of the API.
 pub const QUEUE_DEPTH: &str = "llmops_queue_depth";
 
+/// Node executions by node type and status (`succeeded`, `failed`).
+pub const NODE_EXECUTIONS: &str = "llmops_node_executions_total";
+/// Node execution duration by node type.
+pub const NODE_DURATION: &str = "llmops_node_duration_seconds";
+/// Debug chats answered, by outcome.
+pub const CHATS: &str = "llmops_chats_total";
+
 /// LLM calls by provider host and outcome (`ok`, `error`; retries inside one call count once).
 pub const LLM_CALLS: &str = "llmops_llm_calls_total";
 /// Duration of a non-streamed LLM call, retries included.
@@ -107,17 +114,4 @@ pub async fn serve(listen: SocketAddr, handle: PrometheusHandle) -> std::io::Res
         }
     });
     Ok(addr)
-}
-
-/// Sets the queue-depth gauges from a reading of the backend.
-pub fn record_queue_depths(depths: &[(&'static str, crate::queue::QueueDepth)]) {
-    for (queue, d) in depths {
-        for (state, n) in [
-            ("waiting", d.waiting),
-            ("running", d.running),
-            ("scheduled", d.scheduled),
-        ] {
-            metrics::gauge!(QUEUE_DEPTH, "queue" => *queue, "state" => state).set(n as f64);
-        }
-    }
 }

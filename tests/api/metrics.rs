@@ -82,6 +82,12 @@ both_deployments! {
         assert_eq!(sample(&workers, "llmops_llm_tokens_total", &[("kind", "prompt")]), 21.0);
         assert_eq!(sample(&workers, "llmops_llm_tokens_total", &[("kind", "completion")]), 33.0);
         assert_eq!(sample(&workers, "llmops_llm_call_duration_seconds_count", &[]), 4.0);
+        // Three runs of start, llm, end; the failed one ran start and failed in llm.
+        assert_eq!(sample(&workers, "llmops_node_executions_total", &[("type", "start"), ("status", "succeeded")]), 4.0);
+        assert_eq!(sample(&workers, "llmops_node_executions_total", &[("type", "llm"), ("status", "succeeded")]), 3.0);
+        assert_eq!(sample(&workers, "llmops_node_executions_total", &[("type", "llm"), ("status", "failed")]), 1.0);
+        assert_eq!(sample(&workers, "llmops_node_executions_total", &[("type", "end"), ("status", "succeeded")]), 3.0);
+        assert_eq!(sample(&workers, "llmops_node_duration_seconds_count", &[("type", "llm")]), 4.0);
     }
 }
 

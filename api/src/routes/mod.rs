@@ -43,7 +43,7 @@ pub fn app(state: AppState) -> Router {
             get(move || async move {
                 // Read at each scrape: a couple of cheap reads per queue.
                 match queues.depths().await {
-                    Ok(depths) => shared::metrics::record_queue_depths(&depths),
+                    Ok(depths) => depths.iter().for_each(|(queue, d)| d.record(queue)),
                     Err(e) => tracing::warn!(error = %e, "could not read the queue depth"),
                 }
                 (

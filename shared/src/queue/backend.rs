@@ -63,3 +63,17 @@ pub struct QueueDepth {
     /// Due later: scheduled, or failed and waiting for a retry.
     pub scheduled: u64,
 }
+
+impl QueueDepth {
+    /// Sets the `llmops_queue_depth` gauges of `queue` from this reading.
+    pub fn record(&self, queue: &'static str) {
+        for (state, n) in [
+            ("waiting", self.waiting),
+            ("running", self.running),
+            ("scheduled", self.scheduled),
+        ] {
+            metrics::gauge!(crate::metrics::QUEUE_DEPTH, "queue" => queue, "state" => state)
+                .set(n as f64);
+        }
+    }
+}

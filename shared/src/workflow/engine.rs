@@ -399,7 +399,19 @@ fn launch<'a>(
         slot,
     };
     Ok(Box::pin(async move {
+        let started = std::time::Instant::now();
         let result = executor.execute(ctx).await;
+        // The type has an executor, so the label set is the registry's node types.
+        let ty = node.ty.clone();
+        let status = if result.is_ok() {
+            "succeeded"
+        } else {
+            "failed"
+        };
+        metrics::counter!(crate::metrics::NODE_EXECUTIONS, "type" => ty.clone(), "status" => status)
+            .increment(1);
+        metrics::histogram!(crate::metrics::NODE_DURATION, "type" => ty)
+            .record(started.elapsed().as_secs_f64());
         (index, slot, result)
     }))
 }

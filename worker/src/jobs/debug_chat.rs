@@ -110,6 +110,12 @@ pub async fn execute(job: DebugChat, state: &WorkerState) -> Result<(), JobError
     let Some(stored) = store_outcome(state, &message, &generated, latency).await? else {
         return Ok(());
     };
+    let outcome = match &generated.end {
+        End::Completed(_) => "completed",
+        End::Stopped => "stopped",
+        End::Failed(_) => "failed",
+    };
+    metrics::counter!(shared::metrics::CHATS, "outcome" => outcome).increment(1);
     let event = match generated.end {
         End::Completed(_) => {
             if let Some((base_url, summary)) = memory_update {
