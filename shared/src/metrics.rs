@@ -20,6 +20,8 @@ pub const RUNS_SUBMITTED: &str = "llmops_runs_submitted_total";
 pub const RUNS_FINISHED: &str = "llmops_runs_finished_total";
 /// Time from a worker claiming a run to its end, by final status.
 pub const RUN_DURATION: &str = "llmops_run_duration_seconds";
+/// Time from a run's creation to a worker claiming its first attempt.
+pub const RUN_PICKUP: &str = "llmops_run_pickup_seconds";
 /// Deliveries of a run claimed again (attempt > 1).
 pub const REDELIVERIES: &str = "llmops_run_redeliveries_total";
 
@@ -84,6 +86,11 @@ fn describe() {
     describe_counter!(RUNS_SUBMITTED, "Workflow runs accepted by the API");
     describe_counter!(RUNS_FINISHED, "Workflow runs finished, by final status");
     describe_histogram!(RUN_DURATION, Unit::Seconds, "Run time from claim to end");
+    describe_histogram!(
+        RUN_PICKUP,
+        Unit::Seconds,
+        "Queued-to-started latency of runs"
+    );
     describe_counter!(REDELIVERIES, "Runs claimed again after an earlier attempt");
 }
 

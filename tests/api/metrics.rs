@@ -76,6 +76,7 @@ both_deployments! {
         let workers = scrape_workers(&stack).await;
         assert_eq!(sample(&workers, "llmops_runs_finished_total", &[("status", "succeeded")]), 3.0, "{workers}");
         assert_eq!(sample(&workers, "llmops_run_duration_seconds_count", &[("status", "succeeded")]), 3.0);
+        assert_eq!(sample(&workers, "llmops_run_pickup_seconds_count", &[("queue", "workflow")]), 4.0);
         assert_eq!(sample(&workers, "llmops_runs_finished_total", &[("status", "failed")]), 1.0);
         assert_eq!(sample(&workers, "llmops_llm_calls_total", &[("host", "127.0.0.1"), ("outcome", "ok")]), 3.0);
         assert_eq!(sample(&workers, "llmops_llm_calls_total", &[("outcome", "error")]), 1.0);
@@ -147,5 +148,63 @@ async fn the_queue_depth_gauge_rises_with_a_backlog_and_returns_to_zero_as_worke
             "the queue never drained: {text}"
         );
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+/// Every `llmops_` metric name a query of the provisioned dashboard uses, without the
+/// histogram suffixes Prometheus adds.
+fn dashboard_metric_names() -> std::collections::BTreeSet<String> {
+    let path = format!(
+        "{}/../monitoring/grafana/dashboards/llmops.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let dashboard: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let mut names = std::collections::BTreeSet::new();
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().unwrap() {
+            let expr = target["expr"].as_str().unwrap();
+            let mut rest = expr;
+            while let Some(at) = rest.find("llmops_") {
+                let tail = &rest[at..];
+                let end = tail
+                    .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                    .unwrap_or(tail.len());
+                names.insert(tail[..end].to_owned());
+                rest = &tail[end..];
+            }
+        }
+    }
+    assert!(!names.is_empty(), "the dashboard queries no llmops metric");
+    names
+}
+
+both_deployments! {
+    options = |o| o.processes().mock_llm().env("LLMOPS_METRICS_LISTEN", format!("127.0.0.1:{}", free_port()));
+    async fn every_metric_the_dashboard_queries_exists_in_a_real_scrape(stack: Stack) {
+        // A workload that touches runs, LLM calls (failed ones too) and the queues.
+        let llm = MockLlm::start().await;
+        let schema = fixture("basic", &llm);
+        let inputs = json!({"model_name": "m", "llm_settings": {"temperature": 0.5}, "work": {"role": "Chat", "task": "t"}});
+        let unreachable: Value = serde_json::from_str(&schema.to_string().replace(&llm.base_url, "http://127.0.0.1:1")).unwrap();
+        for schema in [&schema, &unreachable] {
+            let id = run(&stack, schema, inputs.clone()).await;
+            result(&stack, &id).await;
+        }
+        // A debug chat: a streamed LLM call.
+        let token = stack.sign_up(&format!("m-{}@example.com", uuid::Uuid::new_v4().simple()), "a-long-password-1").await;
+        let app: Value = stack.client.post(stack.url("/api/apps")).bearer_auth(&token)
+            .json(&json!({"name": "Bot", "icon": "https://a.com/111.png", "description": "d"})).send().await.unwrap().json().await.unwrap();
+        let app = app["data"]["id"].as_str().expect("app id").to_owned();
+        let r = stack.client.post(stack.url(&format!("/api/apps/{app}/debug"))).bearer_auth(&token)
+            .json(&json!({"query": "hi"})).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+        let scraped = format!("{}\n{}", scrape(&stack.client, &stack.url("/metrics")).await, scrape_workers(&stack).await);
+        for name in dashboard_metric_names() {
+            let base = ["_bucket", "_count", "_sum"].iter().fold(name.as_str(), |n, s| n.strip_suffix(s).unwrap_or(n));
+            assert!(
+                scraped.lines().any(|l| l.starts_with(&name) || l.starts_with(&format!("# TYPE {base} "))),
+                "the dashboard queries {name}, which no /metrics scrape has"
+            );
+        }
     }
 }

@@ -59,6 +59,14 @@ pub async fn execute(job: RunWorkflow, state: &WorkerState) -> Result<(), JobErr
     };
     tracing::info!("task {id} attempt {} started", task.attempt);
     let started = std::time::Instant::now();
+    // Queued-to-started: the task id is a UUIDv7 made when the row was created (`created_at`).
+    if task.attempt == 1
+        && let Some((secs, nanos)) = id.get_timestamp().map(|t| t.to_unix())
+    {
+        let created_ms = secs as i64 * 1000 + i64::from(nanos / 1_000_000);
+        let waited = (now_ms() - created_ms).max(0) as f64 / 1000.0;
+        metrics::histogram!(shared::metrics::RUN_PICKUP, "queue" => "workflow").record(waited);
+    }
     if task.attempt > 1 {
         metrics::counter!(shared::metrics::REDELIVERIES, "queue" => "workflow").increment(1);
     }
