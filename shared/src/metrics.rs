@@ -45,6 +45,15 @@ pub const LLM_FIRST_TOKEN: &str = "llmops_llm_time_to_first_token_seconds";
 /// Tokens the provider reported, by host and kind (`prompt`, `completion`).
 pub const LLM_TOKENS: &str = "llmops_llm_tokens_total";
 
+/// Runs and chat messages the re-queue sweep queued again, by queue and reason.
+pub const REQUEUED: &str = "llmops_requeued_total";
+/// Runs failed because they used up their attempts (their workers kept dying).
+pub const REAPED: &str = "llmops_runs_reaped_total";
+/// Store pool connections by state (`in_use`, `idle`) and pool (`main`, `read`, `write`).
+pub const STORE_POOL: &str = "llmops_store_pool_connections";
+/// Reconnects of the Redis signal subscription.
+pub const SIGNAL_RECONNECTS: &str = "llmops_signal_reconnects_total";
+
 /// The content type of the text exposition format.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 

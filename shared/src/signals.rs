@@ -365,6 +365,7 @@ async fn keep_subscribed(inner: Weak<Inner>, mut stream: PubSubStream) {
         }
         let Some(live) = inner.upgrade() else { return };
         tracing::warn!("signal subscription connection closed; reconnecting");
+        metrics::counter!(crate::metrics::SIGNAL_RECONNECTS).increment(1);
         live.set_up(false);
         if let Some(bus) = &live.redis {
             *bus.sink.lock().await = None;

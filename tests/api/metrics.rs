@@ -71,6 +71,7 @@ both_deployments! {
         assert_eq!(sample(&api, "llmops_runs_submitted_total", &[("status", "pending")]), 4.0, "{api}");
         assert_eq!(sample(&api, "llmops_http_requests_total", &[("route", "/api/task/run"), ("method", "POST")]), 5.0, "{api}");
         assert!(!api.contains(&ids[0]), "a task id leaked into a label");
+        assert!(sample(&api, "llmops_store_pool_connections", &[]) >= 1.0, "{api}");
         assert_eq!(sample(&api, "llmops_http_request_duration_seconds_count", &[("route", "/api/task/run")]), 5.0);
 
         let workers = scrape_workers(&stack).await;

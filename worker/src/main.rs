@@ -20,6 +20,16 @@ async fn main() -> anyhow::Result<()> {
         tracing::info!("metrics on http://{addr}/metrics");
     }
     let backends = Backends::connect(&config).await?;
+    if config.metrics_listen.is_some() {
+        let db = backends.db.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+            loop {
+                tick.tick().await;
+                db.record_pool();
+            }
+        });
+    }
     let state = WorkerState::new(
         backends.db.clone(),
         backends.signals.clone(),

@@ -62,6 +62,14 @@ pub async fn run(db: Db, queues: Queues) {
         match sweep(&db, &queues).await {
             Ok(Some(requeued)) if requeued != Requeued::default() => {
                 tracing::warn!(?requeued, "re-queued runs and messages whose job was lost");
+                for (queue, reason, n) in [
+                    ("workflow", "lost_job", requeued.tasks),
+                    ("workflow", "stale", requeued.stale),
+                    ("chat", "lost_job", requeued.messages),
+                ] {
+                    metrics::counter!(shared::metrics::REQUEUED, "queue" => queue, "reason" => reason)
+                        .increment(n);
+                }
             }
             Ok(_) => {}
             // The store or the queue is down: the next round tries again.

@@ -29,6 +29,7 @@ pub fn app(state: AppState) -> Router {
     let config = state.config.clone();
     let metrics = shared::metrics::install();
     let queues = state.queues.clone();
+    let db = state.db.clone();
     let router = router
         .with_state(state)
         .merge(docs::ui(openapi))
@@ -41,6 +42,7 @@ pub fn app(state: AppState) -> Router {
         .route(
             "/metrics",
             get(move || async move {
+                db.record_pool();
                 // Read at each scrape: a couple of cheap reads per queue.
                 match queues.depths().await {
                     Ok(depths) => depths.iter().for_each(|(queue, d)| d.record(queue)),

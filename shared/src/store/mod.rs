@@ -72,6 +72,27 @@ pub enum Db {
     },
 }
 
+impl Db {
+    /// Sets the `llmops_store_pool_connections` gauges from the pools' current state.
+    pub fn record_pool(&self) {
+        fn record(pool: &'static str, size: u32, idle: usize) {
+            let idle = idle as f64;
+            let in_use = (f64::from(size) - idle).max(0.0);
+            for (state, n) in [("in_use", in_use), ("idle", idle)] {
+                metrics::gauge!(crate::metrics::STORE_POOL, "pool" => pool, "state" => state)
+                    .set(n);
+            }
+        }
+        match self {
+            Db::Postgres(pool) => record("main", pool.size(), pool.num_idle()),
+            Db::Sqlite { write, read, .. } => {
+                record("write", write.size(), write.num_idle());
+                record("read", read.size(), read.num_idle());
+            }
+        }
+    }
+}
+
 /// A query on the embedded store that several modules build together (the embedded submit's
 /// tasks and queue jobs).
 pub type SqliteQuery<'q> = sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>;

@@ -72,6 +72,7 @@ pub async fn execute(job: RunWorkflow, state: &WorkerState) -> Result<(), JobErr
     }
     let max_attempts = state.config.task_max_attempts as i32;
     if task.attempt > max_attempts {
+        metrics::counter!(shared::metrics::REAPED).increment(1);
         let message = format!(
             "Task failed after {} attempts: the worker running it stopped before it finished",
             max_attempts
