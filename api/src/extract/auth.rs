@@ -246,4 +246,43 @@ mod tests {
         drop(state);
         let _ = std::fs::remove_dir_all(dir);
     }
+
+    /// A store that fails while a token is checked is a fault of ours, not the caller's: 503
+    /// from both extractors and from the task family's caller, never 401.
+    #[tokio::test]
+    async fn a_store_fault_while_authenticating_is_no_401() {
+        let (state, token, dir) = state_with_account().await;
+        match &state.db {
+            shared::store::Db::Sqlite { read, write, .. } => {
+                read.close().await;
+                write.close().await;
+            }
+            shared::store::Db::Postgres(pool) => pool.close().await,
+        }
+        let (statuses, bodies) = call(&state, Some(&format!("Bearer {token}"))).await;
+        assert_eq!(statuses, (503, 503), "{bodies}");
+        assert_eq!(bodies[0]["code"], "fail");
+
+        let app = Router::new()
+            .route(
+                "/task",
+                get(|caller: crate::routes::tasks::TaskCaller| async move {
+                    format!("{:?}", caller.account_id())
+                }),
+            )
+            .with_state(state.clone());
+        let request = Request::get("/task")
+            .header(header::AUTHORIZATION, format!("Bearer {token}"))
+            .body(Body::empty())
+            .unwrap();
+        let response = app.oneshot(request).await.unwrap();
+        assert_eq!(response.status().as_u16(), 503);
+        let bytes = to_bytes(response.into_body(), usize::MAX).await.unwrap();
+        let body: Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(body["code"], "fail", "the task family's bare body: {body}");
+        assert!(body.get("data").is_none(), "{body}");
+
+        drop(state);
+        let _ = std::fs::remove_dir_all(dir);
+    }
 }

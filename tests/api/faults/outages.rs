@@ -342,3 +342,43 @@ async fn a_result_the_store_refuses_fails_only_its_run_saying_why() {
     runs.retain(|(id, _)| id != &bad);
     assert_all_succeed(&stack, &runs, Duration::from_secs(30)).await;
 }
+
+/// The embedded deployment: a task stored `pending` without its queue job (as when a process
+/// dies between its insert and its push) is queued by the sweep and runs, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pending_task_without_its_job_runs_on_the_embedded_store() {
+    let Some(stack) = Stack::start(Mode::Embedded).await else {
+        return;
+    };
+    let llm = MockLlm::start().await;
+    let file = stack.dir.join("data").join("llmops.db");
+    let store = sqlx::SqlitePool::connect(&format!("sqlite://{}", file.display()))
+        .await
+        .unwrap();
+    let id = uuid::Uuid::now_v7();
+    let now = shared::store::now_ms();
+    sqlx::query(
+        "INSERT INTO tasks (id, owner_id, status, schema_json, inputs, outputs, report, created_at, updated_at, finished_at)
+         VALUES ($1, NULL, 'pending', $2, $3, NULL, '{}', $4, $4, NULL)",
+    )
+    .bind(id)
+    .bind(fixture("basic", &llm).to_string())
+    .bind(basic_inputs("orphan").to_string())
+    .bind(now)
+    .execute(&store)
+    .await
+    .unwrap();
+    let jobs: i64 = sqlx::query_scalar("SELECT count(*) FROM Jobs")
+        .fetch_one(&store)
+        .await
+        .unwrap();
+    assert_eq!(jobs, 0, "no job queued for it");
+    let id = id.to_string();
+    assert_all_succeed(
+        &stack,
+        &[(id, "orphan".to_owned())],
+        Duration::from_secs(20),
+    )
+    .await;
+    assert_eq!(llm.requests().len(), 1, "run once");
+}

@@ -16,6 +16,7 @@ use shared::{
     store::{
         Db,
         batch::{Batcher, refuses_a_value},
+        recovery,
         tasks::{self, FinishedTask, NewTask, TaskStatus},
     },
     with_pool,
@@ -467,3 +468,48 @@ async fn nul_round_trips_in_task_documents(db: &Db) {
 }
 
 on_both_stores!(nul_round_trips_in_task_documents);
+
+/// The re-queue sweep runs in one process at a time: while one holds the lock, another
+/// process's attempt is refused; once it is released (or its holder dies), it is free.
+#[tokio::test]
+async fn postgres_one_sweep_at_a_time() {
+    let Some(db) = fresh_postgres().await else {
+        return;
+    };
+    let held = recovery::try_lock_sweep(&db).await.unwrap();
+    assert!(held.is_some(), "a free lock is taken");
+    assert!(
+        recovery::try_lock_sweep(&db).await.unwrap().is_none(),
+        "a held lock is refused"
+    );
+    drop(held);
+    assert!(
+        recovery::try_lock_sweep(&db).await.unwrap().is_some(),
+        "a released lock is free"
+    );
+}
+
+/// The sweep finds pending rows older than the grace, oldest first, page after page.
+async fn pending_tasks_are_listed_oldest_first_in_pages(db: &Db) {
+    for at in [30, 10, 20, 40] {
+        insert(db, TaskStatus::Pending, at).await;
+    }
+    insert(db, TaskStatus::Succeeded, 5).await;
+    let page = |after| recovery::Page {
+        created_before: 35,
+        after,
+        limit: 2,
+    };
+    let first = recovery::pending_tasks(db, page(None)).await.unwrap();
+    assert_eq!(
+        first.iter().map(|(at, _)| *at).collect::<Vec<_>>(),
+        [10, 20],
+        "oldest first, only pending, only before the grace"
+    );
+    let second = recovery::pending_tasks(db, page(first.last().copied()))
+        .await
+        .unwrap();
+    assert_eq!(second.iter().map(|(at, _)| *at).collect::<Vec<_>>(), [30]);
+}
+
+on_both_stores!(pending_tasks_are_listed_oldest_first_in_pages);

@@ -91,7 +91,6 @@ pub async fn execute(job: RunWorkflow, state: &WorkerState) -> Result<(), JobErr
     }
 
     let inputs = task.inputs.0;
-    let inputs_copy = inputs.clone();
     let report = ReportHandle::new(&id.to_string(), inputs.clone());
     let schema = match parse_schema_cached(&task.schema_json) {
         Ok(schema) => schema,
@@ -164,8 +163,9 @@ pub async fn execute(job: RunWorkflow, state: &WorkerState) -> Result<(), JobErr
         Err(error) if refuses_a_value(&error) => {
             tracing::warn!(%error, "the store refused the run's result");
             let message = format!("The run's result could not be stored: {error}");
+            // The task row keeps its inputs; the report says why the run failed.
             let failed =
-                Report::validation_failed(&id.to_string(), inputs_copy, &[message], now_ms());
+                Report::validation_failed(&id.to_string(), Map::new(), &[message], now_ms());
             if tasks::fail_task(db, id, &serde_json::to_value(&failed)?, now_ms()).await? {
                 record_finished(TaskStatus::Failed, started);
                 notify_done(state, id, TaskStatus::Failed, Map::new()).await;
