@@ -14,7 +14,8 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 async fn main() -> anyhow::Result<()> {
     let shutdown = shared::shutdown::signal();
     let config = Config::load_or_exit();
-    shared::telemetry::init(config.log_format);
+    // Flushes the trace exporter, if any, when main returns.
+    let _telemetry = shared::telemetry::init(config.log_format, "llmops-api");
     let app = Application::build(config).await?;
     app.run_until(shutdown).await
 }

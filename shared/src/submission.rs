@@ -17,7 +17,10 @@ pub async fn store_and_queue(db: &Db, queues: &Queues, new: &[NewTask]) -> Resul
     let jobs: Vec<RunWorkflow> = new
         .iter()
         .filter(|t| t.status == TaskStatus::Pending)
-        .map(|t| RunWorkflow { task_id: t.id })
+        .map(|t| RunWorkflow {
+            task_id: t.id,
+            traceparent: t.traceparent.clone(),
+        })
         .collect();
     if let (Db::Sqlite { write, .. }, QueueBackend::Sqlite(_)) = (db, queues.backend()) {
         return store_and_queue_embedded(write, queues, new, jobs).await;

@@ -16,3 +16,4 @@ mod metrics;
 mod queue;
 mod store;
 mod tasks;
+mod traces;

@@ -131,11 +131,9 @@ async fn a_redis_backlog_of_50000_jobs_drains_when_workers_start_afterwards() {
     for _ in 0..50 {
         let chunk: Vec<_> = (0..1000)
             .map(|_| {
-                TaskBuilder::new(RunWorkflow {
-                    task_id: Uuid::new_v4(),
-                })
-                .max_attempts(1)
-                .build()
+                TaskBuilder::new(RunWorkflow::untraced(Uuid::new_v4()))
+                    .max_attempts(1)
+                    .build()
             })
             .collect();
         for task in chunk {
@@ -199,9 +197,7 @@ async fn an_embedded_backlog_drains_when_workers_start_afterwards() {
     );
     for _ in 0..5000 {
         queues
-            .push(RunWorkflow {
-                task_id: Uuid::new_v4(),
-            })
+            .push(RunWorkflow::untraced(Uuid::new_v4()))
             .await
             .unwrap();
     }

@@ -50,10 +50,7 @@ async fn measure(label: &str, backend: QueueBackend, signals: Signals) {
         notified.as_mut().enable();
         // Measured from the call to push, so the push itself (and its wake-up signal) counts.
         let pushed = Instant::now();
-        queues
-            .push(RunWorkflow { task_id: id })
-            .await
-            .expect("push");
+        queues.push(RunWorkflow::untraced(id)).await.expect("push");
         loop {
             if let Some(started) = probe.started.lock().unwrap().get(&id).copied() {
                 samples.push(started.saturating_duration_since(pushed));

@@ -456,7 +456,11 @@ impl InProcessApp {
 /// returns once it is bound (requests queue until it serves). zero2prod's `spawn_app`.
 pub fn spawn_app(settings: &[(String, String)]) -> InProcessApp {
     if std::env::var_os("TEST_LOG").is_some() {
-        shared::telemetry::init(shared::config::LogFormat::Text);
+        // Kept for the test process's life: dropping it would stop a trace exporter.
+        std::mem::forget(shared::telemetry::init(
+            shared::config::LogFormat::Text,
+            "llmops-tests",
+        ));
     }
     let mut settings = settings.to_vec();
     settings.push(("LLMOPS_LISTEN".into(), "127.0.0.1:0".into()));

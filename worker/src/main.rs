@@ -13,7 +13,8 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 async fn main() -> anyhow::Result<()> {
     let shutdown = shared::shutdown::signal();
     let config = Config::load_or_exit();
-    shared::telemetry::init(config.log_format);
+    // Flushes the trace exporter, if any, when main returns.
+    let _telemetry = shared::telemetry::init(config.log_format, "llmops-worker");
     let metrics = shared::metrics::install();
     if let Some(listen) = config.metrics_listen {
         let addr = shared::metrics::serve(listen, metrics).await?;

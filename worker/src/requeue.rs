@@ -86,7 +86,7 @@ pub async fn sweep(db: &Db, queues: &Queues) -> Result<Option<Requeued>, SweepEr
     let now = now_ms();
     let created_before = now - PENDING_GRACE.as_millis() as i64;
     let tasks = push_pending(db, queues, created_before, recovery::pending_tasks, |id| {
-        RunWorkflow { task_id: id }
+        RunWorkflow::untraced(id)
     })
     .await?;
     let messages = push_pending(
@@ -94,7 +94,7 @@ pub async fn sweep(db: &Db, queues: &Queues) -> Result<Option<Requeued>, SweepEr
         queues,
         created_before,
         recovery::pending_messages,
-        |id| DebugChat { message_id: id },
+        DebugChat::untraced,
     )
     .await?;
     let stale = requeue_stale(db, queues, now).await?;
@@ -148,7 +148,7 @@ async fn requeue_stale(db: &Db, queues: &Queues, now: i64) -> Result<u64, SweepE
     }
     let jobs = stale
         .iter()
-        .map(|&task_id| RunWorkflow { task_id })
+        .map(|&task_id| RunWorkflow::untraced(task_id))
         .collect();
     Ok(queues.push_many(jobs).await?)
 }

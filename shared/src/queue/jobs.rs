@@ -13,12 +13,38 @@ pub const CHAT_QUEUE: &str = "llmops-chat";
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct RunWorkflow {
     pub task_id: Uuid,
+    /// The submitting request's trace (W3C `traceparent`) when traces are exported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
 }
 
 /// Answer one debug-chat message (`messages.id`).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct DebugChat {
     pub message_id: Uuid,
+    /// The asking request's trace (W3C `traceparent`) when traces are exported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
+}
+
+impl RunWorkflow {
+    /// A job outside any request's trace (the re-queue sweep's).
+    pub fn untraced(task_id: Uuid) -> Self {
+        Self {
+            task_id,
+            traceparent: None,
+        }
+    }
+}
+
+impl DebugChat {
+    /// A job outside any request's trace (the re-queue sweep's).
+    pub fn untraced(message_id: Uuid) -> Self {
+        Self {
+            message_id,
+            traceparent: None,
+        }
+    }
 }
 
 /// A job type and the queue it travels on.

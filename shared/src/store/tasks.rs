@@ -76,6 +76,8 @@ pub struct NewTask {
     /// The initial report as JSON text.
     pub report: Box<RawValue>,
     pub at_ms: i64,
+    /// The submitting request's trace, handed to the job; not stored.
+    pub traceparent: Option<String>,
 }
 
 pub async fn insert_task(db: &Db, task: NewTask) -> Result<(), StoreError> {

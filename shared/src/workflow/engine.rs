@@ -14,6 +14,7 @@ use futures::stream::FuturesUnordered;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use super::egress;
 use super::engine_config::EngineConfig;
@@ -398,9 +399,17 @@ fn launch<'a>(
         inputs,
         slot,
     };
+    // Exported as a child of the run's (or the enclosing loop node's) span; disabled at its
+    // call site when traces are not exported.
+    let span = tracing::info_span!(
+        target: crate::telemetry::TRACE_TARGET,
+        "node",
+        node_id = %node.id,
+        node_type = %node.ty,
+    );
     Ok(Box::pin(async move {
         let started = std::time::Instant::now();
-        let result = executor.execute(ctx).await;
+        let result = executor.execute(ctx).instrument(span).await;
         // The type has an executor, so the label set is the registry's node types.
         let ty = node.ty.clone();
         let status = if result.is_ok() {

@@ -81,6 +81,7 @@ fn new_task(task_status: TaskStatus, at_ms: i64) -> NewTask {
         outputs: None,
         report: serde_json::value::to_raw_value(&json!({})).unwrap(),
         at_ms,
+        traceparent: None,
     }
 }
 

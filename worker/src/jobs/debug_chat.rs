@@ -27,14 +27,17 @@ use shared::{
     },
 };
 use tokio::sync::mpsc;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use super::JobError;
 use crate::state::WorkerState;
 
-#[tracing::instrument(skip_all, fields(message_id = %job.message_id))]
 pub async fn debug_chat(job: DebugChat, state: Data<WorkerState>) -> Result<(), BoxDynError> {
-    execute(job, &state).await.map_err(|e| {
+    // One span per chat message, in the asking request's trace when traces are exported.
+    let span = tracing::info_span!("chat", message_id = %job.message_id);
+    shared::telemetry::continue_trace(&span, job.traceparent.as_deref());
+    execute(job, &state).instrument(span).await.map_err(|e| {
         tracing::error!(error = %e, "debug chat job failed");
         e.into()
     })

@@ -24,6 +24,7 @@ use shared::{
     workflow::{Report, ReportHandle, parse_schema_cached},
 };
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use uuid::Uuid;
 
@@ -35,9 +36,11 @@ pub const FLUSH_EVERY: Duration = Duration::from_millis(100);
 /// How often a run whose report is not changing proves its attempt is alive.
 pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(2);
 
-#[tracing::instrument(skip_all, fields(task_id = %job.task_id))]
 pub async fn run_workflow(job: RunWorkflow, state: Data<WorkerState>) -> Result<(), BoxDynError> {
-    execute(job, &state).await.map_err(|e| {
+    // One span per run, in the submitting request's trace when traces are exported.
+    let span = tracing::info_span!("run", task_id = %job.task_id);
+    shared::telemetry::continue_trace(&span, job.traceparent.as_deref());
+    execute(job, &state).instrument(span).await.map_err(|e| {
         tracing::error!(error = %e, "workflow job failed");
         e.into()
     })

@@ -149,7 +149,14 @@ async fn debug_chat(
         .await
         .map_err(|e| ApiError::Internal(e.into()))?;
     messages::insert_message(&state.db, message(MessageStatus::Pending, "")).await?;
-    if let Err(error) = state.queues.push(DebugChat { message_id: id }).await {
+    if let Err(error) = state
+        .queues
+        .push(DebugChat {
+            message_id: id,
+            traceparent: shared::telemetry::traceparent(),
+        })
+        .await
+    {
         // Stored, so accepted: the workers' re-queue sweep pushes it once the queue is back,
         // and this request goes on waiting for the answer.
         tracing::warn!(%error, message_id = %id, "stored question not queued yet");

@@ -125,6 +125,7 @@ async fn run_task(
             inputs: input.inputs,
             report,
             at_ms: at,
+            traceparent: shared::telemetry::traceparent(),
         })
         .await
         .inspect_err(|_| state.recent_tasks.forget(id))?;
