@@ -7,7 +7,9 @@
 #
 # Runs and concurrency: N (10000) and C (64) in the environment; extra args go to the load
 # generator, e.g. `N=15000 scripts/bench-tasks.sh distributed --rate 750`. BENCH=cancel measures
-# cancel-to-canceled instead (N samples, default 100, each canceled inside a 5 s LLM call).
+# cancel-to-canceled instead (N samples, default 100, each canceled inside a 5 s LLM call);
+# BENCH=scrape the server CPU of a /metrics scrape every second (api and, distributed, both
+# workers' listeners; SECS per phase, default 30) after N (2000) runs.
 # API_BIN runs another llmops-api build (to compare builds, alternate them); RUST_LOG and
 # KEEP_LOG=<file> keep the server's log (e.g. RUST_LOG=warn,sqlx::query=debug counts statements).
 # Build first: cargo build --release --workspace --bins. Distributed needs initdb/pg_ctl
@@ -53,7 +55,10 @@ fi
 pids+=($!)
 for _ in $(seq 200); do curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break; sleep 0.05; done
 if [ "$mode" = distributed ]; then
-  for _ in 1 2; do "$bin/llmops-worker" >>"$dir/workers.log" 2>&1 & pids+=($!); done
+  for i in 1 2; do
+    LLMOPS_METRICS_LISTEN=127.0.0.1:$((port + 10 + i)) "$bin/llmops-worker" >>"$dir/workers.log" 2>&1 &
+    pids+=($!)
+  done
   sleep 1
 fi
 # This VM's speed drifts: print a fixed CPU-bound reference next to the figures (0.45-0.55 s when
@@ -68,5 +73,17 @@ case "${BENCH:-workflow}" in
     --schema "$schema" --mock-llm -n "${N:-10000}" -c "${C:-64}" "$@" ;;
   cancel) "$bin/llmops-loadgen" cancel --url "http://127.0.0.1:$port" \
     --schema "$schema" -n "${N:-100}" "$@" ;;
-  *) echo "BENCH is workflow or cancel" >&2; exit 2 ;;
+  scrape)
+    urls=(--url "http://127.0.0.1:$port/metrics")
+    if [ "$mode" = distributed ]; then
+      urls+=(--url "http://127.0.0.1:$((port + 11))/metrics" --url "http://127.0.0.1:$((port + 12))/metrics")
+      server_pids="${pids[*]} $(head -1 "$dir/pg/postmaster.pid")"
+    else
+      server_pids="${pids[*]}"
+    fi
+    # A store that has run work: the scrape reads queue depths and renders every histogram.
+    "$bin/llmops-loadgen" workflow --url "http://127.0.0.1:$port" --schema "$schema" --mock-llm \
+      -n "${N:-2000}" -c "${C:-64}" >/dev/null
+    python3 "$root/scripts/scrape-cost.py" --secs "${SECS:-30}" --pids "$server_pids" "${urls[@]}" ;;
+  *) echo "BENCH is workflow, cancel or scrape" >&2; exit 2 ;;
 esac

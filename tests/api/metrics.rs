@@ -72,6 +72,11 @@ both_deployments! {
         assert_eq!(sample(&api, "llmops_http_requests_total", &[("route", "/api/task/run"), ("method", "POST")]), 5.0, "{api}");
         assert!(!api.contains(&ids[0]), "a task id leaked into a label");
         assert!(sample(&api, "llmops_store_pool_connections", &[]) >= 1.0, "{api}");
+        let (in_use, max) = (
+            sample(&api, "llmops_store_pool_connections", &[("state", "in_use")]),
+            sample(&api, "llmops_store_pool_connections", &[("state", "max")]),
+        );
+        assert!(max >= 1.0 && in_use <= max, "in use {in_use}, max {max}");
         assert_eq!(sample(&api, "llmops_http_request_duration_seconds_count", &[("route", "/api/task/run")]), 5.0);
 
         let workers = scrape_workers(&stack).await;

@@ -74,20 +74,30 @@ pub enum Db {
 
 impl Db {
     /// Sets the `llmops_store_pool_connections` gauges from the pools' current state.
+    ///
+    /// sqlx counts no waiters, so saturation is told by `in_use` reaching `max`: from then on
+    /// every further query waits for a connection.
     pub fn record_pool(&self) {
-        fn record(pool: &'static str, size: u32, idle: usize) {
+        fn record(pool: &'static str, size: u32, idle: usize, max: u32) {
             let idle = idle as f64;
             let in_use = (f64::from(size) - idle).max(0.0);
-            for (state, n) in [("in_use", in_use), ("idle", idle)] {
+            for (state, n) in [("in_use", in_use), ("idle", idle), ("max", f64::from(max))] {
                 metrics::gauge!(crate::metrics::STORE_POOL, "pool" => pool, "state" => state)
                     .set(n);
             }
         }
         match self {
-            Db::Postgres(pool) => record("main", pool.size(), pool.num_idle()),
+            Db::Postgres(pool) => record(
+                "main",
+                pool.size(),
+                pool.num_idle(),
+                pool.options().get_max_connections(),
+            ),
             Db::Sqlite { write, read, .. } => {
-                record("write", write.size(), write.num_idle());
-                record("read", read.size(), read.num_idle());
+                for (name, pool) in [("write", write), ("read", read)] {
+                    let max = pool.options().get_max_connections();
+                    record(name, pool.size(), pool.num_idle(), max);
+                }
             }
         }
     }
