@@ -5,6 +5,7 @@ pub mod apps;
 pub mod auth;
 pub mod health;
 pub mod info;
+pub mod metrics;
 pub mod tasks;
 
 use axum::{Router, response::Redirect, routing::get};
@@ -16,6 +17,7 @@ use crate::{docs, http, state::AppState};
 pub fn api_routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(docs::base())
         .merge(health::router())
+        .merge(metrics::router())
         .merge(auth::router())
         .merge(account::router())
         .merge(info::router())
@@ -27,9 +29,8 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
 pub fn app(state: AppState) -> Router {
     let (router, openapi) = api_routes().split_for_parts();
     let config = state.config.clone();
-    let metrics = shared::metrics::install();
-    let queues = state.queues.clone();
-    let db = state.db.clone();
+    // Installed before the first request records anything; `GET /metrics` renders it.
+    shared::metrics::install();
     let router = router
         .with_state(state)
         .merge(docs::ui(openapi))
@@ -37,25 +38,6 @@ pub fn app(state: AppState) -> Router {
         .route(
             "/",
             get(|| async { Redirect::temporary(docs::SWAGGER_PATH) }),
-        )
-        // Prometheus text format; in the embedded mode it covers the in-process workers too.
-        .route(
-            "/metrics",
-            get(move || async move {
-                db.record_pool();
-                // Read at each scrape: a couple of cheap reads per queue.
-                match queues.depths().await {
-                    Ok(depths) => depths.iter().for_each(|(queue, d)| d.record(queue)),
-                    Err(e) => tracing::warn!(error = %e, "could not read the queue depth"),
-                }
-                (
-                    [(
-                        axum::http::header::CONTENT_TYPE,
-                        shared::metrics::CONTENT_TYPE,
-                    )],
-                    metrics.render(),
-                )
-            }),
         );
     http::layers(router, &config)
 }
