@@ -225,12 +225,14 @@ fn assert_keys(value: &Value, expected: &[&str]) {
     assert_eq!(keys, expected, "{value}");
 }
 
-const MESSAGE_KEYS: [&str; 10] = [
+const MESSAGE_KEYS: [&str; 12] = [
     "id",
     "conversation_id",
     "query",
     "answer",
     "answer_tokens",
+    "prompt_tokens",
+    "total_tokens",
     "response_latency",
     "status",
     "error",
@@ -380,9 +382,17 @@ both_deployments! {
         assert_eq!(answer["data"].as_object().unwrap().len(), 3, "all problems at once: {answer}");
         assert_eq!(ada.app(&id).await["drafted_app_config"], before, "nothing was written");
 
-        // The seed's request: updates the draft, keeping fields not given.
-        ada.configure(&id, json!({"dialog_round": 5, "preset_prompt": "你是助手", "max_tokens": 256}), "long_term_memory").await;
-        ada.configure(&id, json!({"temperature": 0.5}), "long_term_memory").await;
+        // The seed's request replaces the draft's model_config: a field left out takes its
+        // default, so a draft that named another model returns to the server's.
+        ada.configure(&id, json!({"dialog_round": 7, "model": "another-model", "max_tokens": 9}), "none").await;
+        assert_eq!(ada.app(&id).await["drafted_app_config"]["model_config"]["model"], "another-model");
+        ada.configure(&id, json!({"temperature": 0.25}), "none").await;
+        assert_eq!(
+            ada.app(&id).await["drafted_app_config"]["model_config"],
+            json!({"dialog_round": 3, "model": MODEL, "temperature": 0.25, "max_tokens": null, "preset_prompt": ""}),
+            "omitted fields take their defaults"
+        );
+        ada.configure(&id, json!({"dialog_round": 5, "preset_prompt": "你是助手", "max_tokens": 256, "temperature": 0.5}), "long_term_memory").await;
         let app = ada.app(&id).await;
         let draft = &app["drafted_app_config"];
         assert_eq!(draft["id"], before["id"], "the draft is updated in place");
@@ -556,6 +566,8 @@ both_deployments! {
         let answer = mock_sentence(request);
         assert_eq!(message["answer"], json!(answer));
         assert_eq!(message["answer_tokens"], json!(answer.split_whitespace().count()), "usage.completion_tokens");
+        assert_eq!(message["prompt_tokens"], 10, "usage.prompt_tokens, stored with the debug message");
+        assert_eq!(message["total_tokens"], json!(10 + answer.split_whitespace().count()));
         assert_eq!(message["query"], "你好");
         assert_eq!((&message["status"], &message["error"]), (&json!("normal"), &json!("")));
         let latency = message["response_latency"].as_f64().unwrap();

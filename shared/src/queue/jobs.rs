@@ -15,9 +15,10 @@ pub struct RunWorkflow {
     pub task_id: Uuid,
 }
 
-/// Answer one debug-chat message (`messages.id`).
+/// Answer one chat message (`messages.id`): a debug chat or a service API chat. The message
+/// row carries everything that differs (the config snapshot, the conversation, the source).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
-pub struct DebugChat {
+pub struct AnswerMessage {
     pub message_id: Uuid,
 }
 
@@ -41,7 +42,7 @@ impl Job for RunWorkflow {
         self.task_id
     }
 }
-impl Job for DebugChat {
+impl Job for AnswerMessage {
     const QUEUE: &'static str = CHAT_QUEUE;
     fn row_id(&self) -> Uuid {
         self.message_id

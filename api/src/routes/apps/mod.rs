@@ -194,8 +194,9 @@ async fn delete_app(
     Ok(Envelope::empty())
 }
 
-/// Seed 1.2: updates the draft config, creating it if the app has none. Inside
-/// `model_config`, fields left out keep the draft's values.
+/// Seed 1.2: replaces the draft config, creating it if the app has none. Inside
+/// `model_config`, a field left out takes its default (the model: the server's
+/// `LLMOPS_LLM_MODEL`).
 #[utoipa::path(put, path = "/api/apps/{app_id}/config", tag = "apps",
     security(("bearer" = [])),
     params(("app_id" = String, Path, description = "app id (UUID)")),
@@ -214,13 +215,11 @@ async fn update_draft_config(
     AppId(id): AppId,
     ApiJson(body): ApiJson<UpdateConfigRequest>,
 ) -> ApiResult<Empty> {
-    let detail = owned_app(&state, &account, id).await?;
-    let default_model = &state.config.llm_model;
-    let current = detail.drafted.as_ref().map_or_else(
-        || ModelConfig::with_default_model(default_model),
-        |draft| ModelConfig::from_stored(&draft.model_config.0, default_model),
-    );
-    let (config, memory) = body.into_config(&current).map_err(ApiError::Validation)?;
+    owned_app(&state, &account, id).await?;
+    // Replaced, not merged: a field left out returns to its default, so a draft that once
+    // named a model can go back to the server's.
+    let defaults = ModelConfig::with_default_model(&state.config.llm_model);
+    let (config, memory) = body.into_config(&defaults).map_err(ApiError::Validation)?;
     apps::save_draft_config(
         &state.db,
         id,
