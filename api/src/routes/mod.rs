@@ -5,6 +5,7 @@ pub mod apps;
 pub mod auth;
 pub mod health;
 pub mod info;
+pub mod service;
 pub mod tasks;
 
 use axum::{Router, response::Redirect, routing::get};
@@ -21,6 +22,7 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         .merge(info::router())
         .merge(tasks::router())
         .merge(apps::router())
+        .merge(service::router())
 }
 
 /// The complete application router.

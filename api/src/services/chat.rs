@@ -14,7 +14,9 @@ use shared::{
     signals::{StoreChecks, Subscription, channel},
     store::{
         Db,
+        interrupt::Interrupt,
         messages::{self, Message, NewMessage},
+        now_ms,
     },
 };
 use uuid::Uuid;
@@ -121,6 +123,24 @@ pub fn relay(db: Db, submitted: Submitted) -> impl Stream<Item = Relayed> {
             Some((Relayed::End(outcome(&db, id, last).await), None))
         }
     })
+}
+
+/// Stops a message's generation: the worker holding it closes the provider request and keeps
+/// the partial answer (status `stopped`); a question not yet picked up is stopped at once. A
+/// message that already finished is left as it is.
+pub async fn stop(state: &AppState, id: Uuid) -> Result<(), ApiError> {
+    // The request is in the store, where the worker also looks; the signal makes it
+    // immediate, so a bus outage does not fail the stop. A question still queued is stopped
+    // in the store at once; the worker that meets its job announces the end.
+    if messages::request_stop(&state.db, id, now_ms()).await? == Interrupt::Requested {
+        match state.signals.publish_message_stop(id).await {
+            Ok(()) => tracing::info!(message_id = %id, "stop requested"),
+            Err(error) => {
+                tracing::warn!(%error, message_id = %id, "stop recorded, but not signalled")
+            }
+        }
+    }
+    Ok(())
 }
 
 /// What waiting on a chat's events gave.

@@ -24,7 +24,6 @@ use shared::{
     chat::{self, NO_PROVIDER},
     store::{
         Db,
-        interrupt::Interrupt,
         messages::{self, Message, MessageSource, MessageStatus, NewMessage},
         now_ms,
     },
@@ -222,14 +221,6 @@ async fn stop_debug_message(
 ) -> ApiResult<Empty> {
     let detail = owned_app(&state, &account, app_id).await?;
     debug_message(&state, &detail, message_id).await?;
-    // The request is in the store, where the worker also looks; the signal makes it
-    // immediate, so a bus outage does not fail the stop. A question still queued is stopped
-    // in the store at once; the worker that meets its job announces the end.
-    if messages::request_stop(&state.db, message_id, now_ms()).await? == Interrupt::Requested {
-        match state.signals.publish_message_stop(message_id).await {
-            Ok(()) => tracing::info!("stop requested"),
-            Err(error) => tracing::warn!(%error, "stop recorded, but not signalled"),
-        }
-    }
+    chat_service::stop(&state, message_id).await?;
     Ok(Envelope::empty())
 }

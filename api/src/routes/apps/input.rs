@@ -234,18 +234,21 @@ pub struct DebugRequest {
 
 impl DebugRequest {
     pub fn into_query(self) -> Result<String, FieldErrors> {
-        let query = self.query.unwrap_or_default();
-        if query.trim().is_empty() {
-            return Err(FieldErrors::single("query", "query is required"));
-        }
-        if query.chars().count() > MAX_QUERY {
-            return Err(FieldErrors::single(
-                "query",
-                format!("query must be at most {MAX_QUERY} characters"),
-            ));
-        }
-        Ok(query)
+        parse_query("query", self.query).map_err(|m| FieldErrors::single("query", m))
     }
+}
+
+/// A chat question: 1–2000 characters, not blank (the service API's rule too); `field`
+/// names it in the message.
+pub fn parse_query(field: &str, raw: Option<String>) -> Result<String, String> {
+    let query = raw.unwrap_or_default();
+    if query.trim().is_empty() {
+        return Err(format!("{field} is required"));
+    }
+    if query.chars().count() > MAX_QUERY {
+        return Err(format!("{field} must be at most {MAX_QUERY} characters"));
+    }
+    Ok(query)
 }
 
 /// `search_word` of the app listing (the page parameters are read by `Pagination`).

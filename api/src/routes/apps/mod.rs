@@ -4,6 +4,7 @@
 //! account only.
 
 mod access;
+mod api_keys;
 mod debug;
 mod input;
 mod messages;
@@ -20,10 +21,10 @@ use shared::{
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
-pub use access::{AppId, MessageId};
+pub use access::{AppId, MessageId, owned_app};
 pub use input::{
     CreateAppRequest, DebugRequest, SearchParams, UpdateAppRequest, UpdateConfigRequest,
-    UpdateMemoryRequest,
+    UpdateMemoryRequest, parse_query,
 };
 pub use views::{
     AppConfigView, AppListItemView, AppView, CreatedApp, LongTermMemoryView, MessageView,
@@ -35,7 +36,6 @@ use crate::{
     extract::{ApiJson, ApiQuery, CurrentAccount, PageParams, Pagination},
     state::AppState,
 };
-use access::owned_app;
 use input::{AppUpdate, NewAppFields};
 
 /// Seed 1.2's success message.
@@ -54,6 +54,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(publish_app))
         .routes(routes!(cancel_publish_app))
         .routes(routes!(get_long_term_memory, update_long_term_memory))
+        .merge(api_keys::router())
         .merge(debug::router())
         .merge(messages::router())
 }
