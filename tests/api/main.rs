@@ -14,5 +14,6 @@ mod faults;
 mod foundation;
 mod metrics;
 mod queue;
+mod service;
 mod store;
 mod tasks;
