@@ -645,7 +645,7 @@ both_deployments! {
             "the deleted round 4 is skipped: {roles:?}");
 
         // dialog_round = 0 sends the query alone.
-        ada.configure(&id, json!({"dialog_round": 0}), "none").await;
+        ada.configure(&id, json!({"dialog_round": 0, "preset_prompt": "Be brief."}), "none").await;
         ada.ask(&id, "q7").await;
         assert_eq!(super::roles(&chat_requests(llm).pop().unwrap()), ["system:Be brief.", "user:q7"]);
 
@@ -702,7 +702,7 @@ both_deployments! {
         assert_eq!(summary.chars().count(), 10_000, "the summary is cut at the limit");
 
         // Memory off: no summary in the prompt, no summarising call.
-        ada.configure(&id, json!({}), "none").await;
+        ada.configure(&id, json!({"preset_prompt": "You are kind."}), "none").await;
         let count = llm.requests().len();
         ada.ask(&id, "plain").await;
         let requests = llm.requests();
