@@ -344,7 +344,7 @@ both_deployments! {
         assert_eq!(seen, ["long", "q1", "q2", "q3", "q4"]);
         assert_eq!(service.call(Method::GET, &format!("/v1/messages?conversation_id={conversation}&user=s1&limit=0"), None).await.0, 422);
         assert_eq!(service.call(Method::GET, &format!("/v1/messages?conversation_id={conversation}&user=s2"), None).await.0, 404);
-        assert_eq!(service.call(Method::GET, &format!("/v1/messages?user=s1"), None).await.0, 422);
+        assert_eq!(service.call(Method::GET, "/v1/messages?user=s1", None).await.0, 422);
 
         // Conversations: listed per user, paged by last_id; delete is the owner-user's only.
         service.ask("s1", "another", None).await;
