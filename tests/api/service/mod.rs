@@ -492,3 +492,44 @@ both_deployments! {
         }
     }
 }
+
+both_deployments! {
+    options = |o| o.mock_llm();
+    /// Long-term memory is kept per conversation: the summary of one end user's conversation
+    /// reaches its next round, and no other conversation (of another user, or a new one).
+    async fn long_term_memory_is_kept_per_conversation(stack: Stack) {
+        let llm = stack.llm();
+        let (_, _, service) = published_app(&stack, json!({"preset_prompt": "P."}), "long_term_memory").await;
+        let first = service.ask("u1", "I am Ada", None).await;
+        let requests = llm.requests();
+        assert_eq!(requests.len(), 2, "the chat, then the summarising call");
+        let summary = crate::helpers::mock_llm::mock_sentence(&requests[1]);
+        let conversation = first["conversation_id"].as_str().unwrap();
+
+        service.ask("u1", "who am I?", Some(conversation)).await;
+        let system = roles(chat_requests(llm).last().unwrap())[0].clone();
+        assert!(system.starts_with("system:P.") && system.contains(&summary), "{system}");
+
+        for (user, query) in [("u2", "hello"), ("u1", "a new conversation")] {
+            service.ask(user, query, None).await;
+            let sent = roles(chat_requests(llm).last().unwrap());
+            assert_eq!(sent, ["system:P.".to_owned(), format!("user:{query}")], "no one else's memory");
+        }
+    }
+}
+
+both_deployments! {
+    /// With no provider configured, a service chat answers `provider_not_initialize` naming
+    /// the setting, and the question is kept in the user's conversation.
+    async fn an_unconfigured_provider_is_provider_not_initialize(stack: Stack) {
+        let (_, _, service) = published_app(&stack, json!({}), "none").await;
+        let (status, body) = service.chat(json!({"query": "anyone?", "user": "u1"})).await;
+        assert_eq!((status, body["code"].as_str().unwrap()), (400, "provider_not_initialize"), "{body}");
+        assert!(body["message"].as_str().unwrap().contains("LLMOPS_LLM_BASE_URL"), "{body}");
+        let (_, list) = service.call(Method::GET, "/v1/conversations?user=u1", None).await;
+        let conversation = list["data"][0]["id"].as_str().unwrap();
+        let (_, page) = service.call(Method::GET, &format!("/v1/messages?conversation_id={conversation}&user=u1"), None).await;
+        assert_eq!(page["data"][0]["status"], "error", "{page}");
+        assert_eq!(page["data"][0]["query"], "anyone?");
+    }
+}
