@@ -533,3 +533,28 @@ both_deployments! {
         assert_eq!(page["data"][0]["query"], "anyone?");
     }
 }
+
+both_deployments! {
+    /// Swagger documents every service route and the key routes under the `service` tag.
+    async fn every_service_route_is_in_swagger_under_its_tag(stack: Stack) {
+        let spec: Value = stack.get_json("/api/openapi.json").await;
+        for (path, method) in [
+            ("/v1/chat-messages", "post"),
+            ("/v1/chat-messages/{message_id}/stop", "post"),
+            ("/v1/conversations", "get"),
+            ("/v1/conversations/{conversation_id}", "delete"),
+            ("/v1/messages", "get"),
+            ("/v1/messages/{message_id}/feedbacks", "post"),
+            ("/v1/chat/completions", "post"),
+            ("/v1/models", "get"),
+            ("/api/apps/{app_id}/api-keys", "post"),
+            ("/api/apps/{app_id}/api-keys", "get"),
+            ("/api/apps/{app_id}/api-keys/{key_id}/delete", "post"),
+        ] {
+            let operation = &spec["paths"][path][method];
+            assert_eq!(operation["tags"], json!(["service"]), "{method} {path}: {operation}");
+        }
+        assert!(spec["components"]["securitySchemes"]["app_key"].is_object());
+        assert!(spec["tags"].as_array().unwrap().iter().any(|t| t["name"] == "service"));
+    }
+}
