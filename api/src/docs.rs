@@ -24,6 +24,7 @@ use utoipa_swagger_ui::SwaggerUi;
         (name = "task", description = "FlowGram workflow runtime: bare JSON bodies, as the FlowGram editor's client expects"),
         (name = "apps", description = "LLM apps: CRUD, draft and published configs, long-term memory, debug chat (through the `chat` queue)"),
         (name = "messages", description = "The debug conversation's messages: list, soft delete, stop a generation"),
+        (name = "service", description = "The service API of published apps (`/v1/…`, `Authorization: Bearer <app key>`, Dify's shapes, errors `{code, message, status}`), its OpenAI-compatible endpoint, and the console's app keys"),
     )
 )]
 struct ApiDoc;
@@ -42,6 +43,18 @@ impl Modify for BearerAuth {
                     HttpBuilder::new()
                         .scheme(HttpAuthScheme::Bearer)
                         .bearer_format("JWT")
+                        .build(),
+                ),
+            );
+        openapi
+            .components
+            .get_or_insert_default()
+            .add_security_scheme(
+                "app_key",
+                SecurityScheme::Http(
+                    HttpBuilder::new()
+                        .scheme(HttpAuthScheme::Bearer)
+                        .bearer_format("app-…")
                         .build(),
                 ),
             );

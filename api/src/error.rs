@@ -8,6 +8,7 @@
 //! | `MalformedBody` | `validate_error` | 400 (the body is not JSON) |
 //! | `BodyTooLarge` | `validate_error` | 413 |
 //! | `Fail` | `fail` | 400 |
+//! | `Refused` | `fail` | 400 (its own code in the service API's rendering) |
 //! | `RateLimited` | `fail` | 429, with `Retry-After` |
 //! | `Unauthorized` | `unauthorized` | 401 |
 //! | `Forbidden` | `forbidden` | 403 |
@@ -15,8 +16,9 @@
 //! | `Unavailable` | `fail` | 503: the store failed the request; the cause is logged, never sent |
 //! | `Internal` | `fail` | 500, message `internal error`; the cause is logged, never sent |
 //!
-//! Two renderings: the app family's envelope (`ApiError` itself), and the task family's bare
-//! `{code, message}` ([`Bare`]), which the FlowGram client expects.
+//! Three renderings: the app family's envelope (`ApiError` itself), the task family's bare
+//! `{code, message}` ([`Bare`]), which the FlowGram client expects, and the service API's
+//! `{code, message, status}` ([`Dify`]), the shape Dify's service-API clients read.
 
 use axum::{
     Json,
@@ -109,6 +111,10 @@ pub enum ApiError {
     /// 400 `fail`: a refused operation.
     #[error("{0}")]
     Fail(String),
+    /// 400 `fail`: a refused operation with a code of its own for the service API
+    /// (`app_unavailable`, `completion_request_error`).
+    #[error("{message}")]
+    Refused { code: &'static str, message: String },
     /// 429 `fail`: too many attempts; the client may retry after this many seconds.
     #[error("too many attempts, try again in {retry_after_secs} seconds")]
     RateLimited { retry_after_secs: u64 },
@@ -156,7 +162,9 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::MalformedBody(_) | Self::Fail(_) => StatusCode::BAD_REQUEST,
+            Self::MalformedBody(_) | Self::Fail(_) | Self::Refused { .. } => {
+                StatusCode::BAD_REQUEST
+            }
             Self::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
@@ -172,9 +180,11 @@ impl ApiError {
             Self::Validation(_) | Self::MalformedBody(_) | Self::BodyTooLarge => {
                 Code::ValidateError
             }
-            Self::Fail(_) | Self::RateLimited { .. } | Self::Unavailable(_) | Self::Internal(_) => {
-                Code::Fail
-            }
+            Self::Fail(_)
+            | Self::Refused { .. }
+            | Self::RateLimited { .. }
+            | Self::Unavailable(_)
+            | Self::Internal(_) => Code::Fail,
             Self::Unauthorized(_) => Code::Unauthorized,
             Self::Forbidden(_) => Code::Forbidden,
             Self::NotFound(_) => Code::NotFound,
@@ -257,6 +267,72 @@ impl IntoResponse for Bare {
             message: error.to_string(),
         };
         (error.status(), Json(body)).into_response()
+    }
+}
+
+/// The service API's rendering of an [`ApiError`]: Dify's `{code, message, status}`, with the
+/// same HTTP status (and `Retry-After` when rate limited), so Dify's clients can switch.
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct Dify(pub ApiError);
+
+impl<E: Into<ApiError>> From<E> for Dify {
+    fn from(error: E) -> Self {
+        Self(error.into())
+    }
+}
+
+/// The error body of the service API (`/v1/…`).
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({"code": "app_unavailable", "message": "the app is not published", "status": 400}))]
+pub struct DifyErrorBody {
+    /// `invalid_param`, `app_unavailable`, `completion_request_error`, `unauthorized`,
+    /// `not_found`, `too_many_requests`, `service_unavailable` or `internal_server_error`.
+    pub code: String,
+    pub message: String,
+    /// The HTTP status, repeated.
+    pub status: u16,
+}
+
+impl Dify {
+    /// Dify's code for the error.
+    pub fn code(&self) -> &'static str {
+        match &self.0 {
+            ApiError::Validation(_) | ApiError::MalformedBody(_) | ApiError::BodyTooLarge => {
+                "invalid_param"
+            }
+            ApiError::Refused { code, .. } => code,
+            ApiError::Fail(_) => "bad_request",
+            ApiError::RateLimited { .. } => "too_many_requests",
+            ApiError::Unauthorized(_) => "unauthorized",
+            ApiError::Forbidden(_) => "forbidden",
+            ApiError::NotFound(_) => "not_found",
+            ApiError::Unavailable(_) => "service_unavailable",
+            ApiError::Internal(_) => "internal_server_error",
+        }
+    }
+
+    /// The body, for answers that are not responses (an `error` event of a stream).
+    pub fn body(&self) -> DifyErrorBody {
+        DifyErrorBody {
+            code: self.code().to_owned(),
+            message: self.0.to_string(),
+            status: self.0.status().as_u16(),
+        }
+    }
+}
+
+impl IntoResponse for Dify {
+    fn into_response(self) -> Response {
+        self.0.log_cause();
+        let status = self.0.status();
+        let mut response = (status, Json(self.body())).into_response();
+        if let ApiError::RateLimited { retry_after_secs } = self.0 {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+        }
+        response
     }
 }
 
@@ -365,6 +441,50 @@ mod tests {
         .await;
         assert_eq!(headers[header::RETRY_AFTER], "42");
         assert!(body["message"].as_str().unwrap().contains("42 seconds"));
+    }
+
+    #[tokio::test]
+    async fn the_service_rendering_is_difys_code_message_and_status() {
+        let cases = [
+            (
+                ApiError::invalid("query", "query is required"),
+                422,
+                "invalid_param",
+            ),
+            (
+                ApiError::Refused {
+                    code: "app_unavailable",
+                    message: "not published".into(),
+                },
+                400,
+                "app_unavailable",
+            ),
+            (ApiError::unauthorized("who"), 401, "unauthorized"),
+            (ApiError::not_found("no"), 404, "not_found"),
+            (
+                ApiError::RateLimited {
+                    retry_after_secs: 3,
+                },
+                429,
+                "too_many_requests",
+            ),
+            (
+                ApiError::Internal(anyhow::anyhow!("secret")),
+                500,
+                "internal_server_error",
+            ),
+        ];
+        for (error, status, code) in cases {
+            let response = Dify(error).into_response();
+            assert_eq!(response.status().as_u16(), status);
+            let bytes = to_bytes(response.into_body(), usize::MAX).await.unwrap();
+            let body: Value = serde_json::from_slice(&bytes).unwrap();
+            assert_eq!(body["code"], code, "{body}");
+            assert_eq!(body["status"], status, "{body}");
+            assert!(body["message"].is_string(), "{body}");
+            assert_eq!(body.as_object().unwrap().len(), 3, "{body}");
+            assert_ne!(body["message"], "secret");
+        }
     }
 
     #[test]

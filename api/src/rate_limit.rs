@@ -1,8 +1,10 @@
-//! A sliding-window rate limiter for login attempts, keyed by email and by client address.
+//! A sliding-window rate limiter: login attempts, keyed by email and by client address, and
+//! service API requests, keyed by app key.
 //!
 //! It lives in the memory of one API process: with several API replicas each enforces the limit
 //! on its own, so the effective limit is the configured one times the number of replicas. That
-//! is acceptable for slowing password guessing; a shared limit would need Redis.
+//! is acceptable for slowing password guessing; a shared limit would need Redis. (Service keys: the
+//! same holds; a replica's share of the limit still stops one runaway client.)
 //!
 //! An attempt is counted only when it is let through, so a client that keeps hammering while
 //! refused does not push its own window further out.

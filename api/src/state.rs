@@ -33,6 +33,8 @@ pub struct AppStateInner {
     pub jwt: Arc<JwtKeys>,
     /// Login attempts per email and per client address (`LLMOPS_LOGIN_RATE_LIMIT` a minute).
     pub login_limiter: Arc<RateLimiter>,
+    /// Service API requests per app key (`LLMOPS_SERVICE_RATE_LIMIT` a minute).
+    pub service_limiter: Arc<RateLimiter>,
 }
 
 impl AppState {
@@ -42,6 +44,7 @@ impl AppState {
             Duration::from_secs(config.jwt_ttl_secs),
         ));
         let login_limiter = Arc::new(RateLimiter::per_minute(config.login_rate_limit));
+        let service_limiter = Arc::new(RateLimiter::per_minute(config.service_rate_limit));
         let recent_tasks = Arc::new(RecentTasks::default());
         let record = recent_tasks.clone();
         backends
@@ -56,6 +59,7 @@ impl AppState {
             config,
             jwt,
             login_limiter,
+            service_limiter,
         }))
     }
 }

@@ -1,4 +1,5 @@
-//! `llmops-loadgen chat`: debug chats against a running server, and the provider alone for
+//! `llmops-loadgen chat`: debug chats (or, with `--service`, service API chats of the app,
+//! published, with an app key) against a running server, and the provider alone for
 //! comparison.
 //!
 //! It signs up (unless `--token` is given), creates an app, configures it, then runs N debug
@@ -42,6 +43,11 @@ pub struct ChatArgs {
     /// The app's `memory_mode` (`none` or `long_term_memory`, which adds a summarising call).
     #[arg(long, default_value = "none")]
     pub memory_mode: String,
+    /// Chat through the service API instead (`POST /v1/chat-messages` with an app key, the
+    /// app published first; each call starts a conversation of its own). The server should
+    /// run with `LLMOPS_SERVICE_RATE_LIMIT=0`.
+    #[arg(long)]
+    pub service: bool,
 }
 
 /// Checks an envelope answer and returns its `data`.
@@ -138,6 +144,68 @@ async fn debug_call(
     Ok(start.elapsed())
 }
 
+/// One service API chat, end to end.
+async fn service_call(
+    client: &reqwest::Client,
+    endpoint: &str,
+    key: &str,
+    stream: bool,
+    n: usize,
+) -> anyhow::Result<Duration> {
+    let start = Instant::now();
+    let mode = if stream { "streaming" } else { "blocking" };
+    let r = client
+        .post(endpoint)
+        .bearer_auth(key)
+        .json(
+            &json!({"query": format!("question {n}: what is the answer?"),
+                      "user": format!("loadgen-{}", n % 50), "response_mode": mode}),
+        )
+        .send()
+        .await?;
+    let status = r.status();
+    let text = r.text().await?;
+    if !status.is_success() {
+        bail!("service chat answered {status}: {text}");
+    }
+    let ended = if stream {
+        text.contains("\"message_end\"")
+    } else {
+        text.contains("\"answer\"")
+    };
+    if !ended {
+        bail!(
+            "service chat ended without an answer: {}",
+            text.lines().last().unwrap_or_default()
+        );
+    }
+    Ok(start.elapsed())
+}
+
+/// Publishes the app and creates an app key for it.
+async fn publish_with_key(
+    client: &reqwest::Client,
+    url: &str,
+    token: &str,
+    app_id: &str,
+) -> anyhow::Result<String> {
+    let r = client
+        .post(format!("{url}/api/apps/{app_id}/publish"))
+        .bearer_auth(token)
+        .send()
+        .await?;
+    envelope(r, "publish app").await?;
+    let r = client
+        .post(format!("{url}/api/apps/{app_id}/api-keys"))
+        .bearer_auth(token)
+        .send()
+        .await?;
+    Ok(envelope(r, "create app key").await?["key"]
+        .as_str()
+        .context("no key")?
+        .to_owned())
+}
+
 pub async fn chat(args: ChatArgs) -> anyhow::Result<()> {
     let common = args.common.clone();
     let url = common.url.trim_end_matches('/').to_owned();
@@ -205,19 +273,30 @@ pub async fn chat(args: ChatArgs) -> anyhow::Result<()> {
         _ => None,
     };
 
-    let endpoint = Arc::new(format!("{url}/api/apps/{app_id}/debug"));
-    let token = Arc::new(token);
     let counter = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let stream = args.stream;
-    let op = move || {
-        let (client, endpoint, token) = (client.clone(), endpoint.clone(), token.clone());
-        let n = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        async move { debug_call(&client, &endpoint, &token, stream, n).await }
+    let (label, chats) = if args.service {
+        let key = Arc::new(publish_with_key(&client, &url, &token, &app_id).await?);
+        let endpoint = Arc::new(format!("{url}/v1/chat-messages"));
+        let op = move || {
+            let (client, endpoint, key) = (client.clone(), endpoint.clone(), key.clone());
+            let n = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            async move { service_call(&client, &endpoint, &key, stream, n).await }
+        };
+        ("service chat", drive("service chats", &common, op).await?)
+    } else {
+        let endpoint = Arc::new(format!("{url}/api/apps/{app_id}/debug"));
+        let token = Arc::new(token);
+        let op = move || {
+            let (client, endpoint, token) = (client.clone(), endpoint.clone(), token.clone());
+            let n = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            async move { debug_call(&client, &endpoint, &token, stream, n).await }
+        };
+        ("debug chat", drive("debug chats", &common, op).await?)
     };
-    let chats = drive("debug chats", &common, op).await?;
     if let (Some(base), Some(chats)) = (baseline, chats) {
         println!(
-            "debug chat over the provider alone: p50 +{:.2} ms, p95 +{:.2} ms, p99 +{:.2} ms",
+            "{label} over the provider alone: p50 +{:.2} ms, p95 +{:.2} ms, p99 +{:.2} ms",
             stats::ms(chats.p50) - stats::ms(base.p50),
             stats::ms(chats.p95) - stats::ms(base.p95),
             stats::ms(chats.p99) - stats::ms(base.p99),

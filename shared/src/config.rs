@@ -129,6 +129,10 @@ pub struct Config {
     #[arg(long, env = "LLMOPS_LOGIN_RATE_LIMIT", default_value_t = 10)]
     pub login_rate_limit: u32,
 
+    /// Service API requests (`/v1/…`) allowed per app key within a minute (0: no limit).
+    #[arg(long, env = "LLMOPS_SERVICE_RATE_LIMIT", default_value_t = 600)]
+    pub service_rate_limit: u32,
+
     /// Largest output of one workflow node execution, as JSON, e.g. `1MB` or a number of
     /// bytes; a node whose output is larger fails.
     #[arg(long, env = "LLMOPS_MAX_NODE_OUTPUT_BYTES", default_value = "1MB")]

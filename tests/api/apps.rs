@@ -17,13 +17,13 @@ const ICON: &str = "https://a.com/111.png";
 const MODEL: &str = MOCK_MODEL;
 
 /// A signed-in caller.
-struct User<'a> {
-    stack: &'a Stack,
-    token: String,
+pub(crate) struct User<'a> {
+    pub(crate) stack: &'a Stack,
+    pub(crate) token: String,
 }
 
 impl<'a> User<'a> {
-    async fn sign_up(stack: &'a Stack) -> Self {
+    pub(crate) async fn sign_up(stack: &'a Stack) -> Self {
         let email = format!("u-{}@example.com", uuid::Uuid::new_v4().simple());
         Self {
             stack,
@@ -31,7 +31,12 @@ impl<'a> User<'a> {
         }
     }
 
-    async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
+    pub(crate) async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
         let mut req = self
             .stack
             .client
@@ -49,29 +54,29 @@ impl<'a> User<'a> {
         (status.as_u16(), body)
     }
 
-    async fn get(&self, path: &str) -> (u16, Value) {
+    pub(crate) async fn get(&self, path: &str) -> (u16, Value) {
         self.call(Method::GET, path, None).await
     }
 
-    async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+    pub(crate) async fn post(&self, path: &str, body: Value) -> (u16, Value) {
         self.call(Method::POST, path, Some(body)).await
     }
 
     /// A debug chat with `query`, whatever it answers.
-    async fn debug(&self, app: &str, query: &str) -> (u16, Value) {
+    pub(crate) async fn debug(&self, app: &str, query: &str) -> (u16, Value) {
         self.post(&format!("/api/apps/{app}/debug"), json!({"query": query}))
             .await
     }
 
-    async fn post_empty(&self, path: &str) -> (u16, Value) {
+    pub(crate) async fn post_empty(&self, path: &str) -> (u16, Value) {
         self.call(Method::POST, path, None).await
     }
 
-    async fn put(&self, path: &str, body: Value) -> (u16, Value) {
+    pub(crate) async fn put(&self, path: &str, body: Value) -> (u16, Value) {
         self.call(Method::PUT, path, Some(body)).await
     }
 
-    async fn create_app(&self, name: &str) -> String {
+    pub(crate) async fn create_app(&self, name: &str) -> String {
         let (status, body) = self
             .post(
                 "/api/apps",
@@ -82,13 +87,13 @@ impl<'a> User<'a> {
         body["data"]["id"].as_str().unwrap().to_owned()
     }
 
-    async fn app(&self, id: &str) -> Value {
+    pub(crate) async fn app(&self, id: &str) -> Value {
         let (status, body) = self.get(&format!("/api/apps/{id}")).await;
         assert_eq!(status, 200, "{body}");
         body["data"].clone()
     }
 
-    async fn configure(&self, id: &str, model_config: Value, memory_mode: &str) {
+    pub(crate) async fn configure(&self, id: &str, model_config: Value, memory_mode: &str) {
         let (status, body) = self
             .put(
                 &format!("/api/apps/{id}/config"),
@@ -100,20 +105,20 @@ impl<'a> User<'a> {
     }
 
     /// A blocking debug call that must succeed; returns the message.
-    async fn ask(&self, id: &str, query: &str) -> Value {
+    pub(crate) async fn ask(&self, id: &str, query: &str) -> Value {
         let (status, body) = self.debug(id, query).await;
         assert_eq!(status, 200, "{body}");
         body["data"].clone()
     }
 
-    async fn messages(&self, id: &str, query: &str) -> Value {
+    pub(crate) async fn messages(&self, id: &str, query: &str) -> Value {
         let (status, body) = self.get(&format!("/api/apps/{id}/messages{query}")).await;
         assert_eq!(status, 200, "{body}");
         body["data"].clone()
     }
 
     /// A streamed debug call: the response, to read events from.
-    async fn ask_streaming(&self, id: &str, query: &str) -> reqwest::Response {
+    pub(crate) async fn ask_streaming(&self, id: &str, query: &str) -> reqwest::Response {
         let r = self
             .stack
             .client
@@ -135,13 +140,13 @@ impl<'a> User<'a> {
 }
 
 /// Reads Server-Sent Events from a response as `(event, data)` pairs.
-struct Events {
+pub(crate) struct Events {
     response: reqwest::Response,
     buffer: String,
 }
 
 impl Events {
-    fn new(response: reqwest::Response) -> Self {
+    pub(crate) fn new(response: reqwest::Response) -> Self {
         Self {
             response,
             buffer: String::new(),
@@ -149,7 +154,7 @@ impl Events {
     }
 
     /// The next event (comments skipped), or `None` at the end of the stream.
-    async fn next(&mut self) -> Option<(String, Value)> {
+    pub(crate) async fn next(&mut self) -> Option<(String, Value)> {
         loop {
             while let Some(end) = self.buffer.find("\n\n") {
                 let block: String = self.buffer.drain(..end + 2).collect();
@@ -178,7 +183,7 @@ impl Events {
         }
     }
 
-    async fn all(mut self) -> Vec<(String, Value)> {
+    pub(crate) async fn all(mut self) -> Vec<(String, Value)> {
         let mut out = Vec::new();
         while let Some(event) = self.next().await {
             out.push(event);
@@ -188,7 +193,7 @@ impl Events {
 }
 
 /// `role:content` of each message of a recorded chat request.
-fn roles(request: &Value) -> Vec<String> {
+pub(crate) fn roles(request: &Value) -> Vec<String> {
     request["messages"]
         .as_array()
         .unwrap()
@@ -204,7 +209,7 @@ fn roles(request: &Value) -> Vec<String> {
 }
 
 /// The streamed chat requests the mock received (leaving out memory summarising calls).
-fn chat_requests(llm: &MockLlm) -> Vec<Value> {
+pub(crate) fn chat_requests(llm: &MockLlm) -> Vec<Value> {
     llm.requests()
         .into_iter()
         .filter(|r| r["stream"] == json!(true))
@@ -225,12 +230,14 @@ fn assert_keys(value: &Value, expected: &[&str]) {
     assert_eq!(keys, expected, "{value}");
 }
 
-const MESSAGE_KEYS: [&str; 10] = [
+const MESSAGE_KEYS: [&str; 12] = [
     "id",
     "conversation_id",
     "query",
     "answer",
     "answer_tokens",
+    "prompt_tokens",
+    "total_tokens",
     "response_latency",
     "status",
     "error",
@@ -380,9 +387,17 @@ both_deployments! {
         assert_eq!(answer["data"].as_object().unwrap().len(), 3, "all problems at once: {answer}");
         assert_eq!(ada.app(&id).await["drafted_app_config"], before, "nothing was written");
 
-        // The seed's request: updates the draft, keeping fields not given.
-        ada.configure(&id, json!({"dialog_round": 5, "preset_prompt": "你是助手", "max_tokens": 256}), "long_term_memory").await;
-        ada.configure(&id, json!({"temperature": 0.5}), "long_term_memory").await;
+        // The seed's request replaces the draft's model_config: a field left out takes its
+        // default, so a draft that named another model returns to the server's.
+        ada.configure(&id, json!({"dialog_round": 7, "model": "another-model", "max_tokens": 9}), "none").await;
+        assert_eq!(ada.app(&id).await["drafted_app_config"]["model_config"]["model"], "another-model");
+        ada.configure(&id, json!({"temperature": 0.25}), "none").await;
+        assert_eq!(
+            ada.app(&id).await["drafted_app_config"]["model_config"],
+            json!({"dialog_round": 3, "model": MODEL, "temperature": 0.25, "max_tokens": null, "preset_prompt": ""}),
+            "omitted fields take their defaults"
+        );
+        ada.configure(&id, json!({"dialog_round": 5, "preset_prompt": "你是助手", "max_tokens": 256, "temperature": 0.5}), "long_term_memory").await;
         let app = ada.app(&id).await;
         let draft = &app["drafted_app_config"];
         assert_eq!(draft["id"], before["id"], "the draft is updated in place");
@@ -556,6 +571,8 @@ both_deployments! {
         let answer = mock_sentence(request);
         assert_eq!(message["answer"], json!(answer));
         assert_eq!(message["answer_tokens"], json!(answer.split_whitespace().count()), "usage.completion_tokens");
+        assert_eq!(message["prompt_tokens"], 10, "usage.prompt_tokens, stored with the debug message");
+        assert_eq!(message["total_tokens"], json!(10 + answer.split_whitespace().count()));
         assert_eq!(message["query"], "你好");
         assert_eq!((&message["status"], &message["error"]), (&json!("normal"), &json!("")));
         let latency = message["response_latency"].as_f64().unwrap();
@@ -628,7 +645,7 @@ both_deployments! {
             "the deleted round 4 is skipped: {roles:?}");
 
         // dialog_round = 0 sends the query alone.
-        ada.configure(&id, json!({"dialog_round": 0}), "none").await;
+        ada.configure(&id, json!({"dialog_round": 0, "preset_prompt": "Be brief."}), "none").await;
         ada.ask(&id, "q7").await;
         assert_eq!(super::roles(&chat_requests(llm).pop().unwrap()), ["system:Be brief.", "user:q7"]);
 
@@ -685,7 +702,7 @@ both_deployments! {
         assert_eq!(summary.chars().count(), 10_000, "the summary is cut at the limit");
 
         // Memory off: no summary in the prompt, no summarising call.
-        ada.configure(&id, json!({}), "none").await;
+        ada.configure(&id, json!({"preset_prompt": "You are kind."}), "none").await;
         let count = llm.requests().len();
         ada.ask(&id, "plain").await;
         let requests = llm.requests();

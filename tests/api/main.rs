@@ -14,6 +14,7 @@ mod faults;
 mod foundation;
 mod metrics;
 mod queue;
+mod service;
 mod store;
 mod tasks;
 mod traces;

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use shared::{
-    queue::{self, DebugChat, Job, Queues, RunWorkflow},
+    queue::{self, AnswerMessage, Job, Queues, RunWorkflow},
     store::{Db, StoreError, messages, now_ms, tasks},
 };
 
@@ -95,7 +95,7 @@ async fn vacuum_queues(queues: &Queues) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        for name in [RunWorkflow::QUEUE, DebugChat::QUEUE] {
+        for name in [RunWorkflow::QUEUE, AnswerMessage::QUEUE] {
             match queue::vacuum(queues.backend(), name).await {
                 Ok(0) => {}
                 Ok(deleted) => tracing::debug!(queue = name, deleted, "vacuumed finished jobs"),

@@ -14,7 +14,7 @@
 use std::time::Duration;
 
 use shared::{
-    queue::{DebugChat, Job, QueueError, Queues, RunWorkflow},
+    queue::{AnswerMessage, Job, QueueError, Queues, RunWorkflow},
     store::{
         Db, StoreError, now_ms,
         recovery::{self, Page},
@@ -94,7 +94,7 @@ pub async fn sweep(db: &Db, queues: &Queues) -> Result<Option<Requeued>, SweepEr
         queues,
         created_before,
         recovery::pending_messages,
-        DebugChat::untraced,
+        AnswerMessage::untraced,
     )
     .await?;
     let stale = requeue_stale(db, queues, now).await?;

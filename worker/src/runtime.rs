@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use apalis::prelude::*;
 use shared::queue::{
-    DebugChat, FALLBACK_POLL, Job, QueueBackend, QueueSettings, QueueWaker, Queues, RunWorkflow,
+    AnswerMessage, FALLBACK_POLL, Job, QueueBackend, QueueSettings, QueueWaker, Queues, RunWorkflow,
 };
 
 use crate::{jobs, state::WorkerState};
@@ -78,7 +78,7 @@ pub async fn run_workers(
     ));
     let workflow_waker =
         QueueWaker::start(&state.signals, RunWorkflow::QUEUE, FALLBACK_POLL).await?;
-    let chat_waker = QueueWaker::start(&state.signals, DebugChat::QUEUE, FALLBACK_POLL).await?;
+    let chat_waker = QueueWaker::start(&state.signals, AnswerMessage::QUEUE, FALLBACK_POLL).await?;
     let concurrency = state.config.worker_concurrency;
 
     let monitor = Monitor::new();
@@ -98,9 +98,9 @@ pub async fn run_workers(
         settings,
         chat_waker,
         concurrency,
-        DebugChat,
+        AnswerMessage,
         state,
-        jobs::debug_chat::debug_chat
+        jobs::answer_message::answer_message
     );
     monitor
         .should_restart(|worker, error| {
@@ -131,7 +131,7 @@ pub async fn run_workers(
 /// [`shared::queue::promote_due`]).
 pub async fn prepare_backend(backend: &QueueBackend) -> anyhow::Result<()> {
     if let QueueBackend::Redis(conn) = backend {
-        for queue in [RunWorkflow::QUEUE, DebugChat::QUEUE] {
+        for queue in [RunWorkflow::QUEUE, AnswerMessage::QUEUE] {
             let moved = shared::queue::promote_due(conn.clone(), queue).await?;
             if moved > 0 {
                 tracing::info!(queue, moved, "promoted queued jobs");
@@ -148,7 +148,7 @@ async fn keep_promoting(conn: redis::aio::ConnectionManager) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tick.tick().await;
-        for queue in [RunWorkflow::QUEUE, DebugChat::QUEUE] {
+        for queue in [RunWorkflow::QUEUE, AnswerMessage::QUEUE] {
             if let Err(e) = shared::queue::promote_due(conn.clone(), queue).await {
                 tracing::warn!(queue, error = %e, "promoting due jobs failed");
             }

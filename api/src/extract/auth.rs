@@ -75,7 +75,7 @@ impl FromRequestParts<AppState> for MaybeAccount {
 
 /// The token of the `Authorization` header: `None` without the header, `unauthorized` when the
 /// header is not `Bearer <token>`.
-fn bearer_token(parts: &Parts) -> Result<Option<&str>, ApiError> {
+pub(crate) fn bearer_token(parts: &Parts) -> Result<Option<&str>, ApiError> {
     let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
         return Ok(None);
     };

@@ -6,6 +6,7 @@ pub mod auth;
 pub mod health;
 pub mod info;
 pub mod metrics;
+pub mod service;
 pub mod tasks;
 
 use axum::{Router, response::Redirect, routing::get};
@@ -23,6 +24,7 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         .merge(info::router())
         .merge(tasks::router())
         .merge(apps::router())
+        .merge(service::router())
 }
 
 /// The complete application router.

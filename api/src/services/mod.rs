@@ -1,6 +1,8 @@
 //! What the routes stand on beyond the store and the queues: the group-committed task
-//! submission and the cache of recent task outcomes that answers long polls.
+//! submission, the cache of recent task outcomes that answers long polls, and the chat
+//! submission and relay every chat route shares.
 
+pub mod chat;
 pub mod recent_tasks;
 pub mod task_submission;
 

@@ -22,7 +22,7 @@ drop small talk, and answer with the summary only, in the language of the conver
 most 300 words.";
 
 /// One earlier question and its answer.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Round {
     pub query: String,
     pub answer: String,

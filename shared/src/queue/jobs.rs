@@ -18,9 +18,10 @@ pub struct RunWorkflow {
     pub traceparent: Option<String>,
 }
 
-/// Answer one debug-chat message (`messages.id`).
+/// Answer one chat message (`messages.id`): a debug chat or a service API chat. The message
+/// row carries everything that differs (the config snapshot, the conversation, the source).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
-pub struct DebugChat {
+pub struct AnswerMessage {
     pub message_id: Uuid,
     /// The asking request's trace (W3C `traceparent`) when traces are exported.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -37,7 +38,7 @@ impl RunWorkflow {
     }
 }
 
-impl DebugChat {
+impl AnswerMessage {
     /// A job outside any request's trace (the re-queue sweep's).
     pub fn untraced(message_id: Uuid) -> Self {
         Self {
@@ -67,7 +68,7 @@ impl Job for RunWorkflow {
         self.task_id
     }
 }
-impl Job for DebugChat {
+impl Job for AnswerMessage {
     const QUEUE: &'static str = CHAT_QUEUE;
     fn row_id(&self) -> Uuid {
         self.message_id

@@ -25,7 +25,7 @@ use backend::VACUUM_BATCH;
 pub use backend::{
     MISSED_HEARTBEATS, QueueBackend, QueueDepth, QueueError, QueueSettings, fetch_batch,
 };
-pub use jobs::{CHAT_QUEUE, DebugChat, Job, RunWorkflow, WORKFLOW_QUEUE};
+pub use jobs::{AnswerMessage, CHAT_QUEUE, Job, RunWorkflow, WORKFLOW_QUEUE};
 pub use producer::Queues;
 pub use redis::{REDIS_FETCH_BATCH, connect_redis, promote_due, redis_storage};
 pub use sqlite::sqlite_storage;

@@ -264,6 +264,7 @@ pub async fn delete_app(db: &Db, id: Uuid) -> Result<bool, StoreError> {
     let n = with_pool!(db, pool => async {
         let mut tx = pool.begin().await?;
         for statement in [
+            "DELETE FROM app_api_keys WHERE app_id = $1",
             "DELETE FROM messages WHERE app_id = $1",
             "DELETE FROM conversations WHERE app_id = $1",
             "DELETE FROM app_configs WHERE app_id = $1",

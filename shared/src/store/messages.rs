@@ -35,6 +35,23 @@ crate::named_enum! {
     }
 }
 
+crate::named_enum! {
+    /// Which API asked: the owner's debug chat (the draft config) or the service API of a
+    /// published app (the published config).
+    pub enum MessageSource("message source") {
+        Debug = "debug",
+        Service = "service",
+    }
+}
+
+crate::named_enum! {
+    /// An end user's rating of an answer.
+    pub enum Rating("rating") {
+        Like = "like",
+        Dislike = "dislike",
+    }
+}
+
 impl MessageStatus {
     /// Whether no worker will touch the message again.
     pub fn is_final(self) -> bool {
@@ -57,6 +74,9 @@ pub fn storable(text: &str) -> Cow<'_, str> {
 pub struct Conversation {
     pub id: Uuid,
     pub app_id: Uuid,
+    /// The service API's end user (`""` for the debug conversation).
+    pub end_user: String,
+    pub name: String,
     pub summary: String,
     pub summary_updated_at: i64,
     pub created_at: i64,
@@ -71,12 +91,18 @@ pub struct Message {
     pub conversation_id: Uuid,
     pub query: String,
     pub answer: String,
+    /// The completion's tokens.
     pub answer_tokens: i64,
+    /// The prompt's tokens (as the provider counted them, else estimated).
+    pub prompt_tokens: i64,
+    pub total_tokens: i64,
     /// Milliseconds from the job's start to the last token.
     pub response_latency: f64,
     pub status: MessageStatus,
     /// Why the answer failed; `""` otherwise.
     pub error: String,
+    /// The end user's rating, if any.
+    pub rating: Option<Rating>,
     pub created_at: i64,
     pub updated_at: i64,
     pub deleted_at: Option<i64>,
@@ -94,6 +120,10 @@ pub struct NewMessage<'a> {
     pub memory_mode: MemoryMode,
     /// Whether the caller streams (the worker then publishes deltas).
     pub stream_deltas: bool,
+    pub source: MessageSource,
+    /// The earlier rounds to answer with instead of the conversation's stored ones (the
+    /// OpenAI-compatible endpoint, whose request carries its history).
+    pub history: Option<&'a [Round]>,
     /// `pending`, or `error` for a question that cannot be answered at all.
     pub status: MessageStatus,
     pub error: &'a str,
@@ -110,6 +140,7 @@ pub struct MessageToAnswer {
     pub model_config: Json<Value>,
     pub memory_mode: MemoryMode,
     pub stream_deltas: bool,
+    pub history: Option<Json<Vec<Round>>>,
     pub stop_requested: bool,
     pub attempt: i32,
     pub created_at: i64,
@@ -121,14 +152,21 @@ pub struct AnswerOutcome<'a> {
     pub status: MessageStatus,
     pub answer: &'a str,
     pub answer_tokens: i64,
+    pub prompt_tokens: i64,
     pub response_latency_ms: f64,
     pub error: &'a str,
 }
 
 macro_rules! message_columns {
     () => {
-        "id, app_id, conversation_id, query, answer, answer_tokens, response_latency, status, \
-         error, created_at, updated_at, deleted_at"
+        "id, app_id, conversation_id, query, answer, answer_tokens, prompt_tokens, total_tokens, \
+         response_latency, status, error, rating, created_at, updated_at, deleted_at"
+    };
+}
+
+macro_rules! conversation_columns {
+    () => {
+        "id, app_id, end_user, name, summary, summary_updated_at, created_at, updated_at"
     };
 }
 
@@ -180,8 +218,7 @@ pub async fn ensure_debug_conversation(
 pub async fn get_conversation(db: &Db, id: Uuid) -> Result<Option<Conversation>, StoreError> {
     Ok(
         with_read_pool!(db, pool => sqlx::query_as::<_, Conversation>(
-        "SELECT id, app_id, summary, summary_updated_at, created_at, updated_at
-         FROM conversations WHERE id = $1")
+        concat!("SELECT ", conversation_columns!(), " FROM conversations WHERE id = $1"))
         .bind(id).fetch_optional(pool).await)?,
     )
 }
@@ -211,11 +248,13 @@ pub async fn set_summary(
 pub async fn insert_message(db: &Db, new: NewMessage<'_>) -> Result<(), StoreError> {
     with_pool!(db, pool => sqlx::query(
         "INSERT INTO messages (id, app_id, conversation_id, account_id, query, status, error,
-                               model_config, memory_mode, stream_deltas, created_at, updated_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11)")
+                               model_config, memory_mode, stream_deltas, source, history,
+                               created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13)")
         .bind(new.id).bind(new.app_id).bind(new.conversation_id).bind(new.account_id)
         .bind(new.query).bind(new.status).bind(new.error).bind(Json(new.model_config))
-        .bind(new.memory_mode).bind(new.stream_deltas).bind(new.at_ms)
+        .bind(new.memory_mode).bind(new.stream_deltas).bind(new.source)
+        .bind(new.history.map(Json)).bind(new.at_ms)
         .execute(pool).await.map(|r| r.rows_affected()))?;
     Ok(())
 }
@@ -261,7 +300,7 @@ pub async fn start_answer(
         "UPDATE messages SET status = 'streaming', attempt = attempt + 1, updated_at = $2
          WHERE id = $1 AND status IN ('pending', 'streaming')
          RETURNING id, app_id, conversation_id, query, model_config, memory_mode, stream_deltas,
-                   stop_requested, attempt, created_at")
+                   history, stop_requested, attempt, created_at")
         .bind(id).bind(at_ms).fetch_optional(pool).await)?)
 }
 
@@ -301,11 +340,11 @@ pub async fn finish_answer(
 ) -> Result<bool, StoreError> {
     let n = with_pool!(db, pool => sqlx::query(
         "UPDATE messages SET status = $3, answer = $4, answer_tokens = $5, response_latency = $6,
-                error = $7, updated_at = $8
+                error = $7, updated_at = $8, prompt_tokens = $9, total_tokens = $5 + $9
          WHERE id = $1 AND attempt = $2 AND status = 'streaming'")
         .bind(id).bind(attempt).bind(outcome.status).bind(storable(outcome.answer))
         .bind(outcome.answer_tokens).bind(outcome.response_latency_ms).bind(storable(outcome.error))
-        .bind(at_ms)
+        .bind(at_ms).bind(outcome.prompt_tokens)
         .execute(pool).await.map(|r| r.rows_affected()))?;
     Ok(n == 1)
 }

@@ -16,9 +16,11 @@ use crate::config::{Config, StoreKind};
 use checkpoint::Checkpointer;
 
 pub mod accounts;
+pub mod api_keys;
 pub mod apps;
 pub mod batch;
 mod checkpoint;
+pub mod conversations;
 pub mod interrupt;
 pub mod json;
 pub mod messages;

@@ -38,6 +38,8 @@ async fn ask(db: &Db, app: Uuid, conv: Uuid, account: Uuid, query: &str, at_ms: 
             model_config: &json!({"dialog_round": 3}),
             memory_mode: MemoryMode::None,
             stream_deltas: false,
+            source: MessageSource::Debug,
+            history: None,
             status: MessageStatus::Pending,
             error: "",
             at_ms,
@@ -54,6 +56,7 @@ async fn answer(db: &Db, id: Uuid, text: &str) {
         status: MessageStatus::Normal,
         answer: text,
         answer_tokens: 2,
+        prompt_tokens: 5,
         response_latency_ms: 1.5,
         error: "",
     };
@@ -148,6 +151,7 @@ async fn a_message_goes_from_pending_to_answered_once(db: &Db) {
         status,
         answer: "hello",
         answer_tokens: 1,
+        prompt_tokens: 6,
         response_latency_ms: 3.25,
         error: "",
     };
@@ -171,6 +175,7 @@ async fn a_message_goes_from_pending_to_answered_once(db: &Db) {
         ("normal", "hello", 1)
     );
     assert_eq!(m.response_latency, 3.25);
+    assert_eq!((m.prompt_tokens, m.total_tokens), (6, 7), "usage is stored");
     assert_eq!(
         request_stop(db, id, 15).await.unwrap(),
         Interrupt::AlreadyFinished

@@ -1,6 +1,6 @@
 //! One module per job type: a plain `async fn` handler named for the act.
 
-pub mod debug_chat;
+pub mod answer_message;
 pub mod run_workflow;
 
 use shared::{signals::SignalError, store::StoreError};

@@ -19,6 +19,7 @@ use crate::{error::ApiError, state::AppState};
 
 pub const APP_NOT_FOUND: &str = "app not found";
 pub const APP_FORBIDDEN: &str = "this app belongs to another account";
+pub const KEY_NOT_FOUND: &str = "API key not found";
 pub const MESSAGE_NOT_FOUND: &str = "message not found in this app's debug conversation";
 
 /// The `{app_id}` of the path.
@@ -28,6 +29,21 @@ pub struct AppId(pub Uuid);
 /// The `{message_id}` of the path.
 #[derive(Clone, Copy, Debug)]
 pub struct MessageId(pub Uuid);
+
+/// The `{key_id}` of the path.
+#[derive(Clone, Copy, Debug)]
+pub struct KeyId(pub Uuid);
+
+impl<S: Send + Sync> FromRequestParts<S> for KeyId {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        path_uuid(parts, state, "key_id")
+            .await?
+            .map(KeyId)
+            .ok_or_else(|| ApiError::not_found(KEY_NOT_FOUND))
+    }
+}
 
 async fn path_uuid<S: Send + Sync>(
     parts: &mut Parts,

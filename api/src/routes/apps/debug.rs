@@ -1,10 +1,9 @@
 //! Debug chat (seed 1.5; spec `llmops-api.md`, Debug chat) and stop.
 //!
-//! The API never calls the LLM: it stores the question (`pending`) and pushes a `DebugChat`
-//! job onto the `chat` queue, having subscribed to the message's event channel first so that
-//! nothing the worker publishes can be missed. Then it either waits for the final event and
-//! answers the stored message (blocking call), or relays the events as Server-Sent Events
-//! (`Accept: text/event-stream`). No polling: the worker's signal wakes the request.
+//! The API never calls the LLM: it stores the question (`pending`, with the draft config) and
+//! queues it on the `chat` queue ([`crate::services::chat`], shared with the service API).
+//! Then it either waits for the final event and answers the stored message (blocking call),
+//! or relays the events as Server-Sent Events (`Accept: text/event-stream`).
 //!
 //! Stop sets a flag in the store and signals `message:<id>:stop`, which reaches whichever
 //! worker holds the chat in either deployment; a question still queued is stopped on the spot.
@@ -22,13 +21,10 @@ use axum::{
 use futures::{Stream, StreamExt, stream};
 use serde_json::json;
 use shared::{
-    chat::{self, ChatEvent, NO_PROVIDER},
-    queue::DebugChat,
-    signals::{StoreChecks, Subscription, channel},
+    chat::{self, NO_PROVIDER},
     store::{
         Db,
-        interrupt::Interrupt,
-        messages::{self, MessageStatus, NewMessage},
+        messages::{self, Message, MessageSource, MessageStatus, NewMessage},
         now_ms,
     },
 };
@@ -44,18 +40,12 @@ use crate::{
     envelope::{Empty, Envelope, ErrorEnvelope},
     error::{ApiError, ApiResult},
     extract::{ApiJson, CurrentAccount},
+    services::chat::{self as chat_service, Relayed, Submitted},
     state::AppState,
 };
 
-/// Longest a debug call waits for its answer. A worker that dies mid-answer has its job
-/// handed to another within a few heartbeats, which answers on the same channel; this bound
-/// only matters when no worker runs at all.
-pub const MAX_ANSWER_WAIT: Duration = Duration::from_secs(600);
 /// Interval of the `: ping` comment on an event stream.
 pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
-/// The answer when the wait ran out first.
-pub const STILL_ANSWERING: &str =
-    "the answer is not ready yet; it will appear in the message list when it is";
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -132,6 +122,8 @@ async fn debug_chat(
         model_config: &config.model_config.0,
         memory_mode: config.memory_mode,
         stream_deltas: stream,
+        source: MessageSource::Debug,
+        history: None,
         status,
         error,
         at_ms: now_ms(),
@@ -142,110 +134,18 @@ async fn debug_chat(
         return Err(ApiError::fail(NO_PROVIDER));
     }
 
-    // Subscribe before the job exists: every event the worker publishes comes after this.
-    let events = state
-        .signals
-        .subscribe(&channel::message_events(id))
-        .await
-        .map_err(|e| ApiError::Internal(e.into()))?;
-    messages::insert_message(&state.db, message(MessageStatus::Pending, "")).await?;
-    if let Err(error) = state
-        .queues
-        .push(DebugChat {
-            message_id: id,
-            traceparent: shared::telemetry::traceparent(),
-        })
-        .await
-    {
-        // Stored, so accepted: the workers' re-queue sweep pushes it once the queue is back,
-        // and this request goes on waiting for the answer.
-        tracing::warn!(%error, message_id = %id, "stored question not queued yet");
-    }
+    let submitted = chat_service::submit(&state, message(MessageStatus::Pending, "")).await?;
     tracing::debug!(message_id = %id, stream, "debug chat queued");
 
-    let checks = state.signals.store_checks();
     if stream {
-        return Ok(
-            event_stream(state.db.clone(), id, conversation_id, events, checks).into_response(),
-        );
+        return Ok(event_stream(state.db.clone(), conversation_id, submitted).into_response());
     }
-    let message = wait_for_answer(&state.db, id, events, checks).await?;
+    let message = MessageView::from(chat_service::wait_for_answer(&state.db, submitted).await?);
     match message.status {
         MessageStatus::Normal | MessageStatus::Stopped => Ok(Envelope::ok(message).into_response()),
         MessageStatus::Error => Err(ApiError::fail(message.error)),
-        MessageStatus::Pending | MessageStatus::Streaming => Err(ApiError::fail(STILL_ANSWERING)),
-    }
-}
-
-/// The message as the chat left it: carried by the final event, or read from the store when
-/// the event has no copy (stopped while queued, failed) or never came (lost signal,
-/// [`MAX_ANSWER_WAIT`]). `not_found` when the app was deleted meanwhile.
-async fn outcome(db: &Db, id: Uuid, last: Option<ChatEvent>) -> Result<MessageView, ApiError> {
-    if let Some(stored) = last.and_then(ChatEvent::into_stored) {
-        return Ok(MessageView::from(stored));
-    }
-    messages::get_message(db, id)
-        .await?
-        .map(MessageView::from)
-        .ok_or_else(|| ApiError::not_found(access::APP_NOT_FOUND))
-}
-
-/// Waits for the chat's final event (or [`MAX_ANSWER_WAIT`]).
-async fn wait_for_answer(
-    db: &Db,
-    id: Uuid,
-    mut events: Subscription,
-    mut checks: StoreChecks,
-) -> Result<MessageView, ApiError> {
-    let deadline = tokio::time::Instant::now() + MAX_ANSWER_WAIT;
-    let last = loop {
-        match next_event(db, id, &mut events, &mut checks, deadline).await? {
-            Next::Event(event) if event.is_final() => break Some(event),
-            Next::Event(_) => {}
-            Next::Answered | Next::Ended => break None,
-        }
-    };
-    drop(events);
-    outcome(db, id, last).await
-}
-
-/// What waiting on a chat's events gave.
-enum Next {
-    Event(ChatEvent),
-    /// The store says the message is final (its final event was lost, or never sent).
-    Answered,
-    /// The wait ran out, or the subscription ended.
-    Ended,
-}
-
-/// The chat's next event; the store is read instead when the signal bus drops or comes back
-/// (events sent meanwhile are lost), and every few seconds.
-async fn next_event(
-    db: &Db,
-    id: Uuid,
-    events: &mut Subscription,
-    checks: &mut StoreChecks,
-    deadline: tokio::time::Instant,
-) -> Result<Next, ApiError> {
-    loop {
-        tokio::select! {
-            payload = tokio::time::timeout_at(deadline, events.next()) => {
-                match payload {
-                    Ok(Some(payload)) => {
-                        if let Some(event) = ChatEvent::from_payload(&payload) {
-                            return Ok(Next::Event(event));
-                        }
-                    }
-                    Ok(None) | Err(_) => return Ok(Next::Ended),
-                }
-            }
-            _ = checks.due() => {
-                match messages::get_message(db, id).await? {
-                    Some(message) if !message.status.is_final() => {}
-                    // Final, or gone (the app was deleted): `outcome` reads which.
-                    _ => return Ok(Next::Answered),
-                }
-            }
+        MessageStatus::Pending | MessageStatus::Streaming => {
+            Err(ApiError::fail(chat_service::STILL_ANSWERING))
         }
     }
 }
@@ -258,9 +158,9 @@ fn sse_event(name: &str, data: serde_json::Value) -> Event {
 }
 
 /// The last event of a stream.
-async fn final_event(db: &Db, id: Uuid, last: Option<ChatEvent>) -> Event {
-    let message = match outcome(db, id, last).await {
-        Ok(message) => message,
+fn final_event(id: Uuid, end: Result<Message, ApiError>) -> Event {
+    let message = match end {
+        Ok(message) => MessageView::from(message),
         Err(ApiError::Internal(e)) => {
             tracing::error!(error.cause_chain = ?e, "reading the answered message failed");
             return sse_event("error", json!({"id": id, "message": "internal error"}));
@@ -271,46 +171,29 @@ async fn final_event(db: &Db, id: Uuid, last: Option<ChatEvent>) -> Event {
         MessageStatus::Normal => sse_event("message_end", json!({ "message": message })),
         MessageStatus::Stopped => sse_event("stopped", json!({"id": id, "message": message})),
         MessageStatus::Error => sse_event("error", json!({"id": id, "message": message.error})),
-        MessageStatus::Pending | MessageStatus::Streaming => {
-            sse_event("error", json!({"id": id, "message": STILL_ANSWERING}))
-        }
+        MessageStatus::Pending | MessageStatus::Streaming => sse_event(
+            "error",
+            json!({"id": id, "message": chat_service::STILL_ANSWERING}),
+        ),
     }
 }
 
 /// `message_created`, the deltas as they come, then the final event; the stream ends there.
 fn event_stream(
     db: Db,
-    id: Uuid,
     conversation_id: Uuid,
-    events: Subscription,
-    checks: StoreChecks,
+    submitted: Submitted,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let id = submitted.id;
     let created = sse_event(
         "message_created",
         json!({"id": id, "conversation_id": conversation_id}),
     );
-    let deadline = tokio::time::Instant::now() + MAX_ANSWER_WAIT;
-    let relay = stream::unfold(Some((events, checks)), move |waiting| {
-        let db = db.clone();
-        async move {
-            let (mut events, mut checks) = waiting?;
-            let last = match next_event(&db, id, &mut events, &mut checks, deadline).await {
-                Ok(Next::Event(ChatEvent::AnswerDelta { delta })) => {
-                    let event = sse_event("answer_delta", json!({"id": id, "delta": delta}));
-                    return Some((event, Some((events, checks))));
-                }
-                Ok(Next::Event(event)) => Some(event),
-                Ok(Next::Answered | Next::Ended) => None,
-                Err(error) => {
-                    tracing::error!(%error, "reading the message while streaming failed");
-                    None
-                }
-            };
-            drop(events);
-            Some((final_event(&db, id, last).await, None))
-        }
+    let relayed = chat_service::relay(db, submitted).map(move |relayed| match relayed {
+        Relayed::Delta(delta) => sse_event("answer_delta", json!({"id": id, "delta": delta})),
+        Relayed::End(end) => final_event(id, end),
     });
-    Sse::new(stream::once(async move { created }).chain(relay).map(Ok))
+    Sse::new(stream::once(async move { created }).chain(relayed).map(Ok))
         .keep_alive(KeepAlive::new().interval(KEEP_ALIVE).text("ping"))
 }
 
@@ -338,14 +221,6 @@ async fn stop_debug_message(
 ) -> ApiResult<Empty> {
     let detail = owned_app(&state, &account, app_id).await?;
     debug_message(&state, &detail, message_id).await?;
-    // The request is in the store, where the worker also looks; the signal makes it
-    // immediate, so a bus outage does not fail the stop. A question still queued is stopped
-    // in the store at once; the worker that meets its job announces the end.
-    if messages::request_stop(&state.db, message_id, now_ms()).await? == Interrupt::Requested {
-        match state.signals.publish_message_stop(message_id).await {
-            Ok(()) => tracing::info!("stop requested"),
-            Err(error) => tracing::warn!(%error, "stop recorded, but not signalled"),
-        }
-    }
+    chat_service::stop(&state, message_id).await?;
     Ok(Envelope::empty())
 }

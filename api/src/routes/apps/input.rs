@@ -147,13 +147,13 @@ impl TryFrom<UpdateAppRequest> for AppUpdate {
     }
 }
 
-/// Seed 1.2. Both fields are required; inside `model_config`, fields not given keep the
-/// draft's values.
+/// Seed 1.2. Both fields are required; `model_config` replaces the draft's: a field not
+/// given takes its default (the model: the server's `LLMOPS_LLM_MODEL`).
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateConfigRequest {
     /// `{dialog_round (0–100), model, temperature (0–2), max_tokens (null or ≥ 1),
-    /// preset_prompt (≤ 2000 characters)}`, any subset.
+    /// preset_prompt (≤ 2000 characters)}`, any subset; the others take their defaults.
     #[schema(required = true, value_type = Object, example = json!({"dialog_round": 3}))]
     pub model_config: Option<Value>,
     /// `long_term_memory` or `none`.
@@ -162,10 +162,10 @@ pub struct UpdateConfigRequest {
 }
 
 impl UpdateConfigRequest {
-    /// The new draft from the current one (or the defaults when the app has none).
+    /// The new draft: `defaults` with the given fields.
     pub fn into_config(
         self,
-        current: &ModelConfig,
+        defaults: &ModelConfig,
     ) -> Result<(ModelConfig, MemoryMode), FieldErrors> {
         let mut errors = FieldErrors::new();
         let config = match self.model_config {
@@ -173,7 +173,7 @@ impl UpdateConfigRequest {
                 errors.add("model_config", "model_config is required");
                 None
             }
-            Some(Value::Object(changes)) => match current.apply(&changes) {
+            Some(Value::Object(changes)) => match defaults.apply(&changes) {
                 Ok(config) => Some(config),
                 Err(problems) => {
                     for (field, message) in problems {
@@ -234,18 +234,21 @@ pub struct DebugRequest {
 
 impl DebugRequest {
     pub fn into_query(self) -> Result<String, FieldErrors> {
-        let query = self.query.unwrap_or_default();
-        if query.trim().is_empty() {
-            return Err(FieldErrors::single("query", "query is required"));
-        }
-        if query.chars().count() > MAX_QUERY {
-            return Err(FieldErrors::single(
-                "query",
-                format!("query must be at most {MAX_QUERY} characters"),
-            ));
-        }
-        Ok(query)
+        parse_query("query", self.query).map_err(|m| FieldErrors::single("query", m))
     }
+}
+
+/// A chat question: 1–2000 characters, not blank (the service API's rule too); `field`
+/// names it in the message.
+pub fn parse_query(field: &str, raw: Option<String>) -> Result<String, String> {
+    let query = raw.unwrap_or_default();
+    if query.trim().is_empty() {
+        return Err(format!("{field} is required"));
+    }
+    if query.chars().count() > MAX_QUERY {
+        return Err(format!("{field} must be at most {MAX_QUERY} characters"));
+    }
+    Ok(query)
 }
 
 /// `search_word` of the app listing (the page parameters are read by `Pagination`).

@@ -4,6 +4,7 @@
 //! account only.
 
 mod access;
+mod api_keys;
 mod debug;
 mod input;
 mod messages;
@@ -20,10 +21,10 @@ use shared::{
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
-pub use access::{AppId, MessageId};
+pub use access::{AppId, MessageId, owned_app};
 pub use input::{
     CreateAppRequest, DebugRequest, SearchParams, UpdateAppRequest, UpdateConfigRequest,
-    UpdateMemoryRequest,
+    UpdateMemoryRequest, parse_query,
 };
 pub use views::{
     AppConfigView, AppListItemView, AppView, CreatedApp, LongTermMemoryView, MessageView,
@@ -35,7 +36,6 @@ use crate::{
     extract::{ApiJson, ApiQuery, CurrentAccount, PageParams, Pagination},
     state::AppState,
 };
-use access::owned_app;
 use input::{AppUpdate, NewAppFields};
 
 /// Seed 1.2's success message.
@@ -54,6 +54,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(publish_app))
         .routes(routes!(cancel_publish_app))
         .routes(routes!(get_long_term_memory, update_long_term_memory))
+        .merge(api_keys::router())
         .merge(debug::router())
         .merge(messages::router())
 }
@@ -194,8 +195,9 @@ async fn delete_app(
     Ok(Envelope::empty())
 }
 
-/// Seed 1.2: updates the draft config, creating it if the app has none. Inside
-/// `model_config`, fields left out keep the draft's values.
+/// Seed 1.2: replaces the draft config, creating it if the app has none. Inside
+/// `model_config`, a field left out takes its default (the model: the server's
+/// `LLMOPS_LLM_MODEL`).
 #[utoipa::path(put, path = "/api/apps/{app_id}/config", tag = "apps",
     security(("bearer" = [])),
     params(("app_id" = String, Path, description = "app id (UUID)")),
@@ -214,13 +216,11 @@ async fn update_draft_config(
     AppId(id): AppId,
     ApiJson(body): ApiJson<UpdateConfigRequest>,
 ) -> ApiResult<Empty> {
-    let detail = owned_app(&state, &account, id).await?;
-    let default_model = &state.config.llm_model;
-    let current = detail.drafted.as_ref().map_or_else(
-        || ModelConfig::with_default_model(default_model),
-        |draft| ModelConfig::from_stored(&draft.model_config.0, default_model),
-    );
-    let (config, memory) = body.into_config(&current).map_err(ApiError::Validation)?;
+    owned_app(&state, &account, id).await?;
+    // Replaced, not merged: a field left out returns to its default, so a draft that once
+    // named a model can go back to the server's.
+    let defaults = ModelConfig::with_default_model(&state.config.llm_model);
+    let (config, memory) = body.into_config(&defaults).map_err(ApiError::Validation)?;
     apps::save_draft_config(
         &state.db,
         id,

@@ -153,7 +153,11 @@ pub struct MessageView {
     pub conversation_id: Uuid,
     pub query: String,
     pub answer: String,
+    /// The completion's tokens.
     pub answer_tokens: i64,
+    /// The prompt's tokens (as the provider reported them, else estimated).
+    pub prompt_tokens: i64,
+    pub total_tokens: i64,
     /// Milliseconds from the worker's start to the last token.
     #[schema(example = 812.5)]
     pub response_latency: f64,
@@ -174,6 +178,8 @@ impl From<Message> for MessageView {
             query: m.query,
             answer: m.answer,
             answer_tokens: m.answer_tokens,
+            prompt_tokens: m.prompt_tokens,
+            total_tokens: m.total_tokens,
             response_latency: m.response_latency,
             status: m.status,
             error: m.error,

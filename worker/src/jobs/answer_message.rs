@@ -1,8 +1,11 @@
-//! Answers one debug-chat message (spec `llmops-api.md`, Debug chat, steps 2–5): claim it,
-//! assemble the prompt (preset prompt, long-term summary, the last `dialog_round` answered
-//! rounds, the query), stream the answer from the OpenAI-compatible provider, store answer,
-//! tokens and latency, fold the round into the summary when long-term memory is on, then
-//! publish the final event that the waiting API request is listening for.
+//! Answers one chat message, from the debug chat (spec `llmops-api.md`, Debug chat, steps 2–5)
+//! or the service API of a published app alike: claim it, assemble the prompt (preset prompt,
+//! long-term summary, the last `dialog_round` answered rounds — or the rounds the request
+//! carried, for the OpenAI-compatible endpoint — and the query), stream the answer from the
+//! OpenAI-compatible provider, store answer, token usage and latency, fold the round into the
+//! summary when long-term memory is on, then publish the final event that the waiting API
+//! request is listening for. The message row holds the config to answer with (the draft for
+//! a debug chat, the published config for the service API), so this job never chooses.
 //!
 //! Stop arrives as a signal from any API replica: the provider stream is dropped (closing its
 //! connection) and the partial answer is stored as `stopped`. A provider failure is stored as
@@ -19,7 +22,7 @@ use shared::{
         prompt::{chat_messages, chat_request, estimate_tokens, summary_request},
     },
     llm::{ChatChunk, Usage},
-    queue::DebugChat,
+    queue::AnswerMessage,
     signals::{Signals, Subscription, channel},
     store::{
         messages::{self, AnswerOutcome, Message, MessageStatus, MessageToAnswer},
@@ -33,12 +36,15 @@ use uuid::Uuid;
 use super::JobError;
 use crate::state::WorkerState;
 
-pub async fn debug_chat(job: DebugChat, state: Data<WorkerState>) -> Result<(), BoxDynError> {
+pub async fn answer_message(
+    job: AnswerMessage,
+    state: Data<WorkerState>,
+) -> Result<(), BoxDynError> {
     // One span per chat message, in the asking request's trace when traces are exported.
     let span = tracing::info_span!("chat", message_id = %job.message_id);
     shared::telemetry::continue_trace(&span, job.traceparent.as_deref());
     execute(job, &state).instrument(span).await.map_err(|e| {
-        tracing::error!(error = %e, "debug chat job failed");
+        tracing::error!(error = %e, "chat answer job failed");
         e.into()
     })
 }
@@ -55,11 +61,13 @@ struct Generated {
     answer: String,
     /// When the last piece of the answer arrived.
     last_token: Option<Instant>,
+    /// The prompt's estimated tokens, for when the provider reports no usage.
+    prompt_estimate: u64,
     end: End,
 }
 
 /// One unit of work, callable without apalis.
-pub async fn execute(job: DebugChat, state: &WorkerState) -> Result<(), JobError> {
+pub async fn execute(job: AnswerMessage, state: &WorkerState) -> Result<(), JobError> {
     let started = Instant::now();
     let id = job.message_id;
     let db = &state.db;
@@ -86,19 +94,24 @@ pub async fn execute(job: DebugChat, state: &WorkerState) -> Result<(), JobError
             }
             MemoryMode::None => String::new(),
         };
-        let history = messages::recent_rounds(
-            db,
-            message.conversation_id,
-            message.id,
-            message.created_at,
-            i64::from(config.dialog_round),
-        )
-        .await?;
-        let body = chat_request(
-            &config,
-            chat_messages(&config, memory, &summary, &history, &message.query),
-        );
-        let generated = generate(state, base_url, body, &message, &mut stop).await;
+        let history = match &message.history {
+            Some(rounds) => rounds.0.clone(),
+            None => {
+                messages::recent_rounds(
+                    db,
+                    message.conversation_id,
+                    message.id,
+                    message.created_at,
+                    i64::from(config.dialog_round),
+                )
+                .await?
+            }
+        };
+        let prompt = chat_messages(&config, memory, &summary, &history, &message.query);
+        let prompt_estimate = estimate_prompt_tokens(&prompt);
+        let body = chat_request(&config, prompt);
+        let mut generated = generate(state, base_url, body, &message, &mut stop).await;
+        generated.prompt_estimate = prompt_estimate;
         if memory == MemoryMode::LongTermMemory {
             memory_update = Some((base_url, summary));
         }
@@ -150,6 +163,7 @@ impl Generated {
         Self {
             answer: String::new(),
             last_token: None,
+            prompt_estimate: 0,
             end,
         }
     }
@@ -292,6 +306,11 @@ async fn store_outcome(
     generated: &Generated,
     latency_ms: f64,
 ) -> Result<Option<Message>, JobError> {
+    let prompt_tokens = match &generated.end {
+        End::Completed(Some(usage)) => usage.prompt_tokens,
+        _ => generated.prompt_estimate,
+    };
+    let prompt_tokens = i64::try_from(prompt_tokens).unwrap_or(i64::MAX);
     let (status, error, tokens) = match &generated.end {
         End::Completed(usage) => (
             MessageStatus::Normal,
@@ -316,6 +335,7 @@ async fn store_outcome(
         status,
         answer: &generated.answer,
         answer_tokens: i64::try_from(tokens).unwrap_or(i64::MAX),
+        prompt_tokens,
         response_latency_ms: latency_ms,
         error,
     };
@@ -331,7 +351,7 @@ async fn store_outcome(
         return Ok(None);
     }
     if status == MessageStatus::Error {
-        tracing::warn!(error, "debug chat answer failed");
+        tracing::warn!(error, "chat answer failed");
     }
     Ok(Some(Message {
         id: message.id,
@@ -340,13 +360,27 @@ async fn store_outcome(
         query: message.query.clone(),
         answer: generated.answer.clone(),
         answer_tokens: i64::try_from(tokens).unwrap_or(i64::MAX),
+        prompt_tokens,
+        total_tokens: i64::try_from(tokens)
+            .unwrap_or(i64::MAX)
+            .saturating_add(prompt_tokens),
         response_latency: latency_ms,
         status,
         error: error.to_owned(),
+        rating: None,
         created_at: message.created_at,
         updated_at: at_ms,
         deleted_at: None,
     }))
+}
+
+/// The estimated tokens of a prompt's messages (their text, plus a few per message for the
+/// role markers, as OpenAI counts them).
+fn estimate_prompt_tokens(prompt: &[serde_json::Value]) -> u64 {
+    prompt
+        .iter()
+        .map(|m| estimate_tokens(m["content"].as_str().unwrap_or_default()) + 4)
+        .sum()
 }
 
 /// Folds the answered round into the conversation's summary. A failure keeps the old
