@@ -98,13 +98,16 @@ pub fn init(format: LogFormat, service: &'static str) -> Telemetry {
     Telemetry { provider }
 }
 
+/// The variables whose presence turns the trace exporter on.
+pub const ENDPOINT_VARIABLES: [&str; 2] = [
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+];
+
 fn exporter_configured() -> bool {
-    [
-        "OTEL_EXPORTER_OTLP_ENDPOINT",
-        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
-    ]
-    .iter()
-    .any(|name| std::env::var(name).is_ok_and(|v| !v.trim().is_empty()))
+    ENDPOINT_VARIABLES
+        .iter()
+        .any(|name| std::env::var(name).is_ok_and(|v| !v.trim().is_empty()))
 }
 
 fn tracer_provider(service: &'static str) -> Option<SdkTracerProvider> {
