@@ -15,5 +15,6 @@ mod foundation;
 mod metrics;
 mod queue;
 mod store;
+mod streams;
 mod tasks;
 mod traces;
