@@ -225,3 +225,40 @@ both_deployments! {
         assert_eq!(r.status(), 400);
     }
 }
+
+/// A stream opened on one api replica resumes on another (real processes, distributed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn last_event_id_resumes_on_another_api_replica() {
+    let options =
+        crate::helpers::StackOptions::new(crate::helpers::Mode::Distributed { workers: 1 })
+            .processes();
+    let Some(stack) = Stack::start_with(options).await else {
+        return;
+    };
+    let (_replica, replica_base) = stack.spawn_api_replica().await;
+    let llm = MockLlm::start().await;
+    llm.set_latency(Duration::from_millis(1500));
+    let id = run(&stack, &fixture("basic", &llm), basic_inputs()).await;
+    let mut first = subscribe(&stack, &id, None).await;
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        seen.push(first.next().await.unwrap());
+    }
+    drop(first);
+    let r = stack
+        .client
+        .get(format!("{replica_base}/api/task/stream?taskID={id}"))
+        .header("last-event-id", seen.last().unwrap().0.to_string())
+        .send()
+        .await
+        .unwrap();
+    seen.extend(Events::new(r).rest().await);
+    assert_ids_rise(&seen);
+    assert_eq!(names(&seen).len(), 8, "{:?}", names(&seen));
+    assert_eq!(seen.last().unwrap().2["status"], "succeeded");
+    let late = subscribe(&stack, &id, None).await.rest().await;
+    assert_eq!(
+        seen, late,
+        "both replicas send the same events with the same ids"
+    );
+}
