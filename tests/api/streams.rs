@@ -134,6 +134,8 @@ both_deployments! {
         assert_eq!(llm_done["status"], "succeeded");
         assert!(llm_done["outputs"]["result"].is_string(), "{llm_done}");
         assert!(llm_done["timeCost"].is_number(), "{llm_done}");
+        assert_eq!(events[3].2["type"], "llm", "{}", events[3].2);
+        assert_eq!(events[1].2["type"], "start", "{}", events[1].2);
         assert_eq!(events[3].2["inputs"]["modelName"], "m", "node_started carries the inputs: {}", events[3].2);
     }
 }

@@ -165,6 +165,14 @@ pub async fn get_task_events(db: &Db, id: Uuid) -> Result<Option<TaskEvents>, St
         .bind(id).fetch_optional(pool).await)?)
 }
 
+/// The task's workflow schema (JSON text), as it was submitted.
+pub async fn get_task_schema(db: &Db, id: Uuid) -> Result<Option<String>, StoreError> {
+    let row: Option<(String,)> = with_read_pool!(db, pool => sqlx::query_as(
+        "SELECT schema_json FROM tasks WHERE id = $1")
+        .bind(id).fetch_optional(pool).await)?;
+    Ok(row.map(|(s,)| s))
+}
+
 /// The task's status, owner and result (outputs).
 pub async fn get_task_result(db: &Db, id: Uuid) -> Result<Option<TaskView>, StoreError> {
     Ok(with_read_pool!(db, pool => sqlx::query_as::<_, TaskView>(

@@ -15,6 +15,8 @@
 //! carry higher ids than anything the dead attempt produced and a subscriber sees the run
 //! restart with a second `workflow_started` — never a repeated or reused id.
 
+use std::collections::HashMap;
+
 use serde_json::{Map, Value, json};
 
 use super::report::{EventRef, Report, WorkflowStatus};
@@ -37,6 +39,23 @@ pub struct EventLog {
     pub log: Vec<EventRef>,
 }
 
+/// Each node's type by its id, nested blocks (loop bodies) included, from the schema JSON.
+pub fn node_types(schema: &str) -> HashMap<String, String> {
+    fn walk(nodes: &Value, types: &mut HashMap<String, String>) {
+        for node in nodes.as_array().into_iter().flatten() {
+            if let (Some(id), Some(ty)) = (node["id"].as_str(), node["type"].as_str()) {
+                types.insert(id.to_owned(), ty.to_owned());
+            }
+            walk(&node["blocks"], types);
+        }
+    }
+    let mut types = HashMap::new();
+    if let Ok(doc) = serde_json::from_str::<Value>(schema) {
+        walk(&doc["nodes"], &mut types);
+    }
+    types
+}
+
 /// The events of a run after `after` (a `Last-Event-ID`), from its stored report and log.
 /// `terminal` is the task's stored status when it has ended (the final write holds the
 /// complete log, so `workflow_finished` comes last).
@@ -46,6 +65,7 @@ pub fn events_after(
     log: &EventLog,
     terminal: Option<WorkflowStatus>,
     after: Option<u64>,
+    types: &HashMap<String, String>,
 ) -> Vec<RunEvent> {
     let base = log.attempt.max(0) as u64 * ATTEMPT_SPAN;
     let wanted = |id: u64| after.is_none_or(|a| id > a);
@@ -70,7 +90,7 @@ pub fn events_after(
             .get(node_id)
             .and_then(|node| node.snapshots.get(*index));
         let Some(snapshot) = snapshot else { continue };
-        let node_type = snapshot.data.get("type").cloned().unwrap_or(Value::Null);
+        let node_type = types.get(node_id).map_or(Value::Null, |t| json!(t));
         let data = if *kind == EventRef::STARTED {
             json!({"taskID": task_id, "nodeID": node_id, "type": node_type,
                    "inputs": snapshot.inputs})

@@ -9,7 +9,11 @@
 //! reconnects to another replica, gets exactly the events after its `Last-Event-ID`, and a
 //! run without subscribers costs nothing more.
 
-use std::{collections::VecDeque, convert::Infallible, time::Duration};
+use std::{
+    collections::{HashMap, VecDeque},
+    convert::Infallible,
+    time::Duration,
+};
 
 use axum::{
     http::HeaderMap,
@@ -25,7 +29,7 @@ use shared::{
     },
     workflow::{
         Report, WorkflowStatus,
-        events::{EventLog, RunEvent, events_after},
+        events::{EventLog, RunEvent, events_after, node_types},
     },
 };
 use uuid::Uuid;
@@ -86,10 +90,16 @@ pub async fn open(
         }
         _ => return Err(Bare(task_not_found(raw))),
     };
-    let first = read(&id.to_string(), row, after);
+    // Node types come from the schema, read once: the log and the report do not repeat them.
+    let types = tasks::get_task_schema(&state.db, id)
+        .await?
+        .map(|schema| node_types(&schema))
+        .unwrap_or_default();
+    let first = read(&id.to_string(), row, after, &types);
     let cursor = Cursor {
         state,
         id,
+        types,
         after,
         pending: VecDeque::new(),
         done: Some(done.boxed()),
@@ -106,7 +116,12 @@ pub async fn open(
 }
 
 /// The events of one read of the row after `after`, and whether the run has ended.
-fn read(task_id: &str, row: tasks::TaskEvents, after: Option<u64>) -> (Vec<RunEvent>, bool) {
+fn read(
+    task_id: &str,
+    row: tasks::TaskEvents,
+    after: Option<u64>,
+    types: &HashMap<String, String>,
+) -> (Vec<RunEvent>, bool) {
     let terminal = row.status.is_terminal().then(|| status_of(row.status));
     let report = row
         .report
@@ -119,7 +134,7 @@ fn read(task_id: &str, row: tasks::TaskEvents, after: Option<u64>) -> (Vec<RunEv
         .and_then(|e: Value| serde_json::from_value::<EventLog>(e).ok())
         .unwrap_or_default();
     (
-        events_after(task_id, &report, &log, terminal, after),
+        events_after(task_id, &report, &log, terminal, after, types),
         terminal.is_some(),
     )
 }
@@ -138,6 +153,7 @@ fn status_of(status: TaskStatus) -> WorkflowStatus {
 struct Cursor {
     state: AppState,
     id: Uuid,
+    types: HashMap<String, String>,
     after: Option<u64>,
     pending: VecDeque<RunEvent>,
     done: Option<BoxStream<'static, std::sync::Arc<str>>>,
@@ -187,7 +203,7 @@ impl Cursor {
                     continue;
                 }
             };
-            let read = read(&self.id.to_string(), row, self.after);
+            let read = read(&self.id.to_string(), row, self.after, &self.types);
             self = self.absorb(read);
         }
     }
