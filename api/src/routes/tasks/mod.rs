@@ -35,6 +35,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
 pub use caller::TaskCaller;
+use caller::may_see;
 use input::{TaskCancelInput, TaskQuery, TaskRunInput, task_not_found};
 
 use crate::{
@@ -185,11 +186,6 @@ async fn get_task_stream(
     Ok(stream::open(state, &caller, raw, id, after)
         .await?
         .into_response())
-}
-
-/// Whether the caller may see a task: one made with a token belongs to that account only.
-fn may_see(owner: Option<Uuid>, caller: &TaskCaller) -> bool {
-    owner.is_none() || owner == caller.account_id()
 }
 
 /// Checks ownership of a stored task: someone else's task is an unknown task.

@@ -34,7 +34,10 @@ use shared::{
 };
 use uuid::Uuid;
 
-use super::{TaskCaller, input::task_not_found, may_see};
+use super::{
+    caller::{TaskCaller, may_see},
+    input::task_not_found,
+};
 use crate::{
     error::{ApiError, Bare},
     state::AppState,
