@@ -105,6 +105,12 @@ pub struct Config {
     #[arg(long, env = "LLMOPS_TASK_RETENTION_DAYS", default_value_t = 0)]
     pub task_retention_days: u64,
 
+    /// How long after a run ends its event stream can still be read (`GET /api/task/stream`,
+    /// resumed with `Last-Event-ID`); later, the stream of the task answers 404 (its report and
+    /// result stay readable until task retention deletes the row).
+    #[arg(long, env = "LLMOPS_STREAM_RETENTION_SECS", default_value_t = 3600)]
+    pub stream_retention_secs: u64,
+
     /// Nodes one workflow run may execute.
     #[arg(long, env = "LLMOPS_MAX_NODES_PER_RUN", default_value_t = 10_000)]
     pub max_nodes_per_run: u64,

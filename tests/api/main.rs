@@ -16,5 +16,6 @@ mod metrics;
 mod queue;
 mod service;
 mod store;
+mod streams;
 mod tasks;
 mod traces;

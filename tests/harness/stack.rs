@@ -279,6 +279,35 @@ impl Stack {
         Some(stack)
     }
 
+    /// Starts a second `llmops-api` process on the stack's store, queue and signals (another
+    /// replica behind the same load balancer); answers it and its base URL once it is ready.
+    pub async fn spawn_api_replica(&self) -> (Proc, String) {
+        let port = free_port();
+        let mut env = self.env.clone();
+        env.push(("LLMOPS_LISTEN".into(), format!("127.0.0.1:{port}")));
+        let mut api = spawn(&self.dir, "llmops-api", "api-replica", &env);
+        let base = format!("http://127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(r) = self.client.get(format!("{base}/readyz")).send().await
+                && r.status().is_success()
+            {
+                return (api, base);
+            }
+            if let Ok(Some(status)) = api.child.try_wait() {
+                panic!(
+                    "llmops-api replica exited with {status}:\n{}",
+                    api.log_text()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the replica did not become ready"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Starts one more `llmops-worker` with the stack's settings and waits until it has
     /// connected (by then its signal handlers are installed, so a SIGTERM is a clean stop).
     pub async fn spawn_worker(&mut self) -> usize {

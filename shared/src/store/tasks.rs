@@ -148,6 +148,31 @@ pub async fn get_task_report(db: &Db, id: Uuid) -> Result<Option<TaskView>, Stor
         .bind(id).fetch_optional(pool).await)?)
 }
 
+/// What a task's event stream is rebuilt from ([`crate::workflow::events`]).
+#[derive(Debug, sqlx::FromRow)]
+pub struct TaskEvents {
+    pub owner_id: Option<Uuid>,
+    pub status: TaskStatus,
+    pub report: Option<Json<Value>>,
+    pub events: Option<Json<Value>>,
+    pub finished_at: Option<i64>,
+}
+
+/// The task's status, owner, report and event log, read together (one row, one snapshot).
+pub async fn get_task_events(db: &Db, id: Uuid) -> Result<Option<TaskEvents>, StoreError> {
+    Ok(with_read_pool!(db, pool => sqlx::query_as::<_, TaskEvents>(
+        "SELECT owner_id, status, report, events, finished_at FROM tasks WHERE id = $1")
+        .bind(id).fetch_optional(pool).await)?)
+}
+
+/// The task's workflow schema (JSON text), as it was submitted.
+pub async fn get_task_schema(db: &Db, id: Uuid) -> Result<Option<String>, StoreError> {
+    let row: Option<(String,)> = with_read_pool!(db, pool => sqlx::query_as(
+        "SELECT schema_json FROM tasks WHERE id = $1")
+        .bind(id).fetch_optional(pool).await)?;
+    Ok(row.map(|(s,)| s))
+}
+
 /// The task's status, owner and result (outputs).
 pub async fn get_task_result(db: &Db, id: Uuid) -> Result<Option<TaskView>, StoreError> {
     Ok(with_read_pool!(db, pool => sqlx::query_as::<_, TaskView>(
@@ -197,12 +222,13 @@ pub async fn save_progress(
     id: Uuid,
     attempt: i32,
     report: &RawValue,
+    events: &RawValue,
     at_ms: i64,
 ) -> Result<bool, StoreError> {
     let cancel: Option<(bool,)> = with_pool!(db, pool => sqlx::query_as(
-        "UPDATE tasks SET report = $3, updated_at = $4 WHERE id = $1 AND attempt = $2 AND status = 'processing'
+        "UPDATE tasks SET report = $3, events = $5, updated_at = $4 WHERE id = $1 AND attempt = $2 AND status = 'processing'
          RETURNING cancel_requested")
-        .bind(id).bind(attempt).bind(JsonText(report)).bind(at_ms).fetch_optional(pool).await)?;
+        .bind(id).bind(attempt).bind(JsonText(report)).bind(at_ms).bind(JsonText(events)).fetch_optional(pool).await)?;
     Ok(cancel.is_some_and(|(c,)| c))
 }
 
@@ -230,6 +256,8 @@ pub struct FinishedTask {
     pub outputs: Map<String, Value>,
     /// The report as JSON text ([`crate::workflow::ReportHandle::to_json`]).
     pub report: Box<RawValue>,
+    /// The attempt's event log ([`crate::workflow::events`]).
+    pub events: Box<RawValue>,
     pub at_ms: i64,
 }
 
@@ -249,18 +277,20 @@ pub async fn finish_tasks(db: &Db, tasks: &[FinishedTask]) -> Result<Vec<(Uuid, 
     }
     // Postgres types a VALUES list from its first row and would take untyped parameters for
     // text; SQLite has no `::` casts. So the casts are there on Postgres only.
-    let casts: [&str; 6] = match db {
-        Db::Postgres(_) => ["::uuid", "::int4", "::text", "::json", "::json", "::int8"],
-        Db::Sqlite { .. } => [""; 6],
+    let casts: [&str; 7] = match db {
+        Db::Postgres(_) => [
+            "::uuid", "::int4", "::text", "::json", "::json", "::int8", "::json",
+        ],
+        Db::Sqlite { .. } => [""; 7],
     };
     let sql = format!(
-        "WITH v (id, attempt, status, outputs, report, at) AS (VALUES {})
+        "WITH v (id, attempt, status, outputs, report, at, events) AS (VALUES {})
          UPDATE tasks SET status = v.status, outputs = v.outputs, report = v.report,
-                          updated_at = v.at, finished_at = v.at
+                          events = v.events, updated_at = v.at, finished_at = v.at
          FROM v
          WHERE tasks.id = v.id AND tasks.attempt = v.attempt AND tasks.status = 'processing'
          RETURNING tasks.id, tasks.attempt",
-        rows_sql(db.kind(), tasks.len(), 6, |p| {
+        rows_sql(db.kind(), tasks.len(), 7, |p| {
             let typed: Vec<String> = p
                 .iter()
                 .zip(casts)
@@ -278,7 +308,8 @@ pub async fn finish_tasks(db: &Db, tasks: &[FinishedTask]) -> Result<Vec<(Uuid, 
                 .bind(task.status)
                 .bind(JsonText(&task.outputs))
                 .bind(JsonText(&task.report))
-                .bind(task.at_ms);
+                .bind(task.at_ms)
+                .bind(JsonText(&task.events));
         }
         query.fetch_all(pool).await
     })?)

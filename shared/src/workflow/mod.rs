@@ -25,6 +25,7 @@
 pub mod egress;
 mod engine;
 mod engine_config;
+pub mod events;
 mod executor;
 mod input_validation;
 pub mod js;
@@ -47,8 +48,8 @@ pub use executor::{BlockFailed, NodeContext, NodeExecutor, NodeHandle, NodeOutpu
 pub use node_error::NodeError;
 pub use registry::NodeRegistry;
 pub use report::{
-    Message, MessageType, Messages, NodeReport, Report, ReportHandle, Snapshot, StatusData,
-    WorkflowStatus, now_ms,
+    EventRef, Message, MessageType, Messages, NodeReport, Report, ReportHandle, Snapshot,
+    StatusData, WorkflowStatus, now_ms,
 };
 pub use schema::{WorkflowSchema, parse_schema};
 pub use schema_cache::parse_schema_cached;

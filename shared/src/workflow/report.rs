@@ -224,6 +224,20 @@ struct ReportState {
     report: Report,
     /// Snapshot creation order across nodes, which `IReport` itself does not keep.
     order: Vec<SnapshotSlot>,
+    /// Node starts and ends in the order they happened: the run's event log (see
+    /// [`crate::workflow::events`]), stored beside the report with the same writes.
+    events: Vec<EventRef>,
+}
+
+/// One entry of a run's event log: `[kind, nodeID, snapshot index]`, where kind is
+/// [`EventRef::STARTED`] or [`EventRef::FINISHED`]. The payload (inputs, outputs, error) is
+/// not copied: it is read from the report's snapshot when the event is sent.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct EventRef(pub u8, pub String, pub usize);
+
+impl EventRef {
+    pub const STARTED: u8 = 0;
+    pub const FINISHED: u8 = 1;
 }
 
 struct Inner {
@@ -257,6 +271,7 @@ impl ReportHandle {
                 state: Mutex::new(ReportState {
                     report,
                     order: Vec::new(),
+                    events: Vec::new(),
                 }),
                 version: AtomicU64::new(0),
                 notify: Notify::new(),
@@ -286,6 +301,29 @@ impl ReportHandle {
             node.status.refresh_time_cost(now);
         }
         serde_json::value::to_raw_value(&state.report)
+    }
+
+    /// The report and the event log of this attempt, taken under one lock so that every
+    /// event in the log has its snapshot in the report.
+    pub fn to_json_with_events(
+        &self,
+        attempt: i32,
+    ) -> serde_json::Result<(
+        Box<serde_json::value::RawValue>,
+        Box<serde_json::value::RawValue>,
+    )> {
+        let mut state = self.lock();
+        let now = now_ms();
+        state.report.workflow_status.refresh_time_cost(now);
+        for node in state.report.reports.values_mut() {
+            node.status.refresh_time_cost(now);
+        }
+        let report = serde_json::value::to_raw_value(&state.report)?;
+        let events = serde_json::value::to_raw_value(&serde_json::json!({
+            "attempt": attempt,
+            "log": state.events,
+        }))?;
+        Ok((report, events))
     }
 
     /// All snapshots in the order they were created, across nodes (what the reference's
@@ -340,6 +378,7 @@ impl ReportHandle {
         self.update(|state| {
             state.report = report;
             state.order.clear();
+            state.events.clear();
         });
     }
 
@@ -403,6 +442,11 @@ impl ReportHandle {
                 snapshot: report.snapshots.len() - 1,
             };
             state.order.push(slot);
+            state.events.push(EventRef(
+                EventRef::STARTED,
+                node_id.to_owned(),
+                slot.snapshot,
+            ));
             slot
         })
     }
@@ -430,12 +474,18 @@ impl ReportHandle {
         outputs: Map<String, Value>,
         branch: Option<String>,
     ) {
-        self.with_slot(slot, |node, now| {
+        let now = now_ms();
+        self.update(|state| {
+            let Some((node_id, node)) = state.report.reports.get_index_mut(slot.node) else {
+                return;
+            };
             if let Some(snapshot) = node.snapshots.get_mut(slot.snapshot) {
                 snapshot.outputs = Some(outputs);
                 snapshot.branch = branch;
             }
             node.status.finish(WorkflowStatus::Succeeded, now);
+            let finished = EventRef(EventRef::FINISHED, node_id.clone(), slot.snapshot);
+            state.events.push(finished);
         });
     }
 
@@ -452,6 +502,9 @@ impl ReportHandle {
             }
             node.status.finish(WorkflowStatus::Failed, now);
             let node_id = node_id.clone();
+            state
+                .events
+                .push(EventRef(EventRef::FINISHED, node_id.clone(), slot.snapshot));
             state.report.messages.error.push(Message {
                 id: new_id(),
                 kind: MessageType::Error,

@@ -99,6 +99,7 @@ fn finished(id: Uuid, attempt: i32, report: serde_json::Value, at_ms: i64) -> Fi
         status: TaskStatus::Succeeded,
         outputs: Map::new(),
         report: serde_json::value::to_raw_value(&report).unwrap(),
+        events: serde_json::value::to_raw_value(&json!({"attempt": attempt, "log": []})).unwrap(),
         at_ms,
     }
 }
@@ -440,7 +441,8 @@ async fn nul_round_trips_in_task_documents(db: &Db) {
     let run = tasks::start_attempt(db, id, now).await.unwrap().unwrap();
     assert_eq!(run.inputs.0, map);
     assert_eq!(stored_report(db, id).await, nul);
-    tasks::save_progress(db, id, 1, &raw(&json!({"progress": "\u{0}"})), now)
+    let log = raw(&json!({"attempt": 1, "log": []}));
+    tasks::save_progress(db, id, 1, &raw(&json!({"progress": "\u{0}"})), &log, now)
         .await
         .unwrap();
     assert_eq!(stored_report(db, id).await, json!({"progress": "\u{0}"}));

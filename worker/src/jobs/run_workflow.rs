@@ -126,10 +126,11 @@ pub async fn execute(job: RunWorkflow, state: &WorkerState) -> Result<(), JobErr
             _ = flush.tick() => {
                 let version = report.version();
                 let cancel_stored = if version != flushed_version {
-                    let snapshot = report.to_json()?;
+                    let (snapshot, events) = report.to_json_with_events(task.attempt)?;
                     flushed_version = version;
                     last_write = tokio::time::Instant::now();
-                    tasks::save_progress(db, id, task.attempt, &snapshot, now_ms()).await?
+                    tasks::save_progress(db, id, task.attempt, &snapshot, &events, now_ms())
+                        .await?
                 } else if last_write.elapsed() >= HEARTBEAT_EVERY {
                     last_write = tokio::time::Instant::now();
                     tasks::touch_attempt(db, id, task.attempt, now_ms()).await?
@@ -147,7 +148,7 @@ pub async fn execute(job: RunWorkflow, state: &WorkerState) -> Result<(), JobErr
     };
 
     let final_status = TaskStatus::from(outcome.status);
-    let final_report = report.to_json()?;
+    let (final_report, final_events) = report.to_json_with_events(task.attempt)?;
     let finished = state
         .tasks
         .finish(tasks::FinishedTask {
@@ -156,6 +157,7 @@ pub async fn execute(job: RunWorkflow, state: &WorkerState) -> Result<(), JobErr
             status: final_status,
             outputs: outcome.outputs.clone(),
             report: final_report,
+            events: final_events,
             at_ms: now_ms(),
         })
         .await;

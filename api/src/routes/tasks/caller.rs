@@ -21,6 +21,11 @@ impl TaskCaller {
     }
 }
 
+/// Whether the caller may see a task: one made with a token belongs to that account only.
+pub fn may_see(owner: Option<Uuid>, caller: &TaskCaller) -> bool {
+    owner.is_none() || owner == caller.account_id()
+}
+
 impl FromRequestParts<AppState> for TaskCaller {
     type Rejection = Bare;
 

@@ -7,6 +7,7 @@
 
 mod caller;
 mod input;
+mod stream;
 
 use std::time::Duration;
 
@@ -14,6 +15,8 @@ use axum::{
     Json,
     body::Bytes,
     extract::{Query, State, rejection::QueryRejection},
+    http::HeaderMap,
+    response::{IntoResponse, Response},
 };
 use futures::StreamExt;
 use serde::Serialize;
@@ -32,6 +35,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
 pub use caller::TaskCaller;
+use caller::may_see;
 use input::{TaskCancelInput, TaskQuery, TaskRunInput, task_not_found};
 
 use crate::{
@@ -47,6 +51,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(run_task))
         .routes(routes!(get_task_result))
         .routes(routes!(get_task_report))
+        .routes(routes!(get_task_stream))
         .routes(routes!(cancel_task))
         .routes(routes!(validate_task))
 }
@@ -79,10 +84,14 @@ fn validate(input: &TaskRunInput) -> Result<(), Vec<String>> {
 ///
 /// A schema that fails validation still gets a taskID: the task is stored as `failed` with the
 /// errors in its report's `messages.error`, and never queued.
+///
+/// With `Accept: text/event-stream` the request runs and streams in one: the answer is the
+/// run's event stream, as `GET /api/task/stream` sends it (every event carries the `taskID`).
 #[utoipa::path(post, path = "/api/task/run", tag = "task",
     request_body = TaskRunInput,
     responses(
-        (status = 200, body = TaskRunOutput),
+        (status = 200, description = "the taskID; with `Accept: text/event-stream`, the run's events (see `GET /api/task/stream`)",
+            content((TaskRunOutput = "application/json"), (String = "text/event-stream"))),
         (status = 400, body = TaskErrorBody, description = "malformed request (`validate_error`)"),
         (status = 401, body = TaskErrorBody, description = "a token is required or invalid"),
         (status = 413, body = TaskErrorBody, description = "body larger than LLMOPS_BODY_LIMIT"),
@@ -91,8 +100,9 @@ fn validate(input: &TaskRunInput) -> Result<(), Vec<String>> {
 async fn run_task(
     State(state): State<AppState>,
     caller: TaskCaller,
+    headers: HeaderMap,
     body: Bytes,
-) -> Result<Json<TaskRunOutput>, Bare> {
+) -> Result<Response, Bare> {
     let input = TaskRunInput::parse(&body)?;
     // Time-ordered: new rows go to the end of the id index instead of a random page of it,
     // which keeps each batch's writes to a few pages (SQLite's WAL, Postgres's B-tree).
@@ -132,14 +142,50 @@ async fn run_task(
     metrics::counter!(shared::metrics::RUNS_SUBMITTED, "status" => task_status.as_str())
         .increment(1);
 
+    if stream::wants_stream(&headers) {
+        // The task row exists before the stream's first read: nothing can be missed.
+        let raw = id.to_string();
+        return Ok(stream::open(state, &caller, &raw, id, None)
+            .await?
+            .into_response());
+    }
     Ok(Json(TaskRunOutput {
         task_id: id.to_string(),
-    }))
+    })
+    .into_response())
 }
 
-/// Whether the caller may see a task: one made with a token belongs to that account only.
-fn may_see(owner: Option<Uuid>, caller: &TaskCaller) -> bool {
-    owner.is_none() || owner == caller.account_id()
+/// A run's events, as Server-Sent Events (TaskStream).
+///
+/// Events, each with an increasing `id:` and a JSON `data:` carrying `taskID`:
+/// `workflow_started {inputs, attempt}`, `node_started {nodeID, type, inputs}`,
+/// `node_finished {nodeID, status, outputs | error, timeCost}`,
+/// `workflow_finished {status, outputs, timeCost}` (the last; `status` is `succeeded`,
+/// `failed` or `canceled`). A `: ping` comment comes every 15 s. A subscriber that arrives late
+/// gets the run's events from the start; one that reconnects with `Last-Event-ID` (to any
+/// replica) gets exactly the events after it, during the run and for
+/// `LLMOPS_STREAM_RETENTION_SECS` after it. A run retried after its worker died starts again
+/// with a second `workflow_started` whose ids are above every id of the failed attempt.
+#[utoipa::path(get, path = "/api/task/stream", tag = "task",
+    params(TaskQuery,
+        ("Last-Event-ID" = Option<u64>, Header, description = "resume after this event id")),
+    responses(
+        (status = 200, content_type = "text/event-stream", body = String,
+            description = "the run's events (`workflow_started`, `node_started`, `node_finished`, `workflow_finished`)"),
+        (status = 400, body = TaskErrorBody), (status = 404, body = TaskErrorBody, description = "unknown taskID, or its stream retention has passed")),
+    security((), ("bearer" = [])))]
+async fn get_task_stream(
+    State(state): State<AppState>,
+    caller: TaskCaller,
+    headers: HeaderMap,
+    query: Result<Query<TaskQuery>, QueryRejection>,
+) -> Result<Response, Bare> {
+    let query = TaskQuery::from_query(query)?;
+    let (raw, id) = query.task()?;
+    let after = stream::last_event_id(&headers);
+    Ok(stream::open(state, &caller, raw, id, after)
+        .await?
+        .into_response())
 }
 
 /// Checks ownership of a stored task: someone else's task is an unknown task.

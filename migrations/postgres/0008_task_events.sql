@@ -1,0 +1,4 @@
+-- A run's event log (node starts and ends, in order) for the task stream, written with the
+-- report by the same statements; see shared/src/workflow/events.rs.
+ALTER TABLE tasks ADD COLUMN events json;
+ALTER TABLE tasks ALTER COLUMN events SET COMPRESSION lz4;

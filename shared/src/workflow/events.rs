@@ -1,0 +1,142 @@
+//! A run's events (`workflow_started`, `node_started`, `node_finished`, `workflow_finished`),
+//! as the task stream sends them, rebuilt from what the worker already stores.
+//!
+//! Why derived and not published: the worker keeps a compact log of node starts and ends in
+//! order (`[kind, nodeID, snapshot]`, [`EventRef`]) and stores it in the task row's `events`
+//! column with the same statements that write the report (the 100 ms progress flush and the
+//! final write). A run without subscribers therefore costs no extra round trip, and the log
+//! is in the store, so any api replica rebuilds the same events, with the same ids, for a run
+//! on any worker, during the run and after it; a late subscriber gets them from the start,
+//! and nothing between submit and subscribe can be missed.
+//!
+//! Ids: `attempt × 1 000 000 + position` (`workflow_started` at 0, the log's entries from 1,
+//! `workflow_finished` after the last). They rise strictly within an attempt; a redelivered
+//! job (its worker died) starts a new attempt whose log replaces the old one, so its events
+//! carry higher ids than anything the dead attempt produced and a subscriber sees the run
+//! restart with a second `workflow_started` — never a repeated or reused id.
+
+use std::collections::HashMap;
+
+use serde_json::{Map, Value, json};
+
+use super::report::{EventRef, Report, WorkflowStatus};
+
+/// Ids of one attempt live in `[attempt × ATTEMPT_SPAN, (attempt + 1) × ATTEMPT_SPAN)`.
+pub const ATTEMPT_SPAN: u64 = 1_000_000;
+
+/// One event of a run, ready to send.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunEvent {
+    pub id: u64,
+    pub name: &'static str,
+    pub data: Value,
+}
+
+/// The stored event log of one attempt (the `events` column).
+#[derive(serde::Deserialize, Debug, Default)]
+pub struct EventLog {
+    pub attempt: i32,
+    pub log: Vec<EventRef>,
+}
+
+/// Each node's type by its id, nested blocks (loop bodies) included, from the schema JSON.
+pub fn node_types(schema: &str) -> HashMap<String, String> {
+    fn walk(nodes: &Value, types: &mut HashMap<String, String>) {
+        for node in nodes.as_array().into_iter().flatten() {
+            if let (Some(id), Some(ty)) = (node["id"].as_str(), node["type"].as_str()) {
+                types.insert(id.to_owned(), ty.to_owned());
+            }
+            walk(&node["blocks"], types);
+        }
+    }
+    let mut types = HashMap::new();
+    if let Ok(doc) = serde_json::from_str::<Value>(schema) {
+        walk(&doc["nodes"], &mut types);
+    }
+    types
+}
+
+/// The events of a run after `after` (a `Last-Event-ID`), from its stored report and log.
+/// `terminal` is the task's stored status when it has ended (the final write holds the
+/// complete log, so `workflow_finished` comes last).
+pub fn events_after(
+    task_id: &str,
+    report: &Report,
+    log: &EventLog,
+    terminal: Option<WorkflowStatus>,
+    after: Option<u64>,
+    types: &HashMap<String, String>,
+) -> Vec<RunEvent> {
+    let base = log.attempt.max(0) as u64 * ATTEMPT_SPAN;
+    let wanted = |id: u64| after.is_none_or(|a| id > a);
+    let mut events = Vec::new();
+    // A task canceled or rejected before any worker ran it has no started run to report.
+    let started = log.attempt > 0;
+    if started && wanted(base) {
+        events.push(RunEvent {
+            id: base,
+            name: "workflow_started",
+            data: json!({"taskID": task_id, "inputs": report.inputs, "attempt": log.attempt}),
+        });
+    }
+    for (n, entry) in log.log.iter().enumerate() {
+        let id = base + 1 + n as u64;
+        if !wanted(id) {
+            continue;
+        }
+        let EventRef(kind, node_id, index) = entry;
+        let snapshot = report
+            .reports
+            .get(node_id)
+            .and_then(|node| node.snapshots.get(*index));
+        let Some(snapshot) = snapshot else { continue };
+        let node_type = types.get(node_id).map_or(Value::Null, |t| json!(t));
+        let data = if *kind == EventRef::STARTED {
+            json!({"taskID": task_id, "nodeID": node_id, "type": node_type,
+                   "inputs": snapshot.inputs})
+        } else {
+            let mut body = Map::new();
+            body.insert("taskID".into(), json!(task_id));
+            body.insert("nodeID".into(), json!(node_id));
+            match &snapshot.error {
+                Some(error) => {
+                    body.insert("status".into(), json!("failed"));
+                    body.insert("error".into(), json!(error));
+                }
+                None => {
+                    body.insert("status".into(), json!("succeeded"));
+                    body.insert(
+                        "outputs".into(),
+                        Value::Object(snapshot.outputs.clone().unwrap_or_default()),
+                    );
+                }
+            }
+            let time_cost = report
+                .reports
+                .get(node_id)
+                .filter(|node| node.snapshots.len() == index + 1)
+                .map(|node| node.status.time_cost);
+            body.insert("timeCost".into(), json!(time_cost));
+            Value::Object(body)
+        };
+        let name = if *kind == EventRef::STARTED {
+            "node_started"
+        } else {
+            "node_finished"
+        };
+        events.push(RunEvent { id, name, data });
+    }
+    if let Some(status) = terminal {
+        let id = base + 1 + log.log.len() as u64;
+        if wanted(id) {
+            events.push(RunEvent {
+                id,
+                name: "workflow_finished",
+                data: json!({"taskID": task_id, "status": status.as_str(),
+                             "outputs": report.outputs,
+                             "timeCost": report.workflow_status.time_cost}),
+            });
+        }
+    }
+    events
+}
