@@ -45,7 +45,7 @@ impl AppState {
         ));
         let login_limiter = Arc::new(RateLimiter::per_minute(config.login_rate_limit));
         let service_limiter = Arc::new(RateLimiter::per_minute(config.service_rate_limit));
-        let recent_tasks = Arc::new(RecentTasks::default());
+        let recent_tasks = Arc::new(RecentTasks::new(backends.signals.link()));
         let record = recent_tasks.clone();
         backends
             .signals

@@ -4,10 +4,19 @@
 //! bus's task outcome observer, which runs before the outcome reaches any subscriber
 //! (`Signals::observe_task_done`), so a result request that subscribes first and then looks
 //! here never misses an outcome: it is either recorded already or still on its way.
+//!
+//! A plain poll (`result` without `wait`, every few milliseconds from a FlowGram client) is
+//! answered "not finished" from here too, as long as nothing could have been missed: the link
+//! to the signal bus has stayed up since the store last saw the task unfinished (or since it
+//! was queued), and that was less than [`CHECK_WHILE_UP`] ago, the period after which a
+//! waiter on a signal reads the store anyway. So polls cost no store read, and a completion
+//! whose signal was lost is still seen within that period, as by a waiting request.
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Instant};
 
 use quick_cache::{Weighter, sync::Cache};
+use shared::signals::{CHECK_WHILE_UP, Link};
+use tokio::sync::watch;
 use uuid::Uuid;
 
 /// Weight (about bytes) of owners and outcomes remembered per process.
@@ -19,6 +28,11 @@ pub struct RecentTask {
     pub owner: Option<Uuid>,
     /// The `task:<id>:done` payload, once the task finished.
     pub outcome: Option<Arc<str>>,
+    /// When the task was last known unfinished without a doubt: queued here, or read so from
+    /// the store.
+    unfinished_at: Instant,
+    /// The signal bus connection that was up then ([`Link::connections`]).
+    connection: u64,
 }
 
 #[derive(Clone)]
@@ -32,25 +46,49 @@ impl Weighter<Uuid, RecentTask> for BySize {
 
 pub struct RecentTasks {
     tasks: Cache<Uuid, RecentTask, BySize>,
-}
-
-impl Default for RecentTasks {
-    fn default() -> Self {
-        Self {
-            tasks: Cache::with_weighter(100_000, CAPACITY, BySize),
-        }
-    }
+    /// The process's link to the signal bus, which delivers the outcomes.
+    link: watch::Receiver<Link>,
 }
 
 impl RecentTasks {
+    pub fn new(link: watch::Receiver<Link>) -> Self {
+        Self {
+            tasks: Cache::with_weighter(100_000, CAPACITY, BySize),
+            link,
+        }
+    }
+
     /// Records a task about to be queued. Called before it is stored, so that its outcome,
     /// which may come a millisecond later, finds it.
     pub fn remember(&self, id: Uuid, owner: Option<Uuid>) {
         let task = RecentTask {
             owner,
             outcome: None,
+            unfinished_at: Instant::now(),
+            connection: self.link.borrow().connections,
         };
         self.tasks.insert(id, task);
+    }
+
+    /// Whether `task`, which has no outcome here, is certainly still unfinished: an outcome
+    /// would have reached this process (see the module comment).
+    pub fn surely_unfinished(&self, task: &RecentTask) -> bool {
+        let link = *self.link.borrow();
+        task.outcome.is_none()
+            && link.up
+            && link.connections == task.connection
+            && task.unfinished_at.elapsed() < CHECK_WHILE_UP
+    }
+
+    /// Records that the store has just shown the task unfinished.
+    pub fn store_says_unfinished(&self, id: Uuid) {
+        if let Some(mut task) = self.tasks.get(&id)
+            && task.outcome.is_none()
+        {
+            task.unfinished_at = Instant::now();
+            task.connection = self.link.borrow().connections;
+            self.tasks.insert(id, task);
+        }
     }
 
     /// Forgets a task that was not queued after all.
@@ -78,7 +116,11 @@ mod tests {
 
     #[test]
     fn outcomes_are_recorded_for_remembered_tasks_only() {
-        let recent = RecentTasks::default();
+        let (_link, watched) = watch::channel(Link {
+            up: true,
+            connections: 1,
+        });
+        let recent = RecentTasks::new(watched);
         let (ours, theirs, owner) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
         recent.remember(ours, Some(owner));
         let outcome: Arc<str> = r#"{"status":"succeeded","outputs":{}}"#.into();
@@ -87,8 +129,32 @@ mod tests {
         let task = recent.get(ours).unwrap();
         assert_eq!(task.owner, Some(owner));
         assert_eq!(task.outcome.as_deref(), Some(&*outcome));
+        assert!(!recent.surely_unfinished(&task));
         assert!(recent.get(theirs).is_none());
         recent.forget(ours);
         assert!(recent.get(ours).is_none());
+    }
+
+    #[test]
+    fn a_task_is_surely_unfinished_only_while_the_link_stayed_up() {
+        let (link, watched) = watch::channel(Link {
+            up: true,
+            connections: 1,
+        });
+        let recent = RecentTasks::new(watched);
+        let id = Uuid::new_v4();
+        recent.remember(id, None);
+        assert!(recent.surely_unfinished(&recent.get(id).unwrap()));
+        // The subscription dropped: an outcome may be lost, so the store must be read.
+        link.send_modify(|l| l.up = false);
+        assert!(!recent.surely_unfinished(&recent.get(id).unwrap()));
+        // It came back: still not sure, until the store has been read again.
+        link.send_modify(|l| {
+            l.up = true;
+            l.connections += 1;
+        });
+        assert!(!recent.surely_unfinished(&recent.get(id).unwrap()));
+        recent.store_says_unfinished(id);
+        assert!(recent.surely_unfinished(&recent.get(id).unwrap()));
     }
 }

@@ -9,7 +9,7 @@ mod caller;
 mod input;
 mod stream;
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use axum::{
     Json,
@@ -233,8 +233,7 @@ async fn get_task_result(
         .filter(|w| *w > 0)
         .map(|w| Duration::from_millis(w).min(MAX_WAIT));
     let Some(wait) = wait else {
-        let view = visible(tasks::get_task_result(&state.db, id).await?, &caller, raw)?;
-        return Ok(Json(result_body(view)));
+        return poll_task_result(&state, &caller, raw, id).await;
     };
     // Subscribe before reading, so a completion between the read and the wait is not missed.
     let mut done = state
@@ -284,6 +283,32 @@ async fn get_task_result(
     }
     // No (readable) completion within the wait: the store has the last word.
     let view = visible(tasks::get_task_result(&state.db, id).await?, &caller, raw)?;
+    Ok(Json(result_body(view)))
+}
+
+/// `result` without `wait`: a task this process queued answers from memory while it is surely
+/// unfinished or once its outcome arrived (`RecentTasks`); any other reads the store.
+async fn poll_task_result(
+    state: &AppState,
+    caller: &TaskCaller,
+    raw: &str,
+    id: Uuid,
+) -> Result<Json<Value>, Bare> {
+    if let Some(task) = state.recent_tasks.get(id) {
+        if !may_see(task.owner, caller) {
+            return Err(Bare(task_not_found(raw)));
+        }
+        if let Some(outputs) = task.outcome.as_deref().and_then(outcome_outputs) {
+            return Ok(Json(outputs));
+        }
+        if state.recent_tasks.surely_unfinished(&task) {
+            return Ok(Json(Value::Null));
+        }
+    }
+    let view = visible(tasks::get_task_result(&state.db, id).await?, caller, raw)?;
+    if !view.status.is_terminal() {
+        state.recent_tasks.store_says_unfinished(id);
+    }
     Ok(Json(result_body(view)))
 }
 
@@ -347,9 +372,21 @@ async fn cancel_task(
                 tracing::warn!(%error, task_id = %id, "cancel recorded, but not signalled");
             }
         }
-        Interrupt::EndedWhileQueued | Interrupt::AlreadyFinished => {}
+        // Its worker announces it when it meets the job, which may be a while: polls here
+        // see it at once.
+        Interrupt::EndedWhileQueued => state.recent_tasks.finished(id, &canceled_outcome()),
+        Interrupt::AlreadyFinished => {}
     }
     Ok(Json(TaskCancelOutput { success: true }))
+}
+
+/// The `task:<id>:done` payload of a task canceled before any worker took it.
+fn canceled_outcome() -> Arc<str> {
+    let done = TaskDone {
+        status: TaskStatus::Canceled,
+        outputs: Map::new(),
+    };
+    serde_json::to_string(&done).unwrap_or_default().into()
 }
 
 /// The report of a task canceled before any worker took it: its pending report, terminated.
