@@ -5,7 +5,7 @@ use ulid::Ulid;
 
 use crate::{Error, SqliteTask};
 
-#[derive(Debug)]
+#[derive(Debug, sqlx::FromRow)]
 pub(crate) struct SqliteTaskRow {
     pub(crate) job: Vec<u8>,
     pub(crate) id: Option<String>,
