@@ -9,7 +9,9 @@
 # generator, e.g. `N=15000 scripts/bench-tasks.sh distributed --rate 750`. BENCH=cancel measures
 # cancel-to-canceled instead (N samples, default 100, each canceled inside a 5 s LLM call);
 # BENCH=scrape the server CPU of a /metrics scrape every second (api and, distributed, both
-# workers' listeners; SECS per phase, default 30) after N (2000) runs.
+# workers' listeners; SECS per phase, default 30) after N (2000) runs. BENCH=chat measures chats
+# (`llmops-loadgen chat`, one at a time, N = 2000) over the mock provider: extra args such as
+# `--service` or `--stream` go to the load generator.
 # API_BIN runs another llmops-api build (to compare builds, alternate them); RUST_LOG and
 # KEEP_LOG=<file> keep the server's log (e.g. RUST_LOG=warn,sqlx::query=debug counts statements).
 # Build first: cargo build --release --workspace --bins. Distributed needs initdb/pg_ctl
@@ -37,6 +39,10 @@ cleanup() {
 trap cleanup EXIT
 
 # The mock LLM is on loopback, which the egress policy refuses to llm nodes by default.
+# Chats reach the mock through the configured provider; the load generator is one app key.
+if [ "${BENCH:-}" = chat ]; then
+  export LLMOPS_LLM_BASE_URL=http://127.0.0.1:$((port + 5))/v1 LLMOPS_SERVICE_RATE_LIMIT=0
+fi
 export RUST_LOG=${RUST_LOG:-warn} LLMOPS_LISTEN=127.0.0.1:$port LLMOPS_DATA_DIR=$dir/data LLMOPS_HTTP_ALLOW_PRIVATE=true
 if [ "$mode" = distributed ]; then
   pg_bin=$(dirname "$(command -v initdb || ls /usr/lib/postgresql/*/bin/initdb | tail -1)")
@@ -85,5 +91,7 @@ case "${BENCH:-workflow}" in
     "$bin/llmops-loadgen" workflow --url "http://127.0.0.1:$port" --schema "$schema" --mock-llm \
       -n "${N:-2000}" -c "${C:-64}" >/dev/null
     python3 "$root/scripts/scrape-cost.py" --secs "${SECS:-30}" --pids "$server_pids" "${urls[@]}" ;;
-  *) echo "BENCH is workflow, cancel or scrape" >&2; exit 2 ;;
+  chat) "$bin/llmops-loadgen" chat --url "http://127.0.0.1:$port" --mock-llm \
+    --mock-port $((port + 5)) -n "${N:-2000}" -c "${C:-1}" "$@" ;;
+  *) echo "BENCH is workflow, cancel, scrape or chat" >&2; exit 2 ;;
 esac

@@ -13,7 +13,7 @@ use shared::{
 
 use crate::{
     rate_limit::RateLimiter,
-    services::{RecentTasks, TaskSubmitter, submitter},
+    services::{RecentTasks, ReportCache, TaskSubmitter, submitter},
 };
 
 /// Shared by every request: axum clones the state for each handler, so it is one `Arc`.
@@ -27,6 +27,8 @@ pub struct AppStateInner {
     pub submit: TaskSubmitter,
     /// The tasks this process queued recently, their owners and outcomes, for result requests.
     pub recent_tasks: Arc<RecentTasks>,
+    /// Reports read recently, for the many clients that poll one report.
+    pub reports: Arc<ReportCache>,
     pub signals: Signals,
     pub config: Arc<Config>,
     /// Signing and verifying keys for access tokens, built once from the secret.
@@ -46,13 +48,18 @@ impl AppState {
         let login_limiter = Arc::new(RateLimiter::per_minute(config.login_rate_limit));
         let service_limiter = Arc::new(RateLimiter::per_minute(config.service_rate_limit));
         let recent_tasks = Arc::new(RecentTasks::new(backends.signals.link()));
-        let record = recent_tasks.clone();
-        backends
-            .signals
-            .observe_task_done(move |id, outcome| record.finished(id, outcome));
+        let reports = Arc::new(ReportCache::default());
+        let (record, ended) = (recent_tasks.clone(), reports.clone());
+        // The report goes first: a client that sees the outcome and then asks for the report
+        // must not be served the running one.
+        backends.signals.observe_task_done(move |id, outcome| {
+            ended.forget(id);
+            record.finished(id, outcome);
+        });
         Self(Arc::new(AppStateInner {
             submit: submitter(backends.db.clone(), backends.queues.clone()),
             recent_tasks,
+            reports,
             db: backends.db,
             queues: backends.queues,
             signals: backends.signals,

@@ -13,6 +13,7 @@
 
 mod cancel;
 mod chat;
+mod reports;
 
 use std::{
     sync::{
@@ -48,6 +49,8 @@ enum Command {
     Chat(chat::ChatArgs),
     /// Time from cancelling a run in the middle of its LLM call to its `canceled` state.
     Cancel(cancel::CancelArgs),
+    /// What many clients polling one running task's report cost the server.
+    Reports(reports::ReportsArgs),
 }
 
 #[derive(Args, Clone)]
@@ -102,6 +105,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Workflow(args) => workflow(args).await,
         Command::Chat(args) => chat::chat(args).await,
         Command::Cancel(args) => cancel::cancel(args).await,
+        Command::Reports(args) => reports::reports(args).await,
     }
 }
 

@@ -141,6 +141,10 @@ macro_rules! new_tasks_query {
 }
 use new_tasks_query;
 
+/// How often a worker writes a running task's report (its progress) to the store; readers of
+/// reports may serve one that old.
+pub const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// The task's status, owner and report.
 pub async fn get_task_report(db: &Db, id: Uuid) -> Result<Option<TaskView>, StoreError> {
     Ok(with_read_pool!(db, pool => sqlx::query_as::<_, TaskView>(

@@ -32,7 +32,7 @@ use super::JobError;
 use crate::state::WorkerState;
 
 /// How often a changing report is written while the run is in progress.
-pub const FLUSH_EVERY: Duration = Duration::from_millis(100);
+pub const FLUSH_EVERY: Duration = tasks::PROGRESS_EVERY;
 /// How often a run whose report is not changing proves its attempt is alive.
 pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(2);
 

@@ -15,7 +15,7 @@ use axum::{
     Json,
     body::Bytes,
     extract::{Query, State, rejection::QueryRejection},
-    http::HeaderMap,
+    http::{HeaderMap, header},
     response::{IntoResponse, Response},
 };
 use futures::StreamExt;
@@ -323,11 +323,24 @@ async fn get_task_report(
     State(state): State<AppState>,
     caller: TaskCaller,
     query: Result<Query<TaskQuery>, QueryRejection>,
-) -> Result<Json<Value>, Bare> {
+) -> Result<Response, Bare> {
     let query = TaskQuery::from_query(query)?;
     let (raw, id) = query.task()?;
-    let view = visible(tasks::get_task_report(&state.db, id).await?, &caller, raw)?;
-    Ok(Json(view.document.map(|d| d.0).unwrap_or(Value::Null)))
+    let report = match state.reports.get(id) {
+        Some(report) => report,
+        None => {
+            let view = visible(tasks::get_task_report(&state.db, id).await?, &caller, raw)?;
+            let body = serde_json::to_vec(&view.document.map(|d| d.0).unwrap_or(Value::Null))
+                .map_err(|e| ApiError::Internal(e.into()))?;
+            state
+                .reports
+                .keep(id, view.owner_id, view.status, Bytes::from(body))
+        }
+    };
+    if !may_see(report.owner, &caller) {
+        return Err(Bare(task_not_found(raw)));
+    }
+    Ok(([(header::CONTENT_TYPE, "application/json")], report.body).into_response())
 }
 
 /// Cancel a task (TaskCancel): a queued task never runs; a running one stops within a second
@@ -374,7 +387,10 @@ async fn cancel_task(
         }
         // Its worker announces it when it meets the job, which may be a while: polls here
         // see it at once.
-        Interrupt::EndedWhileQueued => state.recent_tasks.finished(id, &canceled_outcome()),
+        Interrupt::EndedWhileQueued => {
+            state.reports.forget(id);
+            state.recent_tasks.finished(id, &canceled_outcome());
+        }
         Interrupt::AlreadyFinished => {}
     }
     Ok(Json(TaskCancelOutput { success: true }))
