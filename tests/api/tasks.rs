@@ -178,6 +178,42 @@ both_deployments! {
 }
 
 both_deployments! {
+    async fn a_polling_client_sees_the_end_of_a_run_in_its_result_and_report_at_once(stack: Stack) {
+        // Result polls are answered from memory and reports from a short-lived cache while the
+        // run lasts; neither may hide its end once it is visible.
+        let llm = MockLlm::start().await;
+        llm.set_latency(Duration::from_millis(400));
+        let inputs = json!({"model_name": "m", "llm_settings": {"temperature": 0.5}, "work": {"role": "r", "task": "t"}});
+        let id = run(&stack, &fixture("basic", &llm), inputs).await;
+        provider_holds_a_call(&llm).await;
+        assert_eq!(result_within(&stack, &id, 0).await, Value::Null, "not finished yet");
+        // The worker writes progress every 100 ms: the report shows the llm node running soon.
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while node_status(&report(&stack, &id).await, "llm_0") != "processing" {
+            assert!(Instant::now() < deadline, "the report never showed the llm node running");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(report(&stack, &id).await["workflowStatus"]["status"], "processing");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let outputs = loop {
+            let out = result_within(&stack, &id, 0).await;
+            if !out.is_null() {
+                break out;
+            }
+            assert!(Instant::now() < deadline, "the run never finished");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        };
+        assert!(outputs.as_object().is_some_and(|o| !o.is_empty()), "{outputs}");
+        // The very next report read is the final one, not the cached running one.
+        let rep = report(&stack, &id).await;
+        assert_eq!(rep["workflowStatus"]["status"], "succeeded", "{rep}");
+        assert_eq!(node_status(&rep, "llm_0"), "succeeded");
+        assert_eq!(report(&stack, &id).await, rep, "a finished report is served unchanged");
+        assert_eq!(result_within(&stack, &id, 0).await, outputs);
+    }
+}
+
+both_deployments! {
     async fn cancel_of_a_queued_task_means_it_never_runs(stack: Stack) {
         // Queue a task in a stack whose worker is busy, then cancel before it starts: the
         // workers are saturated with a slow run so the second task is still queued.
