@@ -13,7 +13,7 @@ use shared::{
 
 use crate::{
     rate_limit::RateLimiter,
-    services::{RecentTasks, TaskSubmitter, submitter},
+    services::{RecentTasks, TaskSubmitter, submitter, task_feeds::TaskFeeds},
 };
 
 /// Shared by every request: axum clones the state for each handler, so it is one `Arc`.
@@ -28,6 +28,8 @@ pub struct AppStateInner {
     /// The tasks this process queued recently, their owners and outcomes, for result requests.
     pub recent_tasks: Arc<RecentTasks>,
     pub signals: Signals,
+    /// One reader per streamed task, shared by its open streams.
+    pub task_feeds: TaskFeeds,
     pub config: Arc<Config>,
     /// Signing and verifying keys for access tokens, built once from the secret.
     pub jwt: Arc<JwtKeys>,
@@ -53,6 +55,7 @@ impl AppState {
         Self(Arc::new(AppStateInner {
             submit: submitter(backends.db.clone(), backends.queues.clone()),
             recent_tasks,
+            task_feeds: TaskFeeds::new(backends.db.clone(), backends.signals.clone()),
             db: backends.db,
             queues: backends.queues,
             signals: backends.signals,

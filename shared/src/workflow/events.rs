@@ -1,5 +1,5 @@
-//! A run's events (`workflow_started`, `node_started`, `node_finished`, `workflow_finished`),
-//! as the task stream sends them, rebuilt from what the worker already stores.
+//! A run's events (`workflow_started`, `node_started`, `node_delta`, `node_finished`,
+//! `workflow_finished`), as the task stream sends them, rebuilt from what the worker stores.
 //!
 //! Why derived and not published: the worker keeps a compact log of node starts and ends in
 //! order (`[kind, nodeID, snapshot]`, [`EventRef`]) and stores it in the task row's `events`
@@ -14,6 +14,14 @@
 //! job (its worker died) starts a new attempt whose log replaces the old one, so its events
 //! carry higher ids than anything the dead attempt produced and a subscriber sees the run
 //! restart with a second `workflow_started` — never a repeated or reused id.
+//!
+//! `node_delta` (an llm node's tokens) is in the same log, as `[2, nodeID, k]` with its text
+//! in the log's `deltas[k]`, recorded only while someone listens to the run (see
+//! [`crate::workflow::live`]). So a token has a position like any other event: its id sits
+//! between its node's `node_started` and `node_finished` (and among a parallel branch's
+//! events in the order they happened), a reconnect with `Last-Event-ID` continues after
+//! it, and a late subscriber gets every token again. The worker also publishes each token
+//! as it comes, with the same id, so that open streams need not wait for the store.
 
 use std::collections::HashMap;
 
@@ -37,6 +45,20 @@ pub struct RunEvent {
 pub struct EventLog {
     pub attempt: i32,
     pub log: Vec<EventRef>,
+    /// Texts of the log's `node_delta` entries (absent when nobody listened).
+    #[serde(default)]
+    pub deltas: Vec<String>,
+}
+
+/// The id of the event at `index` in the log of `attempt` (`workflow_started` is
+/// `attempt × ATTEMPT_SPAN`, the log follows it).
+pub fn event_id(attempt: i32, index: usize) -> u64 {
+    attempt.max(0) as u64 * ATTEMPT_SPAN + 1 + index as u64
+}
+
+/// The data of a `node_delta` event.
+pub fn delta_data(task_id: &str, node_id: &str, delta: &str) -> Value {
+    json!({"taskID": task_id, "nodeID": node_id, "delta": delta})
 }
 
 /// Each node's type by its id, nested blocks (loop bodies) included, from the schema JSON.
@@ -80,11 +102,22 @@ pub fn events_after(
         });
     }
     for (n, entry) in log.log.iter().enumerate() {
-        let id = base + 1 + n as u64;
+        let id = event_id(log.attempt, n);
         if !wanted(id) {
             continue;
         }
         let EventRef(kind, node_id, index) = entry;
+        if *kind == EventRef::DELTA {
+            if let Some(delta) = log.deltas.get(*index) {
+                let data = delta_data(task_id, node_id, delta);
+                events.push(RunEvent {
+                    id,
+                    name: "node_delta",
+                    data,
+                });
+            }
+            continue;
+        }
         let snapshot = report
             .reports
             .get(node_id)
@@ -127,7 +160,7 @@ pub fn events_after(
         events.push(RunEvent { id, name, data });
     }
     if let Some(status) = terminal {
-        let id = base + 1 + log.log.len() as u64;
+        let id = event_id(log.attempt, log.log.len());
         if wanted(id) {
             events.push(RunEvent {
                 id,

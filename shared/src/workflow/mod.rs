@@ -30,6 +30,7 @@ mod executor;
 mod input_validation;
 pub mod js;
 mod limits;
+pub mod live;
 mod node_error;
 pub mod nodes;
 mod registry;
@@ -44,7 +45,9 @@ pub mod value;
 
 pub use engine::{Engine, RunOutcome, validate_inputs};
 pub use engine_config::EngineConfig;
-pub use executor::{BlockFailed, NodeContext, NodeExecutor, NodeHandle, NodeOutput};
+pub use executor::{
+    BlockFailed, NodeContext, NodeExecutor, NodeHandle, NodeOutput, TokenStream,
+};
 pub use node_error::NodeError;
 pub use registry::NodeRegistry;
 pub use report::{

@@ -28,7 +28,7 @@ use tracing::Instrument;
 
 use uuid::Uuid;
 
-use super::JobError;
+use super::{JobError, run_deltas::RunDeltas};
 use crate::state::WorkerState;
 
 /// How often a changing report is written while the run is in progress.
@@ -95,6 +95,12 @@ pub async fn execute(job: RunWorkflow, state: &WorkerState) -> Result<(), JobErr
 
     let inputs = task.inputs.0;
     let report = ReportHandle::new(&id.to_string(), inputs.clone());
+    // An llm node streams its tokens when someone listens (see `run_deltas`).
+    let live = RunDeltas {
+        signals: state.signals.clone(),
+        task_id: id,
+    };
+    report.set_live(std::sync::Arc::new(live), task.attempt);
     let schema = match parse_schema_cached(&task.schema_json) {
         Ok(schema) => schema,
         Err(errors) => {

@@ -124,6 +124,14 @@ async fn run_task(
     if validation.is_ok() {
         state.recent_tasks.remember(id, caller.account_id());
     }
+    let streaming = stream::wants_stream(&headers);
+    if streaming && validation.is_ok() {
+        // Announced before the job exists, so the worker that takes it already knows that
+        // its llm nodes' tokens are wanted.
+        if let Err(error) = state.signals.publish_task_listen(id).await {
+            tracing::debug!(%error, task_id = %id, "listen announcement failed");
+        }
+    }
     state
         .submit
         .submit(NewTask {
@@ -142,7 +150,7 @@ async fn run_task(
     metrics::counter!(shared::metrics::RUNS_SUBMITTED, "status" => task_status.as_str())
         .increment(1);
 
-    if stream::wants_stream(&headers) {
+    if streaming {
         // The task row exists before the stream's first read: nothing can be missed.
         let raw = id.to_string();
         return Ok(stream::open(state, &caller, &raw, id, None)
