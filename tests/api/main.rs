@@ -16,6 +16,7 @@ mod metrics;
 mod queue;
 mod service;
 mod store;
+mod stream_deltas;
 mod streams;
 mod tasks;
 mod traces;
