@@ -14,6 +14,7 @@ mod faults;
 mod foundation;
 mod metrics;
 mod queue;
+mod run_node;
 mod service;
 mod store;
 mod stream_deltas;

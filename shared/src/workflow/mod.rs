@@ -38,6 +38,7 @@ mod report;
 mod sandbox;
 mod schema;
 mod schema_cache;
+pub mod single_node;
 mod scope;
 pub mod types;
 mod validation;

@@ -7,6 +7,7 @@
 
 mod caller;
 mod input;
+mod run_node;
 mod stream;
 
 use std::time::Duration;
@@ -52,6 +53,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(get_task_result))
         .routes(routes!(get_task_report))
         .routes(routes!(get_task_stream))
+        .routes(routes!(run_node::run_node))
         .routes(routes!(cancel_task))
         .routes(routes!(validate_task))
 }
@@ -121,9 +123,6 @@ async fn run_task(
     };
     let report =
         serde_json::value::to_raw_value(&report).map_err(|e| ApiError::Internal(e.into()))?;
-    if validation.is_ok() {
-        state.recent_tasks.remember(id, caller.account_id());
-    }
     let streaming = stream::wants_stream(&headers);
     if streaming && validation.is_ok() {
         // Announced before the job exists, so the worker that takes it already knows that
@@ -132,23 +131,16 @@ async fn run_task(
             tracing::debug!(%error, task_id = %id, "listen announcement failed");
         }
     }
-    state
-        .submit
-        .submit(NewTask {
-            id,
-            owner_id: caller.account_id(),
-            status: task_status,
-            outputs: validation.is_err().then(Map::new),
-            schema_json: input.schema,
-            inputs: input.inputs,
-            report,
-            at_ms: at,
-            traceparent: shared::telemetry::traceparent(),
-        })
-        .await
-        .inspect_err(|_| state.recent_tasks.forget(id))?;
-    metrics::counter!(shared::metrics::RUNS_SUBMITTED, "status" => task_status.as_str())
-        .increment(1);
+    store_and_queue(
+        &state,
+        &caller,
+        id,
+        task_status,
+        input,
+        report,
+        at,
+    )
+    .await?;
 
     if streaming {
         // The task row exists before the stream's first read: nothing can be missed.
@@ -161,6 +153,39 @@ async fn run_task(
         task_id: id.to_string(),
     })
     .into_response())
+}
+
+/// Stores a new task and, when it is pending, queues it (batched with other submissions).
+async fn store_and_queue(
+    state: &AppState,
+    caller: &TaskCaller,
+    id: Uuid,
+    status: TaskStatus,
+    input: TaskRunInput,
+    report: Box<serde_json::value::RawValue>,
+    at: i64,
+) -> Result<(), Bare> {
+    let pending = status == TaskStatus::Pending;
+    if pending {
+        state.recent_tasks.remember(id, caller.account_id());
+    }
+    state
+        .submit
+        .submit(NewTask {
+            id,
+            owner_id: caller.account_id(),
+            status,
+            outputs: (!pending).then(Map::new),
+            schema_json: input.schema,
+            inputs: input.inputs,
+            report,
+            at_ms: at,
+            traceparent: shared::telemetry::traceparent(),
+        })
+        .await
+        .inspect_err(|_| state.recent_tasks.forget(id))?;
+    metrics::counter!(shared::metrics::RUNS_SUBMITTED, "status" => status.as_str()).increment(1);
+    Ok(())
 }
 
 /// A run's events, as Server-Sent Events (TaskStream).
