@@ -40,7 +40,7 @@ const STREAM_CHANNEL_CAPACITY: usize = 1024;
 const SIGNAL_CHANNEL_CAPACITY: usize = 16;
 
 fn channel_capacity(channel: &str) -> usize {
-    if channel::is_message_events(channel) || channel::is_run_deltas(channel) {
+    if channel::is_message_events(channel) || channel::is_run_events(channel) {
         STREAM_CHANNEL_CAPACITY
     } else {
         SIGNAL_CHANNEL_CAPACITY
@@ -108,14 +108,15 @@ pub mod channel {
         let id = channel.strip_prefix("task:")?.strip_suffix(":listen")?;
         Uuid::parse_str(id).ok()
     }
-    /// An llm node's tokens (`node_delta` events) of a listened workflow task. Not in the
-    /// `task:` pattern family: tokens only go to processes that subscribed to this run.
-    pub fn run_deltas(task_id: Uuid) -> String {
-        format!("run:{task_id}:deltas")
+    /// What a listened workflow task does as it happens: its llm nodes' tokens (`node_delta`
+    /// events) and "progress stored" notes. Not in the `task:` pattern family: these only go
+    /// to processes that subscribed to this run.
+    pub fn run_events(task_id: Uuid) -> String {
+        format!("run:{task_id}:events")
     }
-    /// Whether the channel is a [`run_deltas`] channel.
-    pub fn is_run_deltas(channel: &str) -> bool {
-        channel.starts_with("run:") && channel.ends_with(":deltas")
+    /// Whether the channel is a [`run_events`] channel.
+    pub fn is_run_events(channel: &str) -> bool {
+        channel.starts_with("run:") && channel.ends_with(":events")
     }
     /// Events of a debug chat message (deltas, end, error).
     pub fn message_events(message_id: Uuid) -> String {
@@ -145,7 +146,7 @@ pub struct TaskDone {
 /// | a task's outcome | `task:<id>:done` | the worker that ended it (or found it ended) |
 /// | cancel a running task | `task:<id>:cancel` | the API |
 /// | someone listens to a task's stream | `task:<id>:listen` | the API (refreshed while open) |
-/// | an llm node's tokens of a listened task | `run:<id>:deltas` | the worker running it |
+/// | a listened task's tokens and progress notes | `run:<id>:events` | the worker running it |
 /// | a chat's deltas and final event | `message:<id>:events` | the worker answering it (or finding it final) |
 /// | stop a chat's answer | `message:<id>:stop` | the API |
 /// | a queue has jobs | `queue:<name>:available` | the producer (and its Redis push script) |
@@ -164,9 +165,10 @@ impl Signals {
         self.publish(&channel::task_listen(id), "").await
     }
 
-    /// One `node_delta` event of a listened run, as JSON (`{id, nodeID, delta}`).
-    pub async fn publish_run_delta(&self, id: Uuid, payload: &str) -> Result<(), SignalError> {
-        self.publish(&channel::run_deltas(id), payload).await
+    /// One live event of a listened run, as JSON: a `node_delta` (`{id, taskID, nodeID,
+    /// delta}`) or the note that its progress was just stored (`{"stored": true}`).
+    pub async fn publish_run_event(&self, id: Uuid, payload: &str) -> Result<(), SignalError> {
+        self.publish(&channel::run_events(id), payload).await
     }
 
     pub async fn publish_chat_event(&self, id: Uuid, event: &ChatEvent) -> Result<(), SignalError> {

@@ -1,14 +1,17 @@
 //! One reader per watched task in this api process, shared by every open stream of it.
 //!
-//! Why: a stream follows its running task by reading the task row (the worker writes it every
-//! 100 ms). Read per stream, 1,000 streams cost 5,000 row reads a second; read per task, the
-//! same streams of a few runs cost a few. A [`Feed`] reads the row every [`POLL_EVERY`] (and at
-//! once when the run's `task:<id>:done` arrives), parses it once, and hands the result to
-//! every stream of the task through a `watch` channel. It also relays the run's live
-//! `node_delta` events (`run:<id>:deltas`, published by the worker) to those streams, and
-//! announces `task:<id>:listen` every [`LISTEN_REFRESH`] so that the worker streams its llm
-//! nodes' tokens. The feed ends when the run ends or when its last stream goes (the registry
-//! holds it weakly); the next stream of the task starts a new one.
+//! Why: a stream follows its running task by reading the task row, which the worker writes
+//! at most every 100 ms. Read per stream every 200 ms, 1,000 streams cost 5,000 row reads a
+//! second whatever their runs do. A [`Feed`] reads the row once for all the streams of its
+//! task, parses it once, and hands the result to each through a `watch` channel; and it
+//! reads when the row changed rather than on a clock: the worker of a listened run notes
+//! each progress write on `run:<id>:events` (and `task:<id>:done` ends it), so an idle run
+//! costs a read every [`POLL_EVERY`] only, as a safety net for a lost note or a worker that
+//! has not yet heard of the listener. The same channel brings the run's live `node_delta`
+//! events, relayed to the streams. The feed announces `task:<id>:listen` every
+//! [`LISTEN_REFRESH`] (so the worker streams tokens and notes its writes). It ends when the
+//! run ends or when its last stream goes (the registry holds it weakly); the next stream of
+//! the task starts a new one.
 
 use std::{
     collections::HashMap,
@@ -32,11 +35,12 @@ use shared::{
 use tokio::sync::{broadcast, watch};
 use uuid::Uuid;
 
-/// How often a running task's row is read (the worker writes it every 100 ms).
-pub const POLL_EVERY: Duration = Duration::from_millis(200);
-/// How soon the row is read again when a live token ran ahead of the stored log (the
-/// worker's next progress write, at most 100 ms away, holds what came before it).
-const CATCH_UP_AFTER: Duration = Duration::from_millis(50);
+/// How often a running task's row is read when no note says it changed.
+pub const POLL_EVERY: Duration = Duration::from_secs(1);
+/// How soon the row is read when a live token ran ahead of the stored log and no progress
+/// note came meanwhile (the worker's next write, at most 100 ms away, holds what came
+/// before the token, and is normally announced by its note).
+const CATCH_UP_AFTER: Duration = Duration::from_millis(150);
 /// Live events a slow stream may fall behind before it misses some (it then finds them in
 /// the store: they are in the log too).
 const LIVE_CAPACITY: usize = 1024;
@@ -136,7 +140,7 @@ impl TaskFeeds {
         // Subscribed before the feed is visible: a run that ends, or a token sent, after the
         // stream's first read still reaches it.
         let done = self.signals.subscribe(&channel::task_done(id)).await;
-        let deltas = self.signals.subscribe(&channel::run_deltas(id)).await;
+        let deltas = self.signals.subscribe(&channel::run_events(id)).await;
         let (reads_tx, reads) = watch::channel(first);
         let (live, _) = broadcast::channel(LIVE_CAPACITY);
         let feed = Arc::new(Feed { reads, live });
@@ -217,8 +221,9 @@ impl Reader {
                             next_read = next_read.min(tokio::time::Instant::now() + CATCH_UP_AFTER);
                         }
                         let _ = feed.live.send(Arc::new(event));
+                        continue;
                     }
-                    continue;
+                    // Otherwise a progress note: the row changed, read it now.
                 }
                 message = next(&mut done) => {
                     if message.is_none() {

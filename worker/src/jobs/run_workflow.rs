@@ -28,7 +28,10 @@ use tracing::Instrument;
 
 use uuid::Uuid;
 
-use super::{JobError, run_deltas::RunDeltas};
+use super::{
+    JobError,
+    run_deltas::{self, RunDeltas},
+};
 use crate::state::WorkerState;
 
 /// How often a changing report is written while the run is in progress.
@@ -135,8 +138,11 @@ pub async fn execute(job: RunWorkflow, state: &WorkerState) -> Result<(), JobErr
                     let (snapshot, events) = report.to_json_with_events(task.attempt)?;
                     flushed_version = version;
                     last_write = tokio::time::Instant::now();
-                    tasks::save_progress(db, id, task.attempt, &snapshot, &events, now_ms())
-                        .await?
+                    let cancel_stored =
+                        tasks::save_progress(db, id, task.attempt, &snapshot, &events, now_ms())
+                            .await?;
+                    run_deltas::note_stored(&state.signals, id).await;
+                    cancel_stored
                 } else if last_write.elapsed() >= HEARTBEAT_EVERY {
                     last_write = tokio::time::Instant::now();
                     tasks::touch_attempt(db, id, task.attempt, now_ms()).await?
