@@ -9,7 +9,9 @@
 # generator, e.g. `N=15000 scripts/bench-tasks.sh distributed --rate 750`. BENCH=cancel measures
 # cancel-to-canceled instead (N samples, default 100, each canceled inside a 5 s LLM call);
 # BENCH=scrape the server CPU of a /metrics scrape every second (api and, distributed, both
-# workers' listeners; SECS per phase, default 30) after N (2000) runs.
+# workers' listeners; SECS per phase, default 30) after N (2000) runs. BENCH=streams runs
+# `llmops-loadgen streams` (task stream cost: `--phase cost` CPU per event, `--phase hold`
+# 1,000 open streams; set LLMOPS_WORKER_CONCURRENCY above the streams for hold).
 # API_BIN runs another llmops-api build (to compare builds, alternate them); RUST_LOG and
 # KEEP_LOG=<file> keep the server's log (e.g. RUST_LOG=warn,sqlx::query=debug counts statements).
 # Build first: cargo build --release --workspace --bins. Distributed needs initdb/pg_ctl
@@ -85,5 +87,6 @@ case "${BENCH:-workflow}" in
     "$bin/llmops-loadgen" workflow --url "http://127.0.0.1:$port" --schema "$schema" --mock-llm \
       -n "${N:-2000}" -c "${C:-64}" >/dev/null
     python3 "$root/scripts/scrape-cost.py" --secs "${SECS:-30}" --pids "$server_pids" "${urls[@]}" ;;
-  *) echo "BENCH is workflow, cancel or scrape" >&2; exit 2 ;;
+  streams) "$bin/llmops-loadgen" streams --url "http://127.0.0.1:$port" --schema "$schema" "$@" ;;
+  *) echo "BENCH is workflow, cancel, scrape or streams" >&2; exit 2 ;;
 esac

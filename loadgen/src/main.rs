@@ -13,6 +13,7 @@
 
 mod cancel;
 mod chat;
+mod streams;
 
 use std::{
     sync::{
@@ -48,6 +49,8 @@ enum Command {
     Chat(chat::ChatArgs),
     /// Time from cancelling a run in the middle of its LLM call to its `canceled` state.
     Cancel(cancel::CancelArgs),
+    /// What the task stream costs the server: CPU per event, many open streams.
+    Streams(streams::StreamsArgs),
 }
 
 #[derive(Args, Clone)]
@@ -102,6 +105,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Workflow(args) => workflow(args).await,
         Command::Chat(args) => chat::chat(args).await,
         Command::Cancel(args) => cancel::cancel(args).await,
+        Command::Streams(args) => streams::streams(args).await,
     }
 }
 
