@@ -3,9 +3,9 @@
 //! `--phase cost` alternates rounds of N runs without a subscriber (submit, then wait for the
 //! result) and N runs streamed (`POST /api/task/run` with `Accept: text/event-stream`, read to
 //! the end), and prints the server CPU of each and the extra CPU per event delivered.
-//! `--phase hold` submits S runs whose LLM call the mock holds, opens one stream per run, and
-//! prints the api process's memory, its CPU while the streams wait, and its CPU while the
-//! runs progress (tokens, node events) to their end.
+//! `--phase hold` submits S runs with their streams (`Accept: text/event-stream`) whose LLM
+//! call the mock holds, and prints the api process's memory, its CPU while the streams wait,
+//! and its CPU while the runs progress (tokens, node events) to their end.
 
 use std::{
     sync::{
@@ -135,21 +135,17 @@ impl Target {
     /// A streamed run: submit with `Accept: text/event-stream`, read to the end; answers
     /// the events received.
     async fn streamed(&self) -> anyhow::Result<usize> {
+        read_events(self.open_run().await?).await
+    }
+
+    /// Submits a run with its stream; answers the open stream.
+    async fn open_run(&self) -> anyhow::Result<reqwest::Response> {
         let r = self
             .client
             .post(format!("{}/api/task/run", self.url))
             .header("content-type", "application/json")
             .header("accept", "text/event-stream")
             .body(self.body.clone())
-            .send()
-            .await?;
-        read_events(r).await
-    }
-
-    async fn open(&self, id: &str) -> anyhow::Result<reqwest::Response> {
-        let r = self
-            .client
-            .get(format!("{}/api/task/stream?taskID={id}", self.url))
             .send()
             .await?;
         if !r.status().is_success() {
@@ -267,17 +263,12 @@ async fn hold(
 ) -> anyhow::Result<()> {
     let rss_before = api_rss_mib(procs);
     let started = Instant::now();
-    let ids: Vec<String> = futures::stream::iter(0..args.streams)
-        .map(|_| target.submit())
-        .buffer_unordered(64)
-        .collect::<Vec<_>>()
-        .await
-        .into_iter()
-        .collect::<anyhow::Result<_>>()?;
+    // Each run is submitted with its stream (`Accept: text/event-stream`), so its llm node
+    // streams tokens; the streams are read in the background until their runs end.
     let opened = Arc::new(AtomicUsize::new(0));
-    let mut readers = Vec::with_capacity(ids.len());
-    for chunk in ids.chunks(100) {
-        let responses = futures::future::join_all(chunk.iter().map(|id| target.open(id))).await;
+    let mut readers = Vec::with_capacity(args.streams);
+    for _ in 0..args.streams.div_ceil(100) {
+        let responses = futures::future::join_all((0..100).map(|_| target.open_run())).await;
         for response in responses {
             let response = response?;
             opened.fetch_add(1, Ordering::SeqCst);

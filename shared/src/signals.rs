@@ -39,8 +39,15 @@ const STREAM_CHANNEL_CAPACITY: usize = 1024;
 /// workflow run: at 1,024 slots that was ~80 KB zeroed per run.
 const SIGNAL_CHANNEL_CAPACITY: usize = 16;
 
+/// Capacity of a run's events channel (its tokens and progress notes). Its one subscriber
+/// per process (the task's feed) relays them at once; what a stalled one misses is in the
+/// store. Smaller than a chat's: a process may follow a thousand runs.
+const RUN_EVENTS_CHANNEL_CAPACITY: usize = 128;
+
 fn channel_capacity(channel: &str) -> usize {
-    if channel::is_message_events(channel) || channel::is_run_events(channel) {
+    if channel::is_run_events(channel) {
+        RUN_EVENTS_CHANNEL_CAPACITY
+    } else if channel::is_message_events(channel) {
         STREAM_CHANNEL_CAPACITY
     } else {
         SIGNAL_CHANNEL_CAPACITY
@@ -515,9 +522,9 @@ impl Inner {
 
 /// How long a `task:<id>:listen` announcement counts. An open stream announces itself again
 /// every [`LISTEN_REFRESH`], so a listener is forgotten at most this long after it left.
-pub const LISTEN_TTL: Duration = Duration::from_secs(6);
+pub const LISTEN_TTL: Duration = Duration::from_secs(10);
 /// How often an open stream of a running task announces itself (once per task and process).
-pub const LISTEN_REFRESH: Duration = Duration::from_secs(2);
+pub const LISTEN_REFRESH: Duration = Duration::from_secs(3);
 
 /// The tasks someone listens to, with when that was last heard. Expired entries are swept
 /// at most once per [`LISTEN_TTL`], so the map stays as small as the set of listened runs.

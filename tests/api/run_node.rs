@@ -94,3 +94,24 @@ both_deployments! {
         }
     }
 }
+
+/// Swagger documents the route (synchronous answer, 202, the 400s) and the `node_delta` event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn swagger_documents_run_node_and_node_delta() {
+    let options = crate::helpers::StackOptions::new(crate::helpers::Mode::Embedded);
+    let Some(stack) = Stack::start_with(options).await else {
+        return;
+    };
+    let spec: Value = stack.get_json("/api/openapi.json").await;
+    let post = &spec["paths"]["/api/task/run-node"]["post"];
+    for status in ["200", "202", "400"] {
+        assert!(post["responses"][status].is_object(), "{status}: {post}");
+    }
+    assert!(post["description"].as_str().unwrap().contains("synchronously"), "{post}");
+    let schema = &spec["components"]["schemas"]["RunNodeInput"]["properties"];
+    for field in ["schema", "nodeID", "inputs", "wait"] {
+        assert!(schema[field].is_object(), "{field}: {schema}");
+    }
+    let stream = spec["paths"]["/api/task/stream"]["get"].to_string();
+    assert!(stream.contains("node_delta"), "{stream}");
+}

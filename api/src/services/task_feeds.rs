@@ -6,7 +6,7 @@
 //! task, parses it once, and hands the result to each through a `watch` channel; and it
 //! reads when the row changed rather than on a clock: the worker of a listened run notes
 //! each progress write on `run:<id>:events` (and `task:<id>:done` ends it), so an idle run
-//! costs a read every [`POLL_EVERY`] only, as a safety net for a lost note or a worker that
+//! costs a read every [`POLL_EVERY`] (3 s) only, as a safety net for a lost note or a worker that
 //! has not yet heard of the listener. The same channel brings the run's live `node_delta`
 //! events, relayed to the streams. The feed announces `task:<id>:listen` every
 //! [`LISTEN_REFRESH`] (so the worker streams tokens and notes its writes). It ends when the
@@ -36,14 +36,14 @@ use tokio::sync::{broadcast, watch};
 use uuid::Uuid;
 
 /// How often a running task's row is read when no note says it changed.
-pub const POLL_EVERY: Duration = Duration::from_secs(1);
+pub const POLL_EVERY: Duration = Duration::from_secs(3);
 /// How soon the row is read when a live token ran ahead of the stored log and no progress
-/// note came meanwhile (the worker's next write, at most 100 ms away, holds what came
-/// before the token, and is normally announced by its note).
-const CATCH_UP_AFTER: Duration = Duration::from_millis(150);
+/// note came meanwhile (the worker's next write holds what came before the token, and is
+/// normally announced by its note: at most 100 ms after a node event, 500 ms after tokens).
+const CATCH_UP_AFTER: Duration = Duration::from_millis(600);
 /// Live events a slow stream may fall behind before it misses some (it then finds them in
 /// the store: they are in the log too).
-const LIVE_CAPACITY: usize = 1024;
+const LIVE_CAPACITY: usize = 256;
 
 /// One read of the task row, parsed.
 #[derive(Debug, Default)]

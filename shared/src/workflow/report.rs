@@ -257,6 +257,9 @@ pub(crate) struct Live {
 struct Inner {
     state: Mutex<ReportState>,
     version: AtomicU64,
+    /// Bumps on every recorded token instead of `version`: tokens alone are stored less often
+    /// (see [`ReportHandle::tokens_version`]).
+    tokens: AtomicU64,
     notify: Notify,
     live: OnceLock<Live>,
 }
@@ -290,6 +293,7 @@ impl ReportHandle {
                     deltas: Vec::new(),
                 }),
                 version: AtomicU64::new(0),
+                tokens: AtomicU64::new(0),
                 notify: Notify::new(),
                 live: OnceLock::new(),
             }),
@@ -362,10 +366,17 @@ impl ReportHandle {
         self.inner.live.get()
     }
 
+    /// Bumps on every token recorded ([`ReportHandle::node_delta`]). Tokens reach streams
+    /// live, so the worker stores a change of tokens alone less often than other changes.
+    pub fn tokens_version(&self) -> u64 {
+        self.inner.tokens.load(Ordering::Acquire)
+    }
+
     /// Records one `node_delta` of the node in `slot` in the event log; answers its index in
-    /// the log. Bumps the version, so the next progress write stores it.
+    /// the log. Bumps [`ReportHandle::tokens_version`], not the version.
     pub(crate) fn node_delta(&self, slot: SnapshotSlot, delta: &str) -> usize {
-        self.update(|state| {
+        let index = {
+            let mut state = self.lock();
             let node_id = state
                 .report
                 .reports
@@ -376,7 +387,9 @@ impl ReportHandle {
             let entry = EventRef(EventRef::DELTA, node_id, state.deltas.len() - 1);
             state.events.push(entry);
             state.events.len() - 1
-        })
+        };
+        self.inner.tokens.fetch_add(1, Ordering::AcqRel);
+        index
     }
 
     /// All snapshots in the order they were created, across nodes (what the reference's

@@ -36,6 +36,9 @@ use crate::state::WorkerState;
 
 /// How often a changing report is written while the run is in progress.
 pub const FLUSH_EVERY: Duration = Duration::from_millis(100);
+/// How often a listened run whose only change is new llm tokens is written: the tokens
+/// reach its streams live; the store has them for resumes and late subscribers.
+pub const TOKENS_FLUSH_EVERY: Duration = Duration::from_millis(500);
 /// How often a run whose report is not changing proves its attempt is alive.
 pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(2);
 
@@ -124,6 +127,7 @@ pub async fn execute(job: RunWorkflow, state: &WorkerState) -> Result<(), JobErr
     flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     flush.tick().await;
     let mut flushed_version = report.version();
+    let mut flushed_tokens = report.tokens_version();
     let mut last_write = tokio::time::Instant::now();
     let outcome = loop {
         tokio::select! {
@@ -133,10 +137,12 @@ pub async fn execute(job: RunWorkflow, state: &WorkerState) -> Result<(), JobErr
                 cancel.cancel();
             }
             _ = flush.tick() => {
-                let version = report.version();
-                let cancel_stored = if version != flushed_version {
+                let (version, tokens) = (report.version(), report.tokens_version());
+                let due = version != flushed_version
+                    || (tokens != flushed_tokens && last_write.elapsed() >= TOKENS_FLUSH_EVERY);
+                let cancel_stored = if due {
                     let (snapshot, events) = report.to_json_with_events(task.attempt)?;
-                    flushed_version = version;
+                    (flushed_version, flushed_tokens) = (version, tokens);
                     last_write = tokio::time::Instant::now();
                     let cancel_stored =
                         tasks::save_progress(db, id, task.attempt, &snapshot, &events, now_ms())

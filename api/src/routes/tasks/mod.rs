@@ -192,11 +192,13 @@ async fn store_and_queue(
 ///
 /// Events, each with an increasing `id:` and a JSON `data:` carrying `taskID`:
 /// `workflow_started {inputs, attempt}`, `node_started {nodeID, type, inputs}`,
+/// `node_delta {nodeID, delta}` (an llm node's tokens as the provider sends them, when a
+/// stream of the task was open as the node started; joined, they are the node's `result`),
 /// `node_finished {nodeID, status, outputs | error, timeCost}`,
 /// `workflow_finished {status, outputs, timeCost}` (the last; `status` is `succeeded`,
 /// `failed` or `canceled`). A `: ping` comment comes every 15 s. A subscriber that arrives late
 /// gets the run's events from the start; one that reconnects with `Last-Event-ID` (to any
-/// replica) gets exactly the events after it, during the run and for
+/// replica, mid-answer too) gets exactly the events after it, during the run and for
 /// `LLMOPS_STREAM_RETENTION_SECS` after it. A run retried after its worker died starts again
 /// with a second `workflow_started` whose ids are above every id of the failed attempt.
 #[utoipa::path(get, path = "/api/task/stream", tag = "task",
@@ -204,7 +206,7 @@ async fn store_and_queue(
         ("Last-Event-ID" = Option<u64>, Header, description = "resume after this event id")),
     responses(
         (status = 200, content_type = "text/event-stream", body = String,
-            description = "the run's events (`workflow_started`, `node_started`, `node_finished`, `workflow_finished`)"),
+            description = "the run's events (`workflow_started`, `node_started`, `node_delta`, `node_finished`, `workflow_finished`)"),
         (status = 400, body = TaskErrorBody), (status = 404, body = TaskErrorBody, description = "unknown taskID, or its stream retention has passed")),
     security((), ("bearer" = [])))]
 async fn get_task_stream(
