@@ -39,7 +39,10 @@ pub struct StreamsArgs {
     #[arg(long)]
     pub schema: std::path::PathBuf,
     /// Start inputs (JSON object).
-    #[arg(long, default_value = r#"{"prompt":"Say hi to everyone in the room, one word at a time"}"#)]
+    #[arg(
+        long,
+        default_value = r#"{"prompt":"Say hi to everyone in the room, one word at a time"}"#
+    )]
     pub inputs: String,
     /// cost: runs per round and kind.
     #[arg(short = 'n', long, default_value_t = 500)]
@@ -75,7 +78,8 @@ pub async fn streams(args: StreamsArgs) -> anyhow::Result<()> {
         .with_context(|| format!("reading {}", args.schema.display()))?
         .replace("{{MOCK_LLM}}", &mock.base_url);
     let inputs: Value = serde_json::from_str(&args.inputs).context("--inputs is not JSON")?;
-    let body: bytes::Bytes = serde_json::to_vec(&json!({"schema": schema, "inputs": inputs}))?.into();
+    let body: bytes::Bytes =
+        serde_json::to_vec(&json!({"schema": schema, "inputs": inputs}))?.into();
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(args.streams.max(args.concurrency) * 2)
         .build()?;
@@ -121,7 +125,10 @@ impl Target {
         let id = self.submit().await?;
         let result: Value = self
             .client
-            .get(format!("{}/api/task/result?taskID={id}&wait=30000", self.url))
+            .get(format!(
+                "{}/api/task/result?taskID={id}&wait=30000",
+                self.url
+            ))
             .send()
             .await?
             .json()
@@ -284,7 +291,9 @@ async fn hold(
     tokio::time::sleep(idle).await;
     let (api1, all1) = (api_cpu(procs), server_cpu(procs));
     if started.elapsed() >= Duration::from_millis(args.mock_latency_ms) {
-        println!("warning: the held LLM calls ended inside the idle window; raise --mock-latency-ms");
+        println!(
+            "warning: the held LLM calls ended inside the idle window; raise --mock-latency-ms"
+        );
     }
     let progress = Instant::now();
     let mut events = 0;

@@ -536,7 +536,10 @@ struct Listened {
 
 impl Listened {
     fn mark(&mut self, id: Uuid, now: std::time::Instant) {
-        if self.swept.is_none_or(|at| now.duration_since(at) >= LISTEN_TTL) {
+        if self
+            .swept
+            .is_none_or(|at| now.duration_since(at) >= LISTEN_TTL)
+        {
             self.until.retain(|_, until| *until > now);
             self.swept = Some(now);
         }

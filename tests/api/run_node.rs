@@ -107,7 +107,13 @@ async fn swagger_documents_run_node_and_node_delta() {
     for status in ["200", "202", "400"] {
         assert!(post["responses"][status].is_object(), "{status}: {post}");
     }
-    assert!(post["description"].as_str().unwrap().contains("synchronously"), "{post}");
+    assert!(
+        post["description"]
+            .as_str()
+            .unwrap()
+            .contains("synchronously"),
+        "{post}"
+    );
     let schema = &spec["components"]["schemas"]["RunNodeInput"]["properties"];
     for field in ["schema", "nodeID", "inputs", "wait"] {
         assert!(schema[field].is_object(), "{field}: {schema}");

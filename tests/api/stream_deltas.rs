@@ -11,9 +11,7 @@ use crate::{
         MockLlm, Stack, both_deployments,
         runs::{fixture, report, result, run},
     },
-    streams::{
-        Events, Received, assert_ids_rise, basic_inputs, names, subscribe, without_deltas,
-    },
+    streams::{Events, Received, assert_ids_rise, basic_inputs, names, subscribe, without_deltas},
 };
 
 /// `POST /api/task/run` with `Accept: text/event-stream` (listened from the start).
@@ -132,7 +130,8 @@ fn parallel(llm: &MockLlm) -> Value {
     let mut b = a.clone();
     a["id"] = json!("llm_a");
     b["id"] = json!("llm_b");
-    b["data"]["inputsValues"]["prompt"] = json!({"type": "constant", "content": "the other branch"});
+    b["data"]["inputsValues"]["prompt"] =
+        json!({"type": "constant", "content": "the other branch"});
     nodes.push(a);
     nodes.push(b);
     let end = nodes.iter_mut().find(|n| n["id"] == "end_0").unwrap();
@@ -140,7 +139,8 @@ fn parallel(llm: &MockLlm) -> Value {
         "a": {"type": "ref", "content": ["llm_a", "result"]},
         "b": {"type": "ref", "content": ["llm_b", "result"]},
     });
-    end["data"]["inputs"] = json!({"type": "object", "properties": {"a": {"type": "string"}, "b": {"type": "string"}}});
+    end["data"]["inputs"] =
+        json!({"type": "object", "properties": {"a": {"type": "string"}, "b": {"type": "string"}}});
     schema["edges"] = json!([
         {"sourceNodeID": "start_0", "targetNodeID": "llm_a"},
         {"sourceNodeID": "start_0", "targetNodeID": "llm_b"},
@@ -159,16 +159,30 @@ fn assert_parallel_order(events: &[Received]) {
     assert_eq!(order.last().unwrap(), "workflow_finished", "{order:?}");
     assert_eq!(order.len(), 10, "{order:?}");
     let at = |name: &str| {
-        let found: Vec<usize> = order.iter().enumerate().filter(|(_, n)| *n == name).map(|(i, _)| i).collect();
+        let found: Vec<usize> = order
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| *n == name)
+            .map(|(i, _)| i)
+            .collect();
         assert_eq!(found.len(), 1, "{name} once: {order:?}");
         found[0]
     };
     for node in ["start_0", "llm_a", "llm_b", "end_0"] {
-        assert!(at(&format!("node_started:{node}")) < at(&format!("node_finished:{node}")), "{order:?}");
+        assert!(
+            at(&format!("node_started:{node}")) < at(&format!("node_finished:{node}")),
+            "{order:?}"
+        );
     }
     for branch in ["llm_a", "llm_b"] {
-        assert!(at("node_finished:start_0") < at(&format!("node_started:{branch}")), "{order:?}");
-        assert!(at(&format!("node_finished:{branch}")) < at("node_started:end_0"), "{order:?}");
+        assert!(
+            at("node_finished:start_0") < at(&format!("node_started:{branch}")),
+            "{order:?}"
+        );
+        assert!(
+            at(&format!("node_finished:{branch}")) < at("node_started:end_0"),
+            "{order:?}"
+        );
     }
 }
 
@@ -205,13 +219,8 @@ async fn tokens_resume_on_another_api_replica() {
     let (_replica, replica_base) = stack.spawn_api_replica().await;
     let llm = MockLlm::start().await;
     llm.set_chunk_delay(Duration::from_millis(40));
-    let mut first = run_streamed(
-        &stack,
-        &stack.base,
-        &fixture("basic", &llm),
-        basic_inputs(),
-    )
-    .await;
+    let mut first =
+        run_streamed(&stack, &stack.base, &fixture("basic", &llm), basic_inputs()).await;
     let mut seen = Vec::new();
     while deltas(&seen) < 3 {
         seen.push(first.next().await.unwrap());
@@ -231,5 +240,8 @@ async fn tokens_resume_on_another_api_replica() {
     assert_ids_rise(&seen);
     assert_tokens_make_the_output(&seen, "llm_0");
     let late = subscribe(&stack, &id, None).await.rest().await;
-    assert_eq!(seen, late, "both replicas send the same events with the same ids");
+    assert_eq!(
+        seen, late,
+        "both replicas send the same events with the same ids"
+    );
 }

@@ -38,17 +38,15 @@ mod report;
 mod sandbox;
 mod schema;
 mod schema_cache;
-pub mod single_node;
 mod scope;
+pub mod single_node;
 pub mod types;
 mod validation;
 pub mod value;
 
 pub use engine::{Engine, RunOutcome, validate_inputs};
 pub use engine_config::EngineConfig;
-pub use executor::{
-    BlockFailed, NodeContext, NodeExecutor, NodeHandle, NodeOutput, TokenStream,
-};
+pub use executor::{BlockFailed, NodeContext, NodeExecutor, NodeHandle, NodeOutput, TokenStream};
 pub use node_error::NodeError;
 pub use registry::NodeRegistry;
 pub use report::{

@@ -61,7 +61,10 @@ pub fn single_node_schema(
     let mut node = node.clone();
     let data = &node["data"];
     let declared = data["inputs"]["properties"].as_object();
-    let mut values = data["inputsValues"].as_object().cloned().unwrap_or_default();
+    let mut values = data["inputsValues"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
     for key in inputs.keys() {
         let known = values.contains_key(key) || declared.is_some_and(|d| d.contains_key(key));
         if !known {
@@ -71,7 +74,10 @@ pub fn single_node_schema(
     // Given inputs come from the start node; constants stay; the rest is missing.
     values.retain(|key, value| inputs.contains_key(key) || value["type"] == "constant");
     for key in inputs.keys() {
-        values.insert(key.clone(), json!({"type": "ref", "content": [START_ID, key]}));
+        values.insert(
+            key.clone(),
+            json!({"type": "ref", "content": [START_ID, key]}),
+        );
     }
     // The start node checks the given inputs against their declared types; required ones
     // are required unless the node has a constant for them.

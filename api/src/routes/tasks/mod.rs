@@ -131,16 +131,7 @@ async fn run_task(
             tracing::debug!(%error, task_id = %id, "listen announcement failed");
         }
     }
-    store_and_queue(
-        &state,
-        &caller,
-        id,
-        task_status,
-        input,
-        report,
-        at,
-    )
-    .await?;
+    store_and_queue(&state, &caller, id, task_status, input, report, at).await?;
 
     if streaming {
         // The task row exists before the stream's first read: nothing can be missed.

@@ -153,14 +153,13 @@ pub async fn run_node(
     body: Bytes,
 ) -> Result<(StatusCode, Json<RunNodeOutput>), Bare> {
     let input = RunNodeInput::parse(&body)?;
-    let derived = single_node_schema(&input.schema, &input.node_id, &input.inputs).map_err(
-        |error| {
+    let derived =
+        single_node_schema(&input.schema, &input.node_id, &input.inputs).map_err(|error| {
             Bare(ApiError::malformed(
                 error.field(),
                 format!("{}: {error}", error.field()),
             ))
-        },
-    )?;
+        })?;
     let schema_text = derived.to_string();
     let schema = parse_schema_cached(&schema_text).map_err(|errors| {
         Bare(ApiError::malformed(
