@@ -9,6 +9,7 @@ mod caller;
 mod input;
 mod run_node;
 mod stream;
+mod submit;
 
 use std::time::Duration;
 
@@ -27,7 +28,7 @@ use shared::{
     store::{
         interrupt::Interrupt,
         now_ms,
-        tasks::{self, NewTask, TaskStatus, TaskView},
+        tasks::{self, TaskStatus, TaskView},
     },
     workflow::{Report, StatusData, WorkflowStatus, parse_schema_cached, validate_inputs},
 };
@@ -38,14 +39,12 @@ use uuid::Uuid;
 pub use caller::TaskCaller;
 use caller::may_see;
 use input::{TaskCancelInput, TaskQuery, TaskRunInput, task_not_found};
+use submit::{MAX_WAIT, store_and_queue};
 
 use crate::{
     error::{ApiError, Bare, TaskErrorBody},
     state::AppState,
 };
-
-/// Longest a result request may wait for the task to finish.
-const MAX_WAIT: Duration = Duration::from_secs(30);
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -144,39 +143,6 @@ async fn run_task(
         task_id: id.to_string(),
     })
     .into_response())
-}
-
-/// Stores a new task and, when it is pending, queues it (batched with other submissions).
-async fn store_and_queue(
-    state: &AppState,
-    caller: &TaskCaller,
-    id: Uuid,
-    status: TaskStatus,
-    input: TaskRunInput,
-    report: Box<serde_json::value::RawValue>,
-    at: i64,
-) -> Result<(), Bare> {
-    let pending = status == TaskStatus::Pending;
-    if pending {
-        state.recent_tasks.remember(id, caller.account_id());
-    }
-    state
-        .submit
-        .submit(NewTask {
-            id,
-            owner_id: caller.account_id(),
-            status,
-            outputs: (!pending).then(Map::new),
-            schema_json: input.schema,
-            inputs: input.inputs,
-            report,
-            at_ms: at,
-            traceparent: shared::telemetry::traceparent(),
-        })
-        .await
-        .inspect_err(|_| state.recent_tasks.forget(id))?;
-    metrics::counter!(shared::metrics::RUNS_SUBMITTED, "status" => status.as_str()).increment(1);
-    Ok(())
 }
 
 /// A run's events, as Server-Sent Events (TaskStream).

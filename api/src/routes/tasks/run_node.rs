@@ -24,7 +24,11 @@ use shared::{
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::{MAX_WAIT, TaskCaller, input::TaskRunInput, store_and_queue};
+use super::{
+    caller::TaskCaller,
+    input::TaskRunInput,
+    submit::{MAX_WAIT, store_and_queue},
+};
 use crate::{
     error::{ApiError, Bare},
     state::AppState,
