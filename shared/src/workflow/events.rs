@@ -173,3 +173,57 @@ pub fn events_after(
     }
     events
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::workflow::report::ReportHandle;
+
+    #[test]
+    fn tokens_are_events_between_their_node_start_and_end() {
+        let report = ReportHandle::new("t", Map::new());
+        let slot = report.node_started("llm_0", Map::new(), Map::new());
+        let first = report.node_delta(slot, "Hel");
+        let second = report.node_delta(slot, "lo");
+        let mut outputs = Map::new();
+        outputs.insert("result".into(), json!("Hello"));
+        report.node_succeeded(slot, outputs, None);
+        assert_eq!((first, second), (1, 2), "positions in the log");
+        assert!(
+            report.tokens_version() == 2,
+            "tokens counted apart from the version"
+        );
+
+        let (stored, log) = report.to_json_with_events(1).unwrap();
+        let stored: Report = serde_json::from_str(stored.get()).unwrap();
+        let log: EventLog = serde_json::from_str(log.get()).unwrap();
+        assert_eq!(log.deltas, ["Hel", "lo"]);
+        let types = HashMap::from([("llm_0".to_owned(), "llm".to_owned())]);
+        let events = events_after("t", &stored, &log, None, None, &types);
+        let names: Vec<_> = events.iter().map(|e| (e.id, e.name)).collect();
+        assert_eq!(
+            names,
+            [
+                (ATTEMPT_SPAN, "workflow_started"),
+                (ATTEMPT_SPAN + 1, "node_started"),
+                (ATTEMPT_SPAN + 2, "node_delta"),
+                (ATTEMPT_SPAN + 3, "node_delta"),
+                (ATTEMPT_SPAN + 4, "node_finished"),
+            ]
+        );
+        assert_eq!(events[2].data, delta_data("t", "llm_0", "Hel"));
+        assert_eq!(event_id(1, second), ATTEMPT_SPAN + 3);
+        // Resuming after the first token: the second, then the end of the node.
+        let rest = events_after("t", &stored, &log, None, Some(ATTEMPT_SPAN + 2), &types);
+        assert_eq!(rest.len(), 2);
+        assert_eq!(rest[0].data["delta"], "lo");
+    }
+
+    #[test]
+    fn a_log_without_tokens_is_stored_as_before() {
+        let report = ReportHandle::new("t", Map::new());
+        report.node_started("code_0", Map::new(), Map::new());
+        let (_, log) = report.to_json_with_events(2).unwrap();
+        assert_eq!(log.get(), r#"{"attempt":2,"log":[[0,"code_0",0]]}"#);
+    }
+}

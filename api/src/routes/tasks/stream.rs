@@ -223,3 +223,71 @@ impl Cursor {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn cursor(after: Option<u64>) -> Cursor {
+        Cursor {
+            task_id: "t".into(),
+            types: HashMap::new(),
+            after,
+            pending: VecDeque::new(),
+            held: BTreeMap::new(),
+            reads: None,
+            live: None,
+            ended: false,
+            _feed: None,
+        }
+    }
+
+    fn token(id: u64) -> Arc<RunEvent> {
+        Arc::new(RunEvent {
+            id,
+            name: "node_delta",
+            data: json!({"delta": id.to_string()}),
+        })
+    }
+
+    fn sent(cursor: &mut Cursor) -> Vec<u64> {
+        cursor.pending.drain(..).map(|e| e.id).collect()
+    }
+
+    #[test]
+    fn a_live_token_goes_at_once_only_when_it_follows_the_last_id_sent() {
+        let mut c = cursor(Some(10));
+        c.take_live(token(11));
+        assert_eq!(sent(&mut c), [11]);
+        // 13 before 12: held until 12 comes, then both in order.
+        c.take_live(token(13));
+        assert!(sent(&mut c).is_empty());
+        c.take_live(token(12));
+        assert_eq!(sent(&mut c), [12, 13]);
+        // Already sent (it came from the store too): skipped.
+        c.take_live(token(12));
+        assert!(sent(&mut c).is_empty() && c.held.is_empty());
+    }
+
+    #[test]
+    fn held_tokens_wait_for_the_store_and_are_not_sent_twice() {
+        let mut c = cursor(Some(10));
+        c.take_live(token(12));
+        c.take_live(token(13));
+        // A read of the row brings 11 and 12 (12 also held): 11, 12, then the held 13.
+        c.push(RunEvent {
+            id: 11,
+            name: "node_started",
+            data: json!({}),
+        });
+        c.push((*token(12)).clone());
+        c.release_held();
+        assert_eq!(sent(&mut c), [11, 12, 13]);
+        assert!(c.held.is_empty());
+        // Nothing was sent yet: no token can go before the events that precede it.
+        let mut fresh = cursor(None);
+        fresh.take_live(token(5));
+        assert!(sent(&mut fresh).is_empty() && fresh.held.len() == 1);
+    }
+}
