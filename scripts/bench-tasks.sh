@@ -12,7 +12,8 @@
 # workers' listeners; SECS per phase, default 30) after N (2000) runs. BENCH=streams runs
 # `llmops-loadgen streams` (task stream cost: `--phase cost` CPU per event, `--phase hold`
 # 1,000 open streams; set LLMOPS_WORKER_CONCURRENCY above the streams for hold).
-# API_BIN runs another llmops-api build (to compare builds, alternate them); RUST_LOG and
+# API_BIN runs another llmops-api build, WORKER_BIN another llmops-worker build (to compare
+# builds, alternate them); RUST_LOG and
 # KEEP_LOG=<file> keep the server's log (e.g. RUST_LOG=warn,sqlx::query=debug counts statements).
 # Build first: cargo build --release --workspace --bins. Distributed needs initdb/pg_ctl
 # (run as the `postgres` user when root) and redis-server; Postgres runs with
@@ -58,7 +59,7 @@ pids+=($!)
 for _ in $(seq 200); do curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break; sleep 0.05; done
 if [ "$mode" = distributed ]; then
   for i in 1 2; do
-    LLMOPS_METRICS_LISTEN=127.0.0.1:$((port + 10 + i)) "$bin/llmops-worker" >>"$dir/workers.log" 2>&1 &
+    LLMOPS_METRICS_LISTEN=127.0.0.1:$((port + 10 + i)) "${WORKER_BIN:-$bin/llmops-worker}" >>"$dir/workers.log" 2>&1 &
     pids+=($!)
   done
   sleep 1
