@@ -1,6 +1,6 @@
 //! An llm node's tokens on the task stream (`node_delta`): streamed only while someone
 //! listens, the same result as the plain call, resumable mid-answer with `Last-Event-ID` (on
-//! another api replica too); and the event order of parallel branches.
+//! another api replica too), canceled mid-answer; and the event order of parallel branches.
 
 use std::time::Duration;
 
@@ -118,6 +118,35 @@ both_deployments! {
         assert_eq!(names(&without_deltas(&seen)).len(), 8, "{:?}", names(&seen));
         let late = subscribe(&stack, &id, None).await.rest().await;
         assert_eq!(seen, late, "a late subscriber gets the same events and ids");
+    }
+}
+
+both_deployments! {
+    async fn cancel_mid_answer_ends_the_stream_canceled_and_closes_the_provider_call(stack: Stack) {
+        let llm = MockLlm::start().await;
+        // `slow-stream`: 500 words 20 ms apart, far longer than the test.
+        let mut inputs = basic_inputs();
+        inputs["model_name"] = json!("slow-stream");
+        let mut events = run_streamed(&stack, &stack.base, &fixture("basic", &llm), inputs).await;
+        let mut seen = Vec::new();
+        while deltas(&seen) < 3 {
+            seen.push(events.next().await.unwrap());
+        }
+        let id = seen[0].2["taskID"].as_str().unwrap().to_owned();
+        let r = stack.client.put(stack.url("/api/task/cancel")).json(&json!({"taskID": id})).send().await.unwrap();
+        assert_eq!(r.json::<Value>().await.unwrap(), json!({"success": true}));
+        let rest = tokio::time::timeout(Duration::from_secs(5), events.rest()).await.expect("the stream ended after the cancel");
+        seen.extend(rest);
+        assert_ids_rise(&seen);
+        let last = seen.last().unwrap();
+        assert_eq!((last.1.as_str(), &last.2["status"]), ("workflow_finished", &json!("canceled")), "{:?}", names(&seen));
+        assert!(deltas(&seen) < 500, "the answer stopped: {}", deltas(&seen));
+        // The provider's connection was closed, not left streaming.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while llm.dropped() == 0 {
+            assert!(std::time::Instant::now() < deadline, "the provider call was not dropped");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 }
 
