@@ -92,12 +92,15 @@ pub struct TokenStream<'a> {
 }
 
 impl TokenStream<'_> {
-    /// One piece of the node's text; empty pieces are not events.
+    /// One piece of the node's text; empty pieces are not events, and neither are pieces
+    /// past the log's limit (an answer of near a million tokens ends in `node_finished`).
     pub async fn push(&self, delta: &str) {
         if delta.is_empty() {
             return;
         }
-        let index = self.report.node_delta(self.slot, delta);
+        let Some(index) = self.report.node_delta(self.slot, delta) else {
+            return;
+        };
         let id = event_id(self.attempt, index);
         self.sink.send(id, self.node_id, delta).await;
     }

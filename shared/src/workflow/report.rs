@@ -248,6 +248,11 @@ impl EventRef {
     pub const DELTA: u8 = 2;
 }
 
+/// The event log's length past which tokens are no longer recorded: an attempt's event ids
+/// span a million positions (`events::ATTEMPT_SPAN`), and the events that end the run must
+/// still fit after its tokens.
+pub(crate) const TOKEN_LOG_LIMIT: usize = 900_000;
+
 /// Where this run's live events go, and the attempt their ids belong to.
 pub(crate) struct Live {
     pub(crate) sink: Arc<dyn LiveSink>,
@@ -373,10 +378,14 @@ impl ReportHandle {
     }
 
     /// Records one `node_delta` of the node in `slot` in the event log; answers its index in
-    /// the log. Bumps [`ReportHandle::tokens_version`], not the version.
-    pub(crate) fn node_delta(&self, slot: SnapshotSlot, delta: &str) -> usize {
+    /// the log, or `None` once the log holds [`TOKEN_LOG_LIMIT`] entries (the node's output
+    /// still has every token). Bumps [`ReportHandle::tokens_version`], not the version.
+    pub(crate) fn node_delta(&self, slot: SnapshotSlot, delta: &str) -> Option<usize> {
         let index = {
             let mut state = self.lock();
+            if state.events.len() >= TOKEN_LOG_LIMIT {
+                return None;
+            }
             let node_id = state
                 .report
                 .reports
@@ -389,7 +398,7 @@ impl ReportHandle {
             state.events.len() - 1
         };
         self.inner.tokens.fetch_add(1, Ordering::AcqRel);
-        index
+        Some(index)
     }
 
     /// All snapshots in the order they were created, across nodes (what the reference's
