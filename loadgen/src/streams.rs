@@ -56,6 +56,9 @@ pub struct StreamsArgs {
     /// hold: open streams (one run each).
     #[arg(long, default_value_t = 1000)]
     pub streams: usize,
+    /// hold: streams per run (the first submits the run, the others follow it).
+    #[arg(long, default_value_t = 1)]
+    pub per_run: usize,
     /// hold: how long the mock holds each LLM call.
     #[arg(long, default_value_t = 10_000)]
     pub mock_latency_ms: u64,
@@ -145,6 +148,19 @@ impl Target {
         read_events(self.open_run().await?).await
     }
 
+    /// Opens another stream of a run.
+    async fn open(&self, id: &str) -> anyhow::Result<reqwest::Response> {
+        let r = self
+            .client
+            .get(format!("{}/api/task/stream?taskID={id}", self.url))
+            .send()
+            .await?;
+        if !r.status().is_success() {
+            bail!("stream answered {}", r.status());
+        }
+        Ok(r)
+    }
+
     /// Submits a run with its stream; answers the open stream.
     async fn open_run(&self) -> anyhow::Result<reqwest::Response> {
         let r = self
@@ -165,23 +181,76 @@ impl Target {
 /// Reads an event stream to its end; answers how many events (`id:` lines) it carried and
 /// fails unless the last was `workflow_finished`.
 async fn read_events(response: reqwest::Response) -> anyhow::Result<usize> {
-    let mut body = response.bytes_stream();
-    let (mut events, mut tail, mut last_name) = (0, String::new(), String::new());
-    while let Some(chunk) = body.next().await {
-        tail.push_str(&String::from_utf8_lossy(&chunk?));
-        while let Some(end) = tail.find('\n') {
-            let line: String = tail.drain(..=end).collect();
-            if line.starts_with("id:") {
-                events += 1;
-            } else if let Some(name) = line.strip_prefix("event:") {
-                last_name = name.trim().to_owned();
-            }
+    EventReader::new(response).read_to_end().await
+}
+
+/// The task id of a streamed run (in its first event's data), and the rest of its stream.
+async fn first_event(response: reqwest::Response) -> anyhow::Result<(String, EventReader)> {
+    let mut reader = EventReader::new(response);
+    while reader.task_id.is_none() {
+        if !reader.step().await? {
+            bail!("the stream ended before its first event");
         }
     }
-    if last_name != "workflow_finished" {
-        bail!("the stream ended after {events} events without workflow_finished");
+    let id = reader
+        .task_id
+        .clone()
+        .context("no taskID in the first event")?;
+    Ok((id, reader))
+}
+
+/// An event stream read line by line, counting events.
+struct EventReader {
+    body: futures::stream::BoxStream<'static, reqwest::Result<bytes::Bytes>>,
+    tail: String,
+    events: usize,
+    last_name: String,
+    task_id: Option<String>,
+}
+
+impl EventReader {
+    fn new(response: reqwest::Response) -> Self {
+        EventReader {
+            body: response.bytes_stream().boxed(),
+            tail: String::new(),
+            events: 0,
+            last_name: String::new(),
+            task_id: None,
+        }
     }
-    Ok(events)
+
+    /// Reads one chunk and the lines it completes; `false` at the end of the stream.
+    async fn step(&mut self) -> anyhow::Result<bool> {
+        let Some(chunk) = self.body.next().await else {
+            return Ok(false);
+        };
+        self.tail.push_str(&String::from_utf8_lossy(&chunk?));
+        while let Some(end) = self.tail.find('\n') {
+            let line: String = self.tail.drain(..=end).collect();
+            if line.starts_with("id:") {
+                self.events += 1;
+            } else if let Some(name) = line.strip_prefix("event:") {
+                self.last_name = name.trim().to_owned();
+            } else if let Some(data) = line.strip_prefix("data:")
+                && self.task_id.is_none()
+            {
+                let data: Value = serde_json::from_str(data.trim()).unwrap_or_default();
+                self.task_id = data["taskID"].as_str().map(str::to_owned);
+            }
+        }
+        Ok(true)
+    }
+
+    async fn read_to_end(mut self) -> anyhow::Result<usize> {
+        while self.step().await? {}
+        if self.last_name != "workflow_finished" {
+            bail!(
+                "the stream ended after {} events without workflow_finished",
+                self.events
+            );
+        }
+        Ok(self.events)
+    }
 }
 
 /// Runs `op` `total` times, `concurrency` at once; answers (seconds, sum of its counts).
@@ -274,12 +343,25 @@ async fn hold(
     // streams tokens; the streams are read in the background until their runs end.
     let opened = Arc::new(AtomicUsize::new(0));
     let mut readers = Vec::with_capacity(args.streams);
-    for _ in 0..args.streams.div_ceil(100) {
-        let responses = futures::future::join_all((0..100).map(|_| target.open_run())).await;
+    let per_run = args.per_run.max(1);
+    let runs = args.streams.div_ceil(per_run);
+    for batch in 0..runs.div_ceil(100) {
+        let size = (runs - batch * 100).min(100);
+        let responses = futures::future::join_all((0..size).map(|_| target.open_run())).await;
         for response in responses {
-            let response = response?;
             opened.fetch_add(1, Ordering::SeqCst);
-            readers.push(tokio::spawn(read_events(response)));
+            if per_run == 1 {
+                readers.push(tokio::spawn(read_events(response?)));
+                continue;
+            }
+            let (id, first) = first_event(response?).await?;
+            readers.push(tokio::spawn(first.read_to_end()));
+            // More streams of the same run, opened while it waits for its LLM call.
+            for _ in 1..per_run {
+                let more = target.open(&id).await?;
+                opened.fetch_add(1, Ordering::SeqCst);
+                readers.push(tokio::spawn(read_events(more)));
+            }
         }
     }
     let open_secs = started.elapsed().as_secs_f64();
