@@ -11,8 +11,11 @@
 # BENCH=scrape the server CPU of a /metrics scrape every second (api and, distributed, both
 # workers' listeners; SECS per phase, default 30) after N (2000) runs. BENCH=chat measures chats
 # (`llmops-loadgen chat`, one at a time, N = 2000) over the mock provider: extra args such as
-# `--service` or `--stream` go to the load generator.
-# API_BIN runs another llmops-api build (to compare builds, alternate them); RUST_LOG and
+# `--service` or `--stream` go to the load generator. BENCH=streams runs
+# `llmops-loadgen streams` (task stream cost: `--phase cost` CPU per event, `--phase hold`
+# 1,000 open streams; set LLMOPS_WORKER_CONCURRENCY above the streams for hold).
+# API_BIN runs another llmops-api build, WORKER_BIN another llmops-worker build (to compare
+# builds, alternate them); RUST_LOG and
 # KEEP_LOG=<file> keep the server's log (e.g. RUST_LOG=warn,sqlx::query=debug counts statements).
 # Build first: cargo build --release --workspace --bins. Distributed needs initdb/pg_ctl
 # (run as the `postgres` user when root) and redis-server; Postgres runs with
@@ -62,7 +65,7 @@ pids+=($!)
 for _ in $(seq 200); do curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break; sleep 0.05; done
 if [ "$mode" = distributed ]; then
   for i in 1 2; do
-    LLMOPS_METRICS_LISTEN=127.0.0.1:$((port + 10 + i)) "$bin/llmops-worker" >>"$dir/workers.log" 2>&1 &
+    LLMOPS_METRICS_LISTEN=127.0.0.1:$((port + 10 + i)) "${WORKER_BIN:-$bin/llmops-worker}" >>"$dir/workers.log" 2>&1 &
     pids+=($!)
   done
   sleep 1
@@ -93,5 +96,6 @@ case "${BENCH:-workflow}" in
     python3 "$root/scripts/scrape-cost.py" --secs "${SECS:-30}" --pids "$server_pids" "${urls[@]}" ;;
   chat) "$bin/llmops-loadgen" chat --url "http://127.0.0.1:$port" --mock-llm \
     --mock-port $((port + 5)) -n "${N:-2000}" -c "${C:-1}" "$@" ;;
-  *) echo "BENCH is workflow, cancel, scrape or chat" >&2; exit 2 ;;
+  streams) "$bin/llmops-loadgen" streams --url "http://127.0.0.1:$port" --schema "$schema" "$@" ;;
+  *) echo "BENCH is workflow, cancel, scrape, chat or streams" >&2; exit 2 ;;
 esac

@@ -13,7 +13,7 @@ use shared::{
 
 use crate::{
     rate_limit::RateLimiter,
-    services::{RecentTasks, ReportCache, TaskSubmitter, submitter},
+    services::{RecentTasks, ReportCache, TaskSubmitter, submitter, task_feeds::TaskFeeds},
 };
 
 /// Shared by every request: axum clones the state for each handler, so it is one `Arc`.
@@ -30,6 +30,8 @@ pub struct AppStateInner {
     /// Reports read recently, for the many clients that poll one report.
     pub reports: Arc<ReportCache>,
     pub signals: Signals,
+    /// One reader per streamed task, shared by its open streams.
+    pub task_feeds: TaskFeeds,
     pub config: Arc<Config>,
     /// Signing and verifying keys for access tokens, built once from the secret.
     pub jwt: Arc<JwtKeys>,
@@ -60,6 +62,7 @@ impl AppState {
             submit: submitter(backends.db.clone(), backends.queues.clone()),
             recent_tasks,
             reports,
+            task_feeds: TaskFeeds::new(backends.db.clone(), backends.signals.clone()),
             db: backends.db,
             queues: backends.queues,
             signals: backends.signals,

@@ -14,6 +14,7 @@
 mod cancel;
 mod chat;
 mod reports;
+mod streams;
 
 use std::{
     sync::{
@@ -51,6 +52,8 @@ enum Command {
     Cancel(cancel::CancelArgs),
     /// What many clients polling one running task's report cost the server.
     Reports(reports::ReportsArgs),
+    /// What the task stream costs the server: CPU per event, many open streams.
+    Streams(streams::StreamsArgs),
 }
 
 #[derive(Args, Clone)]
@@ -106,6 +109,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Chat(args) => chat::chat(args).await,
         Command::Cancel(args) => cancel::cancel(args).await,
         Command::Reports(args) => reports::reports(args).await,
+        Command::Streams(args) => streams::streams(args).await,
     }
 }
 

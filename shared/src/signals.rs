@@ -39,8 +39,15 @@ const STREAM_CHANNEL_CAPACITY: usize = 1024;
 /// workflow run: at 1,024 slots that was ~80 KB zeroed per run.
 const SIGNAL_CHANNEL_CAPACITY: usize = 16;
 
+/// Capacity of a run's events channel (its tokens and progress notes). Its one subscriber
+/// per process (the task's feed) relays them at once; what a stalled one misses is in the
+/// store. Smaller than a chat's: a process may follow a thousand runs.
+const RUN_EVENTS_CHANNEL_CAPACITY: usize = 128;
+
 fn channel_capacity(channel: &str) -> usize {
-    if channel::is_message_events(channel) {
+    if channel::is_run_events(channel) {
+        RUN_EVENTS_CHANNEL_CAPACITY
+    } else if channel::is_message_events(channel) {
         STREAM_CHANNEL_CAPACITY
     } else {
         SIGNAL_CHANNEL_CAPACITY
@@ -98,6 +105,26 @@ pub mod channel {
         let id = channel.strip_prefix("task:")?.strip_suffix(":done")?;
         Uuid::parse_str(id).ok()
     }
+    /// Someone listens to a workflow task's stream (refreshed while the stream is open): the
+    /// worker running it then streams its llm nodes' tokens (see [`super::Signals::is_listened`]).
+    pub fn task_listen(task_id: Uuid) -> String {
+        format!("task:{task_id}:listen")
+    }
+    /// The task of a `task:<id>:listen` channel.
+    pub fn task_listen_id(channel: &str) -> Option<Uuid> {
+        let id = channel.strip_prefix("task:")?.strip_suffix(":listen")?;
+        Uuid::parse_str(id).ok()
+    }
+    /// What a listened workflow task does as it happens: its llm nodes' tokens (`node_delta`
+    /// events) and "progress stored" notes. Not in the `task:` pattern family: these only go
+    /// to processes that subscribed to this run.
+    pub fn run_events(task_id: Uuid) -> String {
+        format!("run:{task_id}:events")
+    }
+    /// Whether the channel is a [`run_events`] channel.
+    pub fn is_run_events(channel: &str) -> bool {
+        channel.starts_with("run:") && channel.ends_with(":events")
+    }
     /// Events of a debug chat message (deltas, end, error).
     pub fn message_events(message_id: Uuid) -> String {
         format!("message:{message_id}:events")
@@ -125,6 +152,8 @@ pub struct TaskDone {
 /// |---|---|---|
 /// | a task's outcome | `task:<id>:done` | the worker that ended it (or found it ended) |
 /// | cancel a running task | `task:<id>:cancel` | the API |
+/// | someone listens to a task's stream | `task:<id>:listen` | the API (refreshed while open) |
+/// | a listened task's tokens and progress notes | `run:<id>:events` | the worker running it |
 /// | a chat's deltas and final event | `message:<id>:events` | the worker answering it (or finding it final) |
 /// | stop a chat's answer | `message:<id>:stop` | the API |
 /// | a queue has jobs | `queue:<name>:available` | the producer (and its Redis push script) |
@@ -136,6 +165,17 @@ impl Signals {
 
     pub async fn publish_task_cancel(&self, id: Uuid) -> Result<(), SignalError> {
         self.publish(&channel::task_cancel(id), "").await
+    }
+
+    /// Tells every process that a stream of this task is open (see [`Signals::is_listened`]).
+    pub async fn publish_task_listen(&self, id: Uuid) -> Result<(), SignalError> {
+        self.publish(&channel::task_listen(id), "").await
+    }
+
+    /// One live event of a listened run, as JSON: a `node_delta` (`{id, taskID, nodeID,
+    /// delta}`) or the note that its progress was just stored (`{"stored": true}`).
+    pub async fn publish_run_event(&self, id: Uuid, payload: &str) -> Result<(), SignalError> {
+        self.publish(&channel::run_events(id), payload).await
     }
 
     pub async fn publish_chat_event(&self, id: Uuid, event: &ChatEvent) -> Result<(), SignalError> {
@@ -163,6 +203,9 @@ struct Inner {
     local: Mutex<HashMap<String, broadcast::Sender<Arc<str>>>>,
     /// Sees every task outcome this process receives, before its subscribers do.
     task_done_observer: OnceLock<TaskDoneObserver>,
+    /// Tasks someone listens to, until when: filled from `task:<id>:listen`, which every
+    /// process receives (pattern family), so a worker knows before it even claims the run.
+    listened: Mutex<Listened>,
     redis: Option<RedisBus>,
     link: watch::Sender<Link>,
 }
@@ -302,6 +345,17 @@ impl Signals {
         }
     }
 
+    /// Whether a stream of this task was open within the last [`LISTEN_TTL`], as far as this
+    /// process heard (a local lookup: no round trip). The worker asks it when an llm node
+    /// starts, to decide between a streaming and a plain provider call.
+    pub fn is_listened(&self, id: Uuid) -> bool {
+        self.inner
+            .listened
+            .lock()
+            .expect("listened map poisoned")
+            .is_listened(id, std::time::Instant::now())
+    }
+
     /// Whether the Redis side (if any) answers and the subscription is up.
     pub async fn ping(&self) -> Result<(), SignalError> {
         if let Some(bus) = &self.inner.redis {
@@ -392,6 +446,7 @@ impl Inner {
         Self {
             local: Mutex::new(HashMap::new()),
             task_done_observer: OnceLock::new(),
+            listened: Mutex::new(Listened::default()),
             link: watch::Sender::new(Link {
                 up: redis.is_none(),
                 connections: 0,
@@ -445,6 +500,12 @@ impl Inner {
     }
 
     fn deliver(&self, channel: &str, payload: Arc<str>) {
+        if let Some(task_id) = channel::task_listen_id(channel) {
+            self.listened
+                .lock()
+                .expect("listened map poisoned")
+                .mark(task_id, std::time::Instant::now());
+        }
         // The observer runs before the fan-out takes the map lock, so a subscriber that
         // registers after that lock finds the observer's effect (see `observe_task_done`).
         if let Some(observe) = self.task_done_observer.get()
@@ -456,6 +517,37 @@ impl Inner {
         if let Some(tx) = local.get(channel) {
             let _ = tx.send(payload);
         }
+    }
+}
+
+/// How long a `task:<id>:listen` announcement counts. An open stream announces itself again
+/// every [`LISTEN_REFRESH`], so a listener is forgotten at most this long after it left.
+pub const LISTEN_TTL: Duration = Duration::from_secs(10);
+/// How often an open stream of a running task announces itself (once per task and process).
+pub const LISTEN_REFRESH: Duration = Duration::from_secs(3);
+
+/// The tasks someone listens to, with when that was last heard. Expired entries are swept
+/// at most once per [`LISTEN_TTL`], so the map stays as small as the set of listened runs.
+#[derive(Default)]
+struct Listened {
+    until: HashMap<Uuid, std::time::Instant>,
+    swept: Option<std::time::Instant>,
+}
+
+impl Listened {
+    fn mark(&mut self, id: Uuid, now: std::time::Instant) {
+        if self
+            .swept
+            .is_none_or(|at| now.duration_since(at) >= LISTEN_TTL)
+        {
+            self.until.retain(|_, until| *until > now);
+            self.swept = Some(now);
+        }
+        self.until.insert(id, now + LISTEN_TTL);
+    }
+
+    fn is_listened(&self, id: Uuid, now: std::time::Instant) -> bool {
+        self.until.get(&id).is_some_and(|until| *until > now)
     }
 }
 
@@ -553,6 +645,24 @@ mod tests {
         assert_eq!(channel::task_done_id("task:nope:done"), None);
         assert!(channel::is_message_events(&channel::message_events(id)));
         assert!(!channel::is_message_events(&channel::message_stop(id)));
+    }
+
+    #[tokio::test]
+    async fn a_listen_announcement_marks_the_task_for_a_while() {
+        let signals = Signals::in_process();
+        let (id, other) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
+        assert!(!signals.is_listened(id));
+        signals.publish_task_listen(id).await.unwrap();
+        assert!(signals.is_listened(id));
+        assert!(!signals.is_listened(other));
+        let mut listened = Listened::default();
+        let now = std::time::Instant::now();
+        listened.mark(id, now);
+        assert!(listened.is_listened(id, now + LISTEN_TTL / 2));
+        assert!(!listened.is_listened(id, now + LISTEN_TTL));
+        // A later announcement sweeps the expired ones.
+        listened.mark(other, now + LISTEN_TTL * 2);
+        assert_eq!(listened.until.len(), 1);
     }
 
     #[tokio::test]

@@ -1,5 +1,5 @@
-//! A run's events (`workflow_started`, `node_started`, `node_finished`, `workflow_finished`),
-//! as the task stream sends them, rebuilt from what the worker already stores.
+//! A run's events (`workflow_started`, `node_started`, `node_delta`, `node_finished`,
+//! `workflow_finished`), as the task stream sends them, rebuilt from what the worker stores.
 //!
 //! Why derived and not published: the worker keeps a compact log of node starts and ends in
 //! order (`[kind, nodeID, snapshot]`, [`EventRef`]) and stores it in the task row's `events`
@@ -14,6 +14,16 @@
 //! job (its worker died) starts a new attempt whose log replaces the old one, so its events
 //! carry higher ids than anything the dead attempt produced and a subscriber sees the run
 //! restart with a second `workflow_started` — never a repeated or reused id.
+//!
+//! `node_delta` (an llm node's tokens) is in the same log, as `[2, nodeID, k]` with its text
+//! in the log's `deltas[k]`, recorded only while someone listens to the run (see
+//! [`crate::workflow::live`]). So a token has a position like any other event: its id sits
+//! between its node's `node_started` and `node_finished` (and among a parallel branch's
+//! events in the order they happened), a reconnect with `Last-Event-ID` continues after
+//! it, and a late subscriber gets every token again. The worker also publishes each token
+//! as it comes, with the same id, so that open streams need not wait for the store. Tokens
+//! stop being recorded once an attempt's log holds 900,000 entries, so that its ids stay in
+//! its span; the node's output has them all.
 
 use std::collections::HashMap;
 
@@ -37,6 +47,20 @@ pub struct RunEvent {
 pub struct EventLog {
     pub attempt: i32,
     pub log: Vec<EventRef>,
+    /// Texts of the log's `node_delta` entries (absent when nobody listened).
+    #[serde(default)]
+    pub deltas: Vec<String>,
+}
+
+/// The id of the event at `index` in the log of `attempt` (`workflow_started` is
+/// `attempt × ATTEMPT_SPAN`, the log follows it).
+pub fn event_id(attempt: i32, index: usize) -> u64 {
+    attempt.max(0) as u64 * ATTEMPT_SPAN + 1 + index as u64
+}
+
+/// The data of a `node_delta` event.
+pub fn delta_data(task_id: &str, node_id: &str, delta: &str) -> Value {
+    json!({"taskID": task_id, "nodeID": node_id, "delta": delta})
 }
 
 /// Each node's type by its id, nested blocks (loop bodies) included, from the schema JSON.
@@ -80,11 +104,22 @@ pub fn events_after(
         });
     }
     for (n, entry) in log.log.iter().enumerate() {
-        let id = base + 1 + n as u64;
+        let id = event_id(log.attempt, n);
         if !wanted(id) {
             continue;
         }
         let EventRef(kind, node_id, index) = entry;
+        if *kind == EventRef::DELTA {
+            if let Some(delta) = log.deltas.get(*index) {
+                let data = delta_data(task_id, node_id, delta);
+                events.push(RunEvent {
+                    id,
+                    name: "node_delta",
+                    data,
+                });
+            }
+            continue;
+        }
         let snapshot = report
             .reports
             .get(node_id)
@@ -127,7 +162,7 @@ pub fn events_after(
         events.push(RunEvent { id, name, data });
     }
     if let Some(status) = terminal {
-        let id = base + 1 + log.log.len() as u64;
+        let id = event_id(log.attempt, log.log.len());
         if wanted(id) {
             events.push(RunEvent {
                 id,
@@ -139,4 +174,58 @@ pub fn events_after(
         }
     }
     events
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::workflow::report::ReportHandle;
+
+    #[test]
+    fn tokens_are_events_between_their_node_start_and_end() {
+        let report = ReportHandle::new("t", Map::new());
+        let slot = report.node_started("llm_0", Map::new(), Map::new());
+        let first = report.node_delta(slot, "Hel");
+        let second = report.node_delta(slot, "lo");
+        let mut outputs = Map::new();
+        outputs.insert("result".into(), json!("Hello"));
+        report.node_succeeded(slot, outputs, None);
+        assert_eq!((first, second), (Some(1), Some(2)), "positions in the log");
+        assert!(
+            report.tokens_version() == 2,
+            "tokens counted apart from the version"
+        );
+
+        let (stored, log) = report.to_json_with_events(1).unwrap();
+        let stored: Report = serde_json::from_str(stored.get()).unwrap();
+        let log: EventLog = serde_json::from_str(log.get()).unwrap();
+        assert_eq!(log.deltas, ["Hel", "lo"]);
+        let types = HashMap::from([("llm_0".to_owned(), "llm".to_owned())]);
+        let events = events_after("t", &stored, &log, None, None, &types);
+        let names: Vec<_> = events.iter().map(|e| (e.id, e.name)).collect();
+        assert_eq!(
+            names,
+            [
+                (ATTEMPT_SPAN, "workflow_started"),
+                (ATTEMPT_SPAN + 1, "node_started"),
+                (ATTEMPT_SPAN + 2, "node_delta"),
+                (ATTEMPT_SPAN + 3, "node_delta"),
+                (ATTEMPT_SPAN + 4, "node_finished"),
+            ]
+        );
+        assert_eq!(events[2].data, delta_data("t", "llm_0", "Hel"));
+        assert_eq!(event_id(1, 2), ATTEMPT_SPAN + 3);
+        // Resuming after the first token: the second, then the end of the node.
+        let rest = events_after("t", &stored, &log, None, Some(ATTEMPT_SPAN + 2), &types);
+        assert_eq!(rest.len(), 2);
+        assert_eq!(rest[0].data["delta"], "lo");
+    }
+
+    #[test]
+    fn a_log_without_tokens_is_stored_as_before() {
+        let report = ReportHandle::new("t", Map::new());
+        report.node_started("code_0", Map::new(), Map::new());
+        let (_, log) = report.to_json_with_events(2).unwrap();
+        assert_eq!(log.get(), r#"{"attempt":2,"log":[[0,"code_0",0]]}"#);
+    }
 }

@@ -12,6 +12,8 @@ use serde_json::{Map, Value};
 use tokio_util::sync::CancellationToken;
 
 use super::engine_config::EngineConfig;
+use super::events::event_id;
+use super::live::LiveSink;
 use super::node_error::NodeError;
 use super::report::{ReportHandle, SnapshotSlot};
 use super::schema::{Document, Node};
@@ -79,6 +81,31 @@ pub(crate) trait RunServices: Sync {
     ) -> Pin<Box<dyn Future<Output = Result<(), BlockFailed>> + Send + 's>>;
 }
 
+/// A listened node's `node_delta` events: each is recorded in the run's event log (stored
+/// with the next progress write), then sent live under the same id.
+pub struct TokenStream<'a> {
+    report: &'a ReportHandle,
+    slot: SnapshotSlot,
+    node_id: &'a str,
+    sink: &'a dyn LiveSink,
+    attempt: i32,
+}
+
+impl TokenStream<'_> {
+    /// One piece of the node's text; empty pieces are not events, and neither are pieces
+    /// past the log's limit (an answer of near a million tokens ends in `node_finished`).
+    pub async fn push(&self, delta: &str) {
+        if delta.is_empty() {
+            return;
+        }
+        let Some(index) = self.report.node_delta(self.slot, delta) else {
+            return;
+        };
+        let id = event_id(self.attempt, index);
+        self.sink.send(id, self.node_id, delta).await;
+    }
+}
+
 /// Everything an executor may use: its node, parsed inputs, variables and the engine's services.
 pub struct NodeContext<'a> {
     pub(crate) run: &'a dyn RunServices,
@@ -133,6 +160,20 @@ impl<'a> NodeContext<'a> {
     /// Variables visible to this node.
     pub fn scope(&self) -> &'a Scope<'a> {
         self.scope
+    }
+
+    /// Where this node's tokens go, when someone listens to the run now (asked once, when
+    /// the node starts): `None` for a run nobody watches, which must not stream.
+    pub fn token_stream(&self) -> Option<TokenStream<'a>> {
+        let report = self.run.report();
+        let live = report.live()?;
+        live.sink.listened().then(|| TokenStream {
+            report,
+            slot: self.slot,
+            node_id: &self.node.id,
+            sink: live.sink.as_ref(),
+            attempt: live.attempt,
+        })
     }
 
     /// Replace the snapshot's `inputs` (the http node reports its prepared request instead).

@@ -30,6 +30,7 @@ mod executor;
 mod input_validation;
 pub mod js;
 mod limits;
+pub mod live;
 mod node_error;
 pub mod nodes;
 mod registry;
@@ -38,13 +39,14 @@ mod sandbox;
 mod schema;
 mod schema_cache;
 mod scope;
+pub mod single_node;
 pub mod types;
 mod validation;
 pub mod value;
 
 pub use engine::{Engine, RunOutcome, validate_inputs};
 pub use engine_config::EngineConfig;
-pub use executor::{BlockFailed, NodeContext, NodeExecutor, NodeHandle, NodeOutput};
+pub use executor::{BlockFailed, NodeContext, NodeExecutor, NodeHandle, NodeOutput, TokenStream};
 pub use node_error::NodeError;
 pub use registry::NodeRegistry;
 pub use report::{

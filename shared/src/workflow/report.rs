@@ -5,12 +5,14 @@
 //! rather than one per event.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use tokio::sync::Notify;
+
+use super::live::LiveSink;
 
 /// Workflow and node status. `Canceled` is spelled with one "l", like the reference.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -227,23 +229,44 @@ struct ReportState {
     /// Node starts and ends in the order they happened: the run's event log (see
     /// [`crate::workflow::events`]), stored beside the report with the same writes.
     events: Vec<EventRef>,
+    /// The text of each `node_delta` entry of `events` (a listened llm node's tokens), which
+    /// [`EventRef`]s of kind [`EventRef::DELTA`] index. Empty for a run nobody listened to.
+    deltas: Vec<String>,
 }
 
-/// One entry of a run's event log: `[kind, nodeID, snapshot index]`, where kind is
-/// [`EventRef::STARTED`] or [`EventRef::FINISHED`]. The payload (inputs, outputs, error) is
-/// not copied: it is read from the report's snapshot when the event is sent.
+/// One entry of a run's event log: `[kind, nodeID, index]`. For [`EventRef::STARTED`] and
+/// [`EventRef::FINISHED`] the index is the node's snapshot: the payload (inputs, outputs,
+/// error) is not copied, it is read from the report's snapshot when the event is sent. For
+/// [`EventRef::DELTA`] (an llm node's tokens, recorded only while someone listens) it indexes
+/// the log's `deltas` texts.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct EventRef(pub u8, pub String, pub usize);
 
 impl EventRef {
     pub const STARTED: u8 = 0;
     pub const FINISHED: u8 = 1;
+    pub const DELTA: u8 = 2;
+}
+
+/// The event log's length past which tokens are no longer recorded: an attempt's event ids
+/// span a million positions (`events::ATTEMPT_SPAN`), and the events that end the run must
+/// still fit after its tokens.
+pub(crate) const TOKEN_LOG_LIMIT: usize = 900_000;
+
+/// Where this run's live events go, and the attempt their ids belong to.
+pub(crate) struct Live {
+    pub(crate) sink: Arc<dyn LiveSink>,
+    pub(crate) attempt: i32,
 }
 
 struct Inner {
     state: Mutex<ReportState>,
     version: AtomicU64,
+    /// Bumps on every recorded token instead of `version`: tokens alone are stored less often
+    /// (see [`ReportHandle::tokens_version`]).
+    tokens: AtomicU64,
     notify: Notify,
+    live: OnceLock<Live>,
 }
 
 /// Shared, cheaply cloneable access to one run's report.
@@ -272,9 +295,12 @@ impl ReportHandle {
                     report,
                     order: Vec::new(),
                     events: Vec::new(),
+                    deltas: Vec::new(),
                 }),
                 version: AtomicU64::new(0),
+                tokens: AtomicU64::new(0),
                 notify: Notify::new(),
+                live: OnceLock::new(),
             }),
         }
     }
@@ -319,11 +345,60 @@ impl ReportHandle {
             node.status.refresh_time_cost(now);
         }
         let report = serde_json::value::to_raw_value(&state.report)?;
-        let events = serde_json::value::to_raw_value(&serde_json::json!({
-            "attempt": attempt,
-            "log": state.events,
-        }))?;
+        // A run nobody listened to stores exactly what it always did.
+        let events = if state.deltas.is_empty() {
+            serde_json::value::to_raw_value(&serde_json::json!({
+                "attempt": attempt,
+                "log": state.events,
+            }))?
+        } else {
+            serde_json::value::to_raw_value(&serde_json::json!({
+                "attempt": attempt,
+                "log": state.events,
+                "deltas": state.deltas,
+            }))?
+        };
         Ok((report, events))
+    }
+
+    /// Attaches where this run's live events go (`attempt` numbers their ids). Once per run;
+    /// a second call is ignored.
+    pub fn set_live(&self, sink: Arc<dyn LiveSink>, attempt: i32) {
+        let _ = self.inner.live.set(Live { sink, attempt });
+    }
+
+    pub(crate) fn live(&self) -> Option<&Live> {
+        self.inner.live.get()
+    }
+
+    /// Bumps on every token recorded ([`ReportHandle::node_delta`]). Tokens reach streams
+    /// live, so the worker stores a change of tokens alone less often than other changes.
+    pub fn tokens_version(&self) -> u64 {
+        self.inner.tokens.load(Ordering::Acquire)
+    }
+
+    /// Records one `node_delta` of the node in `slot` in the event log; answers its index in
+    /// the log, or `None` once the log holds [`TOKEN_LOG_LIMIT`] entries (the node's output
+    /// still has every token). Bumps [`ReportHandle::tokens_version`], not the version.
+    pub(crate) fn node_delta(&self, slot: SnapshotSlot, delta: &str) -> Option<usize> {
+        let index = {
+            let mut state = self.lock();
+            if state.events.len() >= TOKEN_LOG_LIMIT {
+                return None;
+            }
+            let node_id = state
+                .report
+                .reports
+                .get_index(slot.node)
+                .map(|(id, _)| id.clone())
+                .unwrap_or_default();
+            state.deltas.push(delta.to_owned());
+            let entry = EventRef(EventRef::DELTA, node_id, state.deltas.len() - 1);
+            state.events.push(entry);
+            state.events.len() - 1
+        };
+        self.inner.tokens.fetch_add(1, Ordering::AcqRel);
+        Some(index)
     }
 
     /// All snapshots in the order they were created, across nodes (what the reference's
@@ -379,6 +454,7 @@ impl ReportHandle {
             state.report = report;
             state.order.clear();
             state.events.clear();
+            state.deltas.clear();
         });
     }
 

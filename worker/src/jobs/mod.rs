@@ -1,6 +1,7 @@
 //! One module per job type: a plain `async fn` handler named for the act.
 
 pub mod answer_message;
+pub mod run_deltas;
 pub mod run_workflow;
 
 use shared::{signals::SignalError, store::StoreError};

@@ -28,11 +28,17 @@ use tracing::Instrument;
 
 use uuid::Uuid;
 
-use super::JobError;
+use super::{
+    JobError,
+    run_deltas::{self, RunDeltas},
+};
 use crate::state::WorkerState;
 
 /// How often a changing report is written while the run is in progress.
 pub const FLUSH_EVERY: Duration = tasks::PROGRESS_EVERY;
+/// How often a listened run whose only change is new llm tokens is written: the tokens
+/// reach its streams live; the store has them for resumes and late subscribers.
+pub const TOKENS_FLUSH_EVERY: Duration = Duration::from_millis(500);
 /// How often a run whose report is not changing proves its attempt is alive.
 pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(2);
 
@@ -95,6 +101,12 @@ pub async fn execute(job: RunWorkflow, state: &WorkerState) -> Result<(), JobErr
 
     let inputs = task.inputs.0;
     let report = ReportHandle::new(&id.to_string(), inputs.clone());
+    // An llm node streams its tokens when someone listens (see `run_deltas`).
+    let live = RunDeltas {
+        signals: state.signals.clone(),
+        task_id: id,
+    };
+    report.set_live(std::sync::Arc::new(live), task.attempt);
     let schema = match parse_schema_cached(&task.schema_json) {
         Ok(schema) => schema,
         Err(errors) => {
@@ -115,6 +127,7 @@ pub async fn execute(job: RunWorkflow, state: &WorkerState) -> Result<(), JobErr
     flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     flush.tick().await;
     let mut flushed_version = report.version();
+    let mut flushed_tokens = report.tokens_version();
     let mut last_write = tokio::time::Instant::now();
     let outcome = loop {
         tokio::select! {
@@ -124,13 +137,18 @@ pub async fn execute(job: RunWorkflow, state: &WorkerState) -> Result<(), JobErr
                 cancel.cancel();
             }
             _ = flush.tick() => {
-                let version = report.version();
-                let cancel_stored = if version != flushed_version {
+                let (version, tokens) = (report.version(), report.tokens_version());
+                let due = version != flushed_version
+                    || (tokens != flushed_tokens && last_write.elapsed() >= TOKENS_FLUSH_EVERY);
+                let cancel_stored = if due {
                     let (snapshot, events) = report.to_json_with_events(task.attempt)?;
-                    flushed_version = version;
+                    (flushed_version, flushed_tokens) = (version, tokens);
                     last_write = tokio::time::Instant::now();
-                    tasks::save_progress(db, id, task.attempt, &snapshot, &events, now_ms())
-                        .await?
+                    let cancel_stored =
+                        tasks::save_progress(db, id, task.attempt, &snapshot, &events, now_ms())
+                            .await?;
+                    run_deltas::note_stored(&state.signals, id).await;
+                    cancel_stored
                 } else if last_write.elapsed() >= HEARTBEAT_EVERY {
                     last_write = tokio::time::Instant::now();
                     tasks::touch_attempt(db, id, task.attempt, now_ms()).await?

@@ -7,7 +7,9 @@
 
 mod caller;
 mod input;
+mod run_node;
 mod stream;
+mod submit;
 
 use std::{sync::Arc, time::Duration};
 
@@ -26,7 +28,7 @@ use shared::{
     store::{
         interrupt::Interrupt,
         now_ms,
-        tasks::{self, NewTask, TaskStatus, TaskView},
+        tasks::{self, TaskStatus, TaskView},
     },
     workflow::{Report, StatusData, WorkflowStatus, parse_schema_cached, validate_inputs},
 };
@@ -37,14 +39,12 @@ use uuid::Uuid;
 pub use caller::TaskCaller;
 use caller::may_see;
 use input::{TaskCancelInput, TaskQuery, TaskRunInput, task_not_found};
+use submit::{MAX_WAIT, store_and_queue};
 
 use crate::{
     error::{ApiError, Bare, TaskErrorBody},
     state::AppState,
 };
-
-/// Longest a result request may wait for the task to finish.
-const MAX_WAIT: Duration = Duration::from_secs(30);
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -52,6 +52,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(get_task_result))
         .routes(routes!(get_task_report))
         .routes(routes!(get_task_stream))
+        .routes(routes!(run_node::run_node))
         .routes(routes!(cancel_task))
         .routes(routes!(validate_task))
 }
@@ -121,28 +122,17 @@ async fn run_task(
     };
     let report =
         serde_json::value::to_raw_value(&report).map_err(|e| ApiError::Internal(e.into()))?;
-    if validation.is_ok() {
-        state.recent_tasks.remember(id, caller.account_id());
+    let streaming = stream::wants_stream(&headers);
+    if streaming && validation.is_ok() {
+        // Announced before the job exists, so the worker that takes it already knows that
+        // its llm nodes' tokens are wanted.
+        if let Err(error) = state.signals.publish_task_listen(id).await {
+            tracing::debug!(%error, task_id = %id, "listen announcement failed");
+        }
     }
-    state
-        .submit
-        .submit(NewTask {
-            id,
-            owner_id: caller.account_id(),
-            status: task_status,
-            outputs: validation.is_err().then(Map::new),
-            schema_json: input.schema,
-            inputs: input.inputs,
-            report,
-            at_ms: at,
-            traceparent: shared::telemetry::traceparent(),
-        })
-        .await
-        .inspect_err(|_| state.recent_tasks.forget(id))?;
-    metrics::counter!(shared::metrics::RUNS_SUBMITTED, "status" => task_status.as_str())
-        .increment(1);
+    store_and_queue(&state, &caller, id, task_status, input, report, at).await?;
 
-    if stream::wants_stream(&headers) {
+    if streaming {
         // The task row exists before the stream's first read: nothing can be missed.
         let raw = id.to_string();
         return Ok(stream::open(state, &caller, &raw, id, None)
@@ -159,11 +149,13 @@ async fn run_task(
 ///
 /// Events, each with an increasing `id:` and a JSON `data:` carrying `taskID`:
 /// `workflow_started {inputs, attempt}`, `node_started {nodeID, type, inputs}`,
+/// `node_delta {nodeID, delta}` (an llm node's tokens as the provider sends them, when a
+/// stream of the task was open as the node started; joined, they are the node's `result`),
 /// `node_finished {nodeID, status, outputs | error, timeCost}`,
 /// `workflow_finished {status, outputs, timeCost}` (the last; `status` is `succeeded`,
 /// `failed` or `canceled`). A `: ping` comment comes every 15 s. A subscriber that arrives late
 /// gets the run's events from the start; one that reconnects with `Last-Event-ID` (to any
-/// replica) gets exactly the events after it, during the run and for
+/// replica, mid-answer too) gets exactly the events after it, during the run and for
 /// `LLMOPS_STREAM_RETENTION_SECS` after it. A run retried after its worker died starts again
 /// with a second `workflow_started` whose ids are above every id of the failed attempt.
 #[utoipa::path(get, path = "/api/task/stream", tag = "task",
@@ -171,7 +163,7 @@ async fn run_task(
         ("Last-Event-ID" = Option<u64>, Header, description = "resume after this event id")),
     responses(
         (status = 200, content_type = "text/event-stream", body = String,
-            description = "the run's events (`workflow_started`, `node_started`, `node_finished`, `workflow_finished`)"),
+            description = "the run's events (`workflow_started`, `node_started`, `node_delta`, `node_finished`, `workflow_finished`)"),
         (status = 400, body = TaskErrorBody), (status = 404, body = TaskErrorBody, description = "unknown taskID, or its stream retention has passed")),
     security((), ("bearer" = [])))]
 async fn get_task_stream(

@@ -1,12 +1,18 @@
 //! `llm`: one OpenAI-compatible chat completion (spec 2.2, decision 10), to an `apiHost`
 //! behind the egress policy like the http node's URL (decision 9).
+//!
+//! When someone listens to the run as the node starts ([`NodeContext::token_stream`]), the
+//! node asks the provider for a stream and passes each token on as a `node_delta` event;
+//! its output is the tokens joined, the same `result` the plain call answers. Otherwise it
+//! makes the plain call, exactly as before streams existed.
 
 use async_trait::async_trait;
+use futures::StreamExt;
 use serde_json::{Map, Value, json};
 
-use crate::llm::LlmError;
+use crate::llm::{ChatChunk, LlmError};
 use crate::workflow::egress::EgressError;
-use crate::workflow::executor::{NodeContext, NodeExecutor, NodeOutput};
+use crate::workflow::executor::{NodeContext, NodeExecutor, NodeOutput, TokenStream};
 use crate::workflow::js;
 use crate::workflow::node_error::NodeError;
 
@@ -93,15 +99,39 @@ impl LlmRequest {
 impl NodeExecutor for LlmExecutor {
     async fn execute(&self, ctx: NodeContext<'_>) -> Result<NodeOutput, NodeError> {
         let request = LlmRequest::from_inputs(ctx.inputs())?;
-        let completion = ctx
-            .llm_client()
-            .chat(&request.api_host, &request.api_key, request.body())
-            .await
-            .map_err(|error| node_error(error, &request.api_host))?;
+        let client = ctx.llm_client();
+        let content = match ctx.token_stream() {
+            Some(tokens) => streamed(&ctx, &request, &tokens).await,
+            None => client
+                .chat(&request.api_host, &request.api_key, request.body())
+                .await
+                .map(|completion| completion.content),
+        }
+        .map_err(|error| node_error(error, &request.api_host))?;
         let mut outputs = Map::new();
-        outputs.insert("result".into(), Value::String(completion.content));
+        outputs.insert("result".into(), Value::String(content));
         Ok(NodeOutput::new(outputs))
     }
+}
+
+/// The streamed call: every token goes to the listeners as it comes; the answer is them all.
+async fn streamed(
+    ctx: &NodeContext<'_>,
+    request: &LlmRequest,
+    tokens: &TokenStream<'_>,
+) -> Result<String, LlmError> {
+    let mut stream = ctx
+        .llm_client()
+        .chat_stream(&request.api_host, &request.api_key, request.body())
+        .await?;
+    let mut content = String::new();
+    while let Some(chunk) = stream.next().await {
+        if let ChatChunk::Delta(text) = chunk? {
+            tokens.push(&text).await;
+            content.push_str(&text);
+        }
+    }
+    Ok(content)
 }
 
 /// What the node reports for a failed call (the reference's messages where it has them).
