@@ -8,16 +8,22 @@
 //! A plain poll (`result` without `wait`, every few milliseconds from a FlowGram client) is
 //! answered "not finished" from here too, as long as nothing could have been missed: the link
 //! to the signal bus has stayed up since the store last saw the task unfinished (or since it
-//! was queued), and that was less than [`CHECK_WHILE_UP`] ago, the period after which a
-//! waiter on a signal reads the store anyway. So polls cost no store read, and a completion
-//! whose signal was lost is still seen within that period, as by a waiting request.
+//! was queued), that was less than [`TRUST_UNFINISHED`] ago, and no read of the store has
+//! found it finished since (a report read, say: a client that saw the report final must not
+//! then be told the result is not ready). So polls cost at most one store read a second per
+//! task, and a completion whose signal was lost (its worker killed between its write and its
+//! signal) is seen within a second.
 
 use std::{sync::Arc, time::Instant};
 
 use quick_cache::{Weighter, sync::Cache};
-use shared::signals::{CHECK_WHILE_UP, Link};
+use shared::signals::Link;
 use tokio::sync::watch;
 use uuid::Uuid;
+
+/// How long "unfinished", as last known from the store or the submit, is trusted while no
+/// outcome arrives (see the module comment).
+pub const TRUST_UNFINISHED: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Weight (about bytes) of owners and outcomes remembered per process.
 const CAPACITY: u64 = 32 << 20;
@@ -33,6 +39,8 @@ pub struct RecentTask {
     unfinished_at: Instant,
     /// The signal bus connection that was up then ([`Link::connections`]).
     connection: u64,
+    /// A read of the store found the task finished before its outcome reached this process.
+    finished_in_store: bool,
 }
 
 #[derive(Clone)]
@@ -66,6 +74,7 @@ impl RecentTasks {
             outcome: None,
             unfinished_at: Instant::now(),
             connection: self.link.borrow().connections,
+            finished_in_store: false,
         };
         self.tasks.insert(id, task);
     }
@@ -75,9 +84,21 @@ impl RecentTasks {
     pub fn surely_unfinished(&self, task: &RecentTask) -> bool {
         let link = *self.link.borrow();
         task.outcome.is_none()
+            && !task.finished_in_store
             && link.up
             && link.connections == task.connection
-            && task.unfinished_at.elapsed() < CHECK_WHILE_UP
+            && task.unfinished_at.elapsed() < TRUST_UNFINISHED
+    }
+
+    /// Records that a read of the store found the task finished: from now on its result is
+    /// read from the store until its outcome arrives.
+    pub fn store_says_finished(&self, id: Uuid) {
+        if let Some(mut task) = self.tasks.get(&id)
+            && task.outcome.is_none()
+        {
+            task.finished_in_store = true;
+            self.tasks.insert(id, task);
+        }
     }
 
     /// Records that the store has just shown the task unfinished.
@@ -156,5 +177,8 @@ mod tests {
         assert!(!recent.surely_unfinished(&recent.get(id).unwrap()));
         recent.store_says_unfinished(id);
         assert!(recent.surely_unfinished(&recent.get(id).unwrap()));
+        // A report read found it finished: no longer sure, whatever the link says.
+        recent.store_says_finished(id);
+        assert!(!recent.surely_unfinished(&recent.get(id).unwrap()));
     }
 }

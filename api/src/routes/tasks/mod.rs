@@ -235,20 +235,22 @@ async fn get_task_result(
         .map_err(|e| ApiError::Internal(e.into()))?;
     match state.recent_tasks.get(id) {
         // Queued by this process: the owner is known, and an outcome that came before the
-        // subscription is recorded (`RecentTasks`), so the store need not be read.
+        // subscription is recorded (`RecentTasks`), so the store need not be read while the
+        // task is surely unfinished.
         Some(task) if !may_see(task.owner, &caller) => {
             return Err(Bare(task_not_found(raw)));
         }
-        Some(task) => {
+        Some(task) if task.outcome.is_some() || state.recent_tasks.surely_unfinished(&task) => {
             if let Some(outputs) = task.outcome.as_deref().and_then(outcome_outputs) {
                 return Ok(Json(outputs));
             }
         }
-        None => {
+        _ => {
             let view = visible(tasks::get_task_result(&state.db, id).await?, &caller, raw)?;
             if view.status.is_terminal() {
                 return Ok(Json(result_body(view)));
             }
+            state.recent_tasks.store_says_unfinished(id);
         }
     }
     // The completion message carries the result. Signals are a fast path only: the store is
@@ -322,6 +324,11 @@ async fn get_task_report(
         Some(report) => report,
         None => {
             let view = visible(tasks::get_task_report(&state.db, id).await?, &caller, raw)?;
+            if view.status.is_terminal() {
+                // Its outcome may not have reached this process yet (or may never: a lost
+                // signal): the result must not look unfinished to whoever saw this report.
+                state.recent_tasks.store_says_finished(id);
+            }
             let body = serde_json::to_vec(&view.document.map(|d| d.0).unwrap_or(Value::Null))
                 .map_err(|e| ApiError::Internal(e.into()))?;
             state
