@@ -11,7 +11,10 @@ use crate::{
         MockLlm, Stack, both_deployments,
         runs::{fixture, report, result, run},
     },
-    streams::{Events, Received, assert_ids_rise, basic_inputs, names, subscribe, without_deltas},
+    streams::{
+        Events, Received, assert_ids_rise, basic_inputs, names, subscribe, two_api_replicas,
+        without_deltas,
+    },
 };
 
 /// `POST /api/task/run` with `Accept: text/event-stream` (listened from the start).
@@ -239,13 +242,9 @@ both_deployments! {
 /// Tokens resumed on another api replica (real processes, distributed).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokens_resume_on_another_api_replica() {
-    let options =
-        crate::helpers::StackOptions::new(crate::helpers::Mode::Distributed { workers: 1 })
-            .processes();
-    let Some(stack) = Stack::start_with(options).await else {
+    let Some((stack, _replica, replica_base)) = two_api_replicas().await else {
         return;
     };
-    let (_replica, replica_base) = stack.spawn_api_replica().await;
     let llm = MockLlm::start().await;
     llm.set_chunk_delay(Duration::from_millis(40));
     let mut first =

@@ -241,16 +241,23 @@ both_deployments! {
     }
 }
 
-/// A stream opened on one api replica resumes on another (real processes, distributed).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn last_event_id_resumes_on_another_api_replica() {
+/// A distributed stack of real processes (one worker) and a second api replica beside it:
+/// the stack, the replica's process and its base URL; `None` when the binaries are missing.
+pub async fn two_api_replicas() -> Option<(Stack, crate::helpers::stack::Proc, String)> {
     let options =
         crate::helpers::StackOptions::new(crate::helpers::Mode::Distributed { workers: 1 })
             .processes();
-    let Some(stack) = Stack::start_with(options).await else {
+    let stack = Stack::start_with(options).await?;
+    let (replica, replica_base) = stack.spawn_api_replica().await;
+    Some((stack, replica, replica_base))
+}
+
+/// A stream opened on one api replica resumes on another (real processes, distributed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn last_event_id_resumes_on_another_api_replica() {
+    let Some((stack, _replica, replica_base)) = two_api_replicas().await else {
         return;
     };
-    let (_replica, replica_base) = stack.spawn_api_replica().await;
     let llm = MockLlm::start().await;
     llm.set_latency(Duration::from_millis(1500));
     let id = run(&stack, &fixture("basic", &llm), basic_inputs()).await;

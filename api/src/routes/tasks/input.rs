@@ -19,6 +19,20 @@ pub struct TaskRunInput {
     pub inputs: Map<String, Value>,
 }
 
+/// The request body as a JSON object; `not_an_object` says what is expected otherwise.
+pub(super) fn json_object(body: &Bytes, not_an_object: &str) -> Result<Map<String, Value>, Bare> {
+    let value: Value = serde_json::from_slice(body).map_err(|e| {
+        Bare(ApiError::malformed(
+            "body",
+            format!("request body is not valid JSON: {e}"),
+        ))
+    })?;
+    match value {
+        Value::Object(fields) => Ok(fields),
+        _ => Err(Bare(ApiError::malformed("body", not_an_object))),
+    }
+}
+
 impl TaskRunInput {
     pub fn parse(body: &Bytes) -> Result<Self, Bare> {
         if body.iter().all(u8::is_ascii_whitespace) {
@@ -27,18 +41,7 @@ impl TaskRunInput {
                 "request body is required: {\"schema\": string, \"inputs\": object}",
             )));
         }
-        let value: Value = serde_json::from_slice(body).map_err(|e| {
-            Bare(ApiError::malformed(
-                "body",
-                format!("request body is not valid JSON: {e}"),
-            ))
-        })?;
-        let Value::Object(mut fields) = value else {
-            return Err(Bare(ApiError::malformed(
-                "body",
-                "request body must be a JSON object",
-            )));
-        };
+        let mut fields = json_object(body, "request body must be a JSON object")?;
         let schema = match fields.remove("schema") {
             None | Some(Value::Null) => {
                 return Err(Bare(ApiError::malformed("schema", "schema is required")));

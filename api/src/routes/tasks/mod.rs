@@ -233,24 +233,16 @@ async fn get_task_result(
         .subscribe(&channel::task_done(id))
         .await
         .map_err(|e| ApiError::Internal(e.into()))?;
-    match state.recent_tasks.get(id) {
-        // Queued by this process: the owner is known, and an outcome that came before the
-        // subscription is recorded (`RecentTasks`), so the store need not be read while the
-        // task is surely unfinished.
-        Some(task) if !may_see(task.owner, &caller) => {
-            return Err(Bare(task_not_found(raw)));
-        }
-        Some(task) if task.outcome.is_some() || state.recent_tasks.surely_unfinished(&task) => {
-            if let Some(outputs) = task.outcome.as_deref().and_then(outcome_outputs) {
-                return Ok(Json(outputs));
-            }
-        }
-        _ => {
-            let view = visible(tasks::get_task_result(&state.db, id).await?, &caller, raw)?;
+    // Queued by this process: an outcome that came before the subscription is recorded
+    // (`RecentTasks`), so the store need not be read while the task is surely unfinished.
+    match remembered(&state, &caller, raw, id)? {
+        Remembered::Finished(outputs) => return Ok(Json(outputs)),
+        Remembered::Unfinished => {}
+        Remembered::Unknown => {
+            let view = stored_result(&state, &caller, raw, id).await?;
             if view.status.is_terminal() {
                 return Ok(Json(result_body(view)));
             }
-            state.recent_tasks.store_says_unfinished(id);
         }
     }
     // The completion message carries the result. Signals are a fast path only: the store is
@@ -268,7 +260,7 @@ async fn get_task_result(
                 break;
             }
             _ = checks.due() => {
-                let view = visible(tasks::get_task_result(&state.db, id).await?, &caller, raw)?;
+                let view = stored_result(&state, &caller, raw, id).await?;
                 if view.status.is_terminal() {
                     return Ok(Json(result_body(view)));
                 }
@@ -276,7 +268,7 @@ async fn get_task_result(
         }
     }
     // No (readable) completion within the wait: the store has the last word.
-    let view = visible(tasks::get_task_result(&state.db, id).await?, &caller, raw)?;
+    let view = stored_result(&state, &caller, raw, id).await?;
     Ok(Json(result_body(view)))
 }
 
@@ -288,22 +280,59 @@ async fn poll_task_result(
     raw: &str,
     id: Uuid,
 ) -> Result<Json<Value>, Bare> {
-    if let Some(task) = state.recent_tasks.get(id) {
-        if !may_see(task.owner, caller) {
-            return Err(Bare(task_not_found(raw)));
-        }
-        if let Some(outputs) = task.outcome.as_deref().and_then(outcome_outputs) {
-            return Ok(Json(outputs));
-        }
-        if state.recent_tasks.surely_unfinished(&task) {
-            return Ok(Json(Value::Null));
-        }
+    Ok(Json(match remembered(state, caller, raw, id)? {
+        Remembered::Finished(outputs) => outputs,
+        Remembered::Unfinished => Value::Null,
+        Remembered::Unknown => result_body(stored_result(state, caller, raw, id).await?),
+    }))
+}
+
+/// What this process knows of a task's result without reading the store.
+enum Remembered {
+    /// Its outcome arrived: these are its outputs.
+    Finished(Value),
+    /// It is surely unfinished ([`RecentTasks::surely_unfinished`](crate::services::RecentTasks::surely_unfinished)).
+    Unfinished,
+    /// Not queued here, or not sure: the store must be read.
+    Unknown,
+}
+
+/// The task as [`RecentTasks`](crate::services::RecentTasks) knows it; someone else's task is
+/// an unknown task.
+fn remembered(
+    state: &AppState,
+    caller: &TaskCaller,
+    raw: &str,
+    id: Uuid,
+) -> Result<Remembered, Bare> {
+    let Some(task) = state.recent_tasks.get(id) else {
+        return Ok(Remembered::Unknown);
+    };
+    if !may_see(task.owner, caller) {
+        return Err(Bare(task_not_found(raw)));
     }
+    if let Some(outputs) = task.outcome.as_deref().and_then(outcome_outputs) {
+        return Ok(Remembered::Finished(outputs));
+    }
+    Ok(if state.recent_tasks.surely_unfinished(&task) {
+        Remembered::Unfinished
+    } else {
+        Remembered::Unknown
+    })
+}
+
+/// The task's result row from the store; an unfinished one renews the memory's trust in it.
+async fn stored_result(
+    state: &AppState,
+    caller: &TaskCaller,
+    raw: &str,
+    id: Uuid,
+) -> Result<TaskView, Bare> {
     let view = visible(tasks::get_task_result(&state.db, id).await?, caller, raw)?;
     if !view.status.is_terminal() {
         state.recent_tasks.store_says_unfinished(id);
     }
-    Ok(Json(result_body(view)))
+    Ok(view)
 }
 
 /// A task's report: statuses, timings, snapshots and messages of every node (TaskReport).

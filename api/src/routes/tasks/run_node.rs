@@ -26,7 +26,7 @@ use uuid::Uuid;
 
 use super::{
     caller::TaskCaller,
-    input::TaskRunInput,
+    input::{TaskRunInput, json_object},
     submit::{MAX_WAIT, store_and_queue},
 };
 use crate::{
@@ -56,18 +56,10 @@ pub struct RunNodeInput {
 impl RunNodeInput {
     fn parse(body: &Bytes) -> Result<Self, Bare> {
         let malformed = |field: &str, message: &str| Bare(ApiError::malformed(field, message));
-        let value: Value = serde_json::from_slice(body).map_err(|e| {
-            Bare(ApiError::malformed(
-                "body",
-                format!("request body is not valid JSON: {e}"),
-            ))
-        })?;
-        let Value::Object(mut fields) = value else {
-            return Err(malformed(
-                "body",
-                "request body must be a JSON object: {\"schema\", \"nodeID\", \"inputs\"}",
-            ));
-        };
+        let mut fields = json_object(
+            body,
+            "request body must be a JSON object: {\"schema\", \"nodeID\", \"inputs\"}",
+        )?;
         let schema = match fields.remove("schema") {
             None | Some(Value::Null) => return Err(malformed("schema", "schema is required")),
             Some(Value::String(text)) => serde_json::from_str(&text).map_err(|e| {
