@@ -19,7 +19,8 @@
 # KEEP_LOG=<file> keep the server's log (e.g. RUST_LOG=warn,sqlx::query=debug counts statements).
 # Build first: cargo build --release --workspace --bins. Distributed needs initdb/pg_ctl
 # (run as the `postgres` user when root) and redis-server; Postgres runs with
-# synchronous_commit=off, as in the published figures.
+# synchronous_commit=off, as in the published figures, unless PG_SYNCHRONOUS_COMMIT=on (what
+# docker-compose.yml ships: each commit then waits for this disk's fsync).
 set -euo pipefail
 mode=${1:?usage: $0 embedded|distributed [loadgen args...]}
 shift
@@ -53,7 +54,7 @@ if [ "$mode" = distributed ]; then
   pg_port=$((port + 1)) redis_port=$((port + 2))
   as_postgres "$pg_bin/initdb" -D "$dir/pg" -A trust -U postgres >/dev/null
   as_postgres "$pg_ctl_bin" -D "$dir/pg" -l "$dir/pg.log" -w start \
-    -o "-p $pg_port -k $dir -c synchronous_commit=off -c max_connections=200" >/dev/null
+    -o "-p $pg_port -k $dir -c synchronous_commit=${PG_SYNCHRONOUS_COMMIT:-off} -c max_connections=200" >/dev/null
   redis-server --port "$redis_port" --save "" --appendonly no >"$dir/redis.log" 2>&1 &
   pids+=($!)
   export DATABASE_URL=postgres://postgres@127.0.0.1:$pg_port/postgres
