@@ -64,7 +64,7 @@ struct Common {
     /// Operations in total.
     #[arg(short = 'n', long, default_value_t = 10_000)]
     total: usize,
-    /// Stop starting operations after this many seconds (closed loop), even before `-n`.
+    /// Stop starting operations after this many seconds, even before `-n`.
     #[arg(long)]
     duration_secs: Option<u64>,
     /// Operations in flight at once.
@@ -250,12 +250,12 @@ where
     let errors = Arc::new(AtomicUsize::new(0));
     let first_error = Arc::new(Mutex::new(None::<String>));
     let started = Instant::now();
+    let deadline = common
+        .duration_secs
+        .map(|s| started + Duration::from_secs(s));
     match common.rate {
         None => {
             let next = Arc::new(AtomicUsize::new(0));
-            let deadline = common
-                .duration_secs
-                .map(|s| started + Duration::from_secs(s));
             let mut tasks = Vec::new();
             for _ in 0..common.concurrency {
                 let (op, next, total) = (op.clone(), next.clone(), common.total);
@@ -277,9 +277,12 @@ where
             let permits = Arc::new(tokio::sync::Semaphore::new(common.concurrency));
             let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-            let mut handles = Vec::with_capacity(common.total);
+            let mut handles = Vec::with_capacity(common.total.min(1 << 20));
             for _ in 0..common.total {
                 tick.tick().await;
+                if deadline.is_some_and(|d| Instant::now() >= d) {
+                    break;
+                }
                 let permit = permits.clone().acquire_owned().await?;
                 let op = op.clone();
                 let (latencies, errors, first_error) =

@@ -40,9 +40,14 @@ pub struct Config {
     #[arg(long, env = "LLMOPS_JWT_TTL_SECS", default_value_t = 30 * 24 * 3600)]
     pub jwt_ttl_secs: u64,
 
-    /// Jobs a worker process runs at once, per queue.
+    /// Workflow runs a worker process runs at once.
     #[arg(long, env = "LLMOPS_WORKER_CONCURRENCY", default_value_t = 64)]
     pub worker_concurrency: usize,
+
+    /// Chat answers a worker process runs at once. Higher than for runs: an answer mostly
+    /// waits for the provider (seconds each), so 200 people chatting at once should not queue.
+    #[arg(long, env = "LLMOPS_CHAT_CONCURRENCY", default_value_t = 256)]
+    pub chat_concurrency: usize,
 
     /// Whether `llmops-api` also runs workers in its own process. Default: yes in the embedded
     /// mode, no when a REDIS_URL is set.
@@ -231,6 +236,7 @@ impl fmt::Debug for Config {
             .field("database", &self.store_kind())
             .field("redis", &self.redis_url.is_some())
             .field("worker_concurrency", &self.worker_concurrency)
+            .field("chat_concurrency", &self.chat_concurrency)
             .field("task_auth", &self.task_auth)
             .finish_non_exhaustive()
     }
@@ -315,6 +321,9 @@ impl Config {
         }
         if self.worker_concurrency == 0 {
             return Err(ConfigError::Zero("LLMOPS_WORKER_CONCURRENCY"));
+        }
+        if self.chat_concurrency == 0 {
+            return Err(ConfigError::Zero("LLMOPS_CHAT_CONCURRENCY"));
         }
         if self.task_max_attempts == 0 {
             return Err(ConfigError::Zero("LLMOPS_TASK_MAX_ATTEMPTS"));

@@ -98,7 +98,7 @@ fn describe() {
     describe_histogram!(
         RUN_PICKUP,
         Unit::Seconds,
-        "Queued-to-started latency of runs"
+        "Queued-to-started latency of workflow runs and chat answers, by queue"
     );
     describe_counter!(REDELIVERIES, "Runs claimed again after an earlier attempt");
 }

@@ -28,7 +28,7 @@ use crate::{chat::events::ChatEvent, redis_conn::retry_once, store::tasks::TaskS
 /// Channel families every process pattern-subscribes to once at start-up, so that the many
 /// short-lived per-task subscriptions cost no Redis round trip (SUBSCRIBE + UNSUBSCRIBE per
 /// run would). Chat channels stay per-channel: their deltas only go where someone listens.
-const PATTERN_FAMILIES: [&str; 2] = ["task:", "queue:"];
+const PATTERN_FAMILIES: [&str; 3] = ["task:", "queue:", "chat:"];
 
 /// Capacity of a chat message's event channel (its deltas). A subscriber that falls this far
 /// behind (a stalled SSE client) misses messages rather than stalling the publisher.
@@ -133,9 +133,11 @@ pub mod channel {
     pub fn is_message_events(channel: &str) -> bool {
         channel.starts_with("message:") && channel.ends_with(":events")
     }
-    /// Stop was requested for a debug chat message.
+    /// Stop was requested for a chat message. In the `chat:` pattern family (unlike the
+    /// message's events): every answer subscribes to it, and a SUBSCRIBE and UNSUBSCRIBE per
+    /// answer queued on the worker's one pub/sub connection under 200 concurrent chats.
     pub fn message_stop(message_id: Uuid) -> String {
-        format!("message:{message_id}:stop")
+        format!("chat:{message_id}:stop")
     }
 }
 
@@ -155,7 +157,7 @@ pub struct TaskDone {
 /// | someone listens to a task's stream | `task:<id>:listen` | the API (refreshed while open) |
 /// | a listened task's tokens and progress notes | `run:<id>:events` | the worker running it |
 /// | a chat's deltas and final event | `message:<id>:events` | the worker answering it (or finding it final) |
-/// | stop a chat's answer | `message:<id>:stop` | the API |
+/// | stop a chat's answer | `chat:<id>:stop` | the API |
 /// | a queue has jobs | `queue:<name>:available` | the producer (and its Redis push script) |
 impl Signals {
     pub async fn publish_task_done(&self, id: Uuid, done: &TaskDone) -> Result<(), SignalError> {

@@ -38,6 +38,7 @@ async fn main() -> anyhow::Result<()> {
     );
     tracing::info!(
         concurrency = state.config.worker_concurrency,
+        chat_concurrency = state.config.chat_concurrency,
         "llmops-worker started"
     );
     run_workers(

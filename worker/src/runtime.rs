@@ -79,7 +79,10 @@ pub async fn run_workers(
     let workflow_waker =
         QueueWaker::start(&state.signals, RunWorkflow::QUEUE, FALLBACK_POLL).await?;
     let chat_waker = QueueWaker::start(&state.signals, AnswerMessage::QUEUE, FALLBACK_POLL).await?;
-    let concurrency = state.config.worker_concurrency;
+    let (concurrency, chat_concurrency) = (
+        state.config.worker_concurrency,
+        state.config.chat_concurrency,
+    );
 
     let monitor = Monitor::new();
     let monitor = register_worker!(
@@ -97,7 +100,7 @@ pub async fn run_workers(
         backend,
         settings,
         chat_waker,
-        concurrency,
+        chat_concurrency,
         AnswerMessage,
         state,
         jobs::answer_message::answer_message

@@ -79,6 +79,10 @@ pub async fn execute(job: AnswerMessage, state: &WorkerState) -> Result<(), JobE
         announce_final(state, id).await?;
         return Ok(());
     };
+    if message.attempt == 1 {
+        let waited = (now_ms() - message.created_at).max(0) as f64 / 1000.0;
+        metrics::histogram!(shared::metrics::RUN_PICKUP, "queue" => "chat").record(waited);
+    }
     let config = ModelConfig::from_stored(&message.model_config.0, &state.config.llm_model);
     let memory = message.memory_mode;
 

@@ -5,7 +5,7 @@
 //! Then it either waits for the final event and answers the stored message (blocking call),
 //! or relays the events as Server-Sent Events (`Accept: text/event-stream`).
 //!
-//! Stop sets a flag in the store and signals `message:<id>:stop`, which reaches whichever
+//! Stop sets a flag in the store and signals `chat:<id>:stop`, which reaches whichever
 //! worker holds the chat in either deployment; a question still queued is stopped on the spot.
 
 use std::{convert::Infallible, time::Duration};
