@@ -14,7 +14,7 @@
 # `--service` or `--stream` go to the load generator. BENCH=streams runs
 # `llmops-loadgen streams` (task stream cost: `--phase cost` CPU per event, `--phase hold`
 # 1,000 open streams; set LLMOPS_WORKER_CONCURRENCY above the streams for hold).
-# API_BIN runs another llmops-api build, WORKER_BIN another llmops-worker build (to compare
+# SCHEMA runs another workflow (`{{MOCK_LLM}}` becomes the mock's URL). API_BIN runs another llmops-api build, WORKER_BIN another llmops-worker build (to compare
 # builds, alternate them); RUST_LOG and
 # KEEP_LOG=<file> keep the server's log (e.g. RUST_LOG=warn,sqlx::query=debug counts statements).
 # Build first: cargo build --release --workspace --bins. Distributed needs initdb/pg_ctl
@@ -77,7 +77,7 @@ if command -v python3 >/dev/null; then
   python3 -c "import time; t = time.perf_counter(); sum(i * i for i in range(10**7)); \
 print(f'machine: reference loop {time.perf_counter() - t:.2f} s')"
 fi
-schema=$root/loadgen/schemas/start-llm-end.json
+schema=${SCHEMA:-$root/loadgen/schemas/start-llm-end.json}
 case "${BENCH:-workflow}" in
   workflow) "$bin/llmops-loadgen" workflow --url "http://127.0.0.1:$port" \
     --schema "$schema" --mock-llm -n "${N:-10000}" -c "${C:-64}" "$@" ;;

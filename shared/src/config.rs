@@ -426,6 +426,14 @@ mod tests {
     }
 
     #[test]
+    fn chat_answers_have_their_own_concurrency() {
+        let c = parse(&[]).unwrap();
+        assert_eq!((c.worker_concurrency, c.chat_concurrency), (64, 256));
+        let err = parse(&["--chat-concurrency", "0"]).unwrap_err();
+        assert!(err.to_string().contains("LLMOPS_CHAT_CONCURRENCY"), "{err}");
+    }
+
+    #[test]
     fn byte_sizes_accept_units() {
         assert_eq!("10MB".parse::<ByteSize>().unwrap().0, 10 << 20);
         assert_eq!("512kb".parse::<ByteSize>().unwrap().0, 512 << 10);
