@@ -6,6 +6,11 @@
 #
 #   scripts/bench-scaling.sh embedded|distributed
 set -euo pipefail
+# A loop iteration runs three nodes (block start, llm, block end), and the loop's output holds
+# every answer: 10,000 iterations need more than the default limits of 10,000 node executions
+# per run and 1 MB per node output.
+export LLMOPS_MAX_NODES_PER_RUN=${LLMOPS_MAX_NODES_PER_RUN:-100000}
+export LLMOPS_MAX_NODE_OUTPUT_BYTES=${LLMOPS_MAX_NODE_OUTPUT_BYTES:-16MB}
 mode=${1:?usage: $0 embedded|distributed}
 root=$(cd "$(dirname "$0")/.." && pwd)
 dir=$(mktemp -d)

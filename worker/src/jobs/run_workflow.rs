@@ -1,7 +1,8 @@
 //! Runs one workflow task through the engine and writes its result and report to the store.
 //!
 //! A run costs a handful of writes: claiming the attempt, a progress snapshot at most every
-//! [`FLUSH_EVERY`] while the report changes (or a heartbeat when it does not), and the final
+//! [`FLUSH_EVERY`] while the report changes (less often when the report is large, see
+//! [`PROGRESS_TIME_SHARE`]; a heartbeat when it does not change), and the final
 //! state in one statement. The claim and the final write are batched with the process's
 //! other runs (group commit). Cancel arrives as a signal (from any API replica) and cancels
 //! the engine's token: in-flight requests are dropped and the run ends `canceled`. The
@@ -36,6 +37,11 @@ use crate::state::WorkerState;
 
 /// How often a changing report is written while the run is in progress.
 pub const FLUSH_EVERY: Duration = tasks::PROGRESS_EVERY;
+/// A run spends at most one part in this many of its time writing progress: when storing a
+/// report takes longer than a tenth of [`FLUSH_EVERY`], progress is written less often. A
+/// 10,000-iteration loop's report grows to megabytes; written every 100 ms whatever its size,
+/// it made the run's cost per iteration grow with the run's length.
+pub const PROGRESS_TIME_SHARE: u32 = 10;
 /// How often a listened run whose only change is new llm tokens is written: the tokens
 /// reach its streams live; the store has them for resumes and late subscribers.
 pub const TOKENS_FLUSH_EVERY: Duration = Duration::from_millis(500);
@@ -129,6 +135,9 @@ pub async fn execute(job: RunWorkflow, state: &WorkerState) -> Result<(), JobErr
     let mut flushed_version = report.version();
     let mut flushed_tokens = report.tokens_version();
     let mut last_write = tokio::time::Instant::now();
+    // When the last progress write began and what it took, serializing included (see
+    // PROGRESS_TIME_SHARE); heartbeats do not count.
+    let (mut last_progress, mut write_cost) = (last_write, Duration::ZERO);
     let outcome = loop {
         tokio::select! {
             outcome = &mut run => break outcome,
@@ -138,15 +147,20 @@ pub async fn execute(job: RunWorkflow, state: &WorkerState) -> Result<(), JobErr
             }
             _ = flush.tick() => {
                 let (version, tokens) = (report.version(), report.tokens_version());
-                let due = version != flushed_version
-                    || (tokens != flushed_tokens && last_write.elapsed() >= TOKENS_FLUSH_EVERY);
+                let paced = last_progress.elapsed() >= write_cost * PROGRESS_TIME_SHARE;
+                let due = paced
+                    && (version != flushed_version
+                        || (tokens != flushed_tokens
+                            && last_write.elapsed() >= TOKENS_FLUSH_EVERY));
                 let cancel_stored = if due {
+                    last_progress = tokio::time::Instant::now();
+                    last_write = last_progress;
                     let (snapshot, events) = report.to_json_with_events(task.attempt)?;
                     (flushed_version, flushed_tokens) = (version, tokens);
-                    last_write = tokio::time::Instant::now();
                     let cancel_stored =
                         tasks::save_progress(db, id, task.attempt, &snapshot, &events, now_ms())
                             .await?;
+                    write_cost = last_progress.elapsed();
                     run_deltas::note_stored(&state.signals, id).await;
                     cancel_stored
                 } else if last_write.elapsed() >= HEARTBEAT_EVERY {
