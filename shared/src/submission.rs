@@ -1,13 +1,15 @@
-//! Storing new workflow runs and queueing them, behind the store and queue seam: on the
-//! embedded store the tasks and their jobs commit in one SQLite transaction; with Postgres and
-//! Redis they are two writes, and the store is the one that counts: a task stored `pending`
-//! is accepted even when the push fails (Redis down, or the process dies right after the
-//! insert), because the workers' re-queue sweep pushes every pending task the queue lost.
+//! Storing new workflow runs and chat questions and queueing them, behind the store and queue
+//! seam: on the embedded store the rows and their jobs commit in one SQLite transaction; with
+//! Postgres and Redis they are two writes, and the store is the one that counts: a task or
+//! message stored `pending` is accepted even when the push fails (Redis down, or the process
+//! dies right after the insert), because the workers' re-queue sweep pushes every pending one
+//! the queue lost.
 
 use crate::{
-    queue::{self, Job, QueueBackend, Queues, RunWorkflow},
+    queue::{self, AnswerMessage, Job, QueueBackend, Queues, RunWorkflow},
     store::{
-        Db, StoreError,
+        Db, SqliteQuery, StoreError,
+        messages::{self, NewMessage},
         tasks::{self, NewTask, TaskStatus},
     },
 };
@@ -53,6 +55,43 @@ async fn store_and_queue_embedded(
     };
     let query = tasks::insert_tasks_sqlite_within(new, "BEGIN IMMEDIATE;", &after);
     let query = queue::sqlite::bind_push(query, queues.settings(), &jobs)?;
+    execute_transaction(write, query).await?;
+    wake::<RunWorkflow>(queues).await;
+    Ok(())
+}
+
+/// Stores a chat question and queues its answer, as [`store_and_queue`] does runs: one SQLite
+/// transaction on the embedded store, the store first and then the queue otherwise.
+pub async fn store_and_queue_message(
+    db: &Db,
+    queues: &Queues,
+    new: NewMessage<'_>,
+    job: AnswerMessage,
+) -> Result<(), StoreError> {
+    if let (Db::Sqlite { write, .. }, QueueBackend::Sqlite(_)) = (db, queues.backend()) {
+        let after = format!("{};\nCOMMIT", queue::sqlite::push_sql(1));
+        let query = messages::insert_message_sqlite_within(&new, "BEGIN IMMEDIATE;", &after);
+        let query = queue::sqlite::bind_push(query, queues.settings(), &[job])?;
+        execute_transaction(write, query).await?;
+        wake::<AnswerMessage>(queues).await;
+        return Ok(());
+    }
+    let id = new.id;
+    messages::insert_message(db, new).await?;
+    if let Err(error) = queues.push(job).await {
+        // Stored, so accepted: the re-queue sweep pushes it once the queue is back.
+        tracing::warn!(%error, message_id = %id, "stored question not queued yet");
+    }
+    Ok(())
+}
+
+/// Runs a transaction written as one command (`BEGIN IMMEDIATE; ...; COMMIT`) on the writer.
+/// A failing statement ends the command before `COMMIT`; the `ROLLBACK` sent then leaves
+/// nothing behind.
+async fn execute_transaction(
+    write: &sqlx::SqlitePool,
+    query: SqliteQuery<'_>,
+) -> Result<(), StoreError> {
     let mut conn = write.acquire().await?;
     if let Err(error) = query.execute(&mut *conn).await {
         if sqlx::query("ROLLBACK").execute(&mut *conn).await.is_err() {
@@ -62,10 +101,13 @@ async fn store_and_queue_embedded(
         }
         return Err(error.into());
     }
-    drop(conn);
-    if let Err(error) = queues.wake::<RunWorkflow>().await {
-        // The jobs are committed; the workers' fallback poll finds them.
-        tracing::warn!(%error, queue = RunWorkflow::QUEUE, "could not wake the workers");
-    }
     Ok(())
+}
+
+/// Wakes the queue's workers once its jobs are committed.
+async fn wake<J: Job>(queues: &Queues) {
+    if let Err(error) = queues.wake::<J>().await {
+        // The jobs are committed; the workers' fallback poll finds them.
+        tracing::warn!(%error, queue = J::QUEUE, "could not wake the workers");
+    }
 }

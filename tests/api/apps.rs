@@ -7,7 +7,8 @@
 use std::time::{Duration, Instant};
 
 use crate::helpers::{
-    MockLlm, Stack, assert_envelope, both_deployments, mock_llm::mock_sentence, stack::MOCK_MODEL,
+    MockLlm, Mode, Stack, StackOptions, assert_envelope, both_deployments, mock_llm::mock_sentence,
+    stack::MOCK_MODEL,
 };
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -953,6 +954,46 @@ both_deployments! {
         assert_eq!((&stored["query"], &stored["status"]), (&json!("anyone?"), &json!("error")));
         assert!(stored["error"].as_str().unwrap().contains("LLMOPS_LLM_BASE_URL"));
     }
+}
+
+/// On the embedded store a question and its queue job commit together: when the queue refuses
+/// the job, the chat answers 503 and no message is left behind, pending with no job to answer it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_embedded_chat_the_queue_refuses_leaves_nothing_behind() {
+    let Some(stack) = Stack::start_with(StackOptions::new(Mode::Embedded).mock_llm()).await else {
+        return;
+    };
+    let ada = User::sign_up(&stack).await;
+    let id = ada.create_app("Bot").await;
+    let file = stack.dir.join("data").join("llmops.db");
+    let store = sqlx::SqlitePool::connect(&format!("sqlite://{}", file.display()))
+        .await
+        .unwrap();
+    sqlx::query(
+        "CREATE TRIGGER refuse_jobs BEFORE INSERT ON Jobs
+         BEGIN SELECT RAISE(ABORT, 'the queue refuses jobs'); END",
+    )
+    .execute(&store)
+    .await
+    .unwrap();
+    let (status, body) = ada.debug(&id, "anyone?").await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (503, Some("fail")),
+        "{body}"
+    );
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM messages")
+        .fetch_one(&store)
+        .await
+        .unwrap();
+    assert_eq!(stored, 0, "no question without its job");
+
+    sqlx::query("DROP TRIGGER refuse_jobs")
+        .execute(&store)
+        .await
+        .unwrap();
+    let message = ada.ask(&id, "anyone?").await;
+    assert_eq!(message["status"], "normal", "{message}");
 }
 
 /// Asserts a debug call answered 400 `fail` with a message containing `needle`; passes the

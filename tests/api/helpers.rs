@@ -35,7 +35,7 @@ pub fn assert_envelope(status: StatusCode, body: &Value) {
         "unauthorized" => &[401],
         "forbidden" => &[403],
         "not_found" => &[404],
-        _ => &[400, 405, 429, 500],
+        _ => &[400, 405, 429, 500, 503],
     };
     assert!(
         allowed.contains(&status.as_u16()),

@@ -18,6 +18,7 @@ use shared::{
         messages::{self, Message, NewMessage},
         now_ms,
     },
+    submission,
 };
 use uuid::Uuid;
 
@@ -49,19 +50,13 @@ pub async fn submit(state: &AppState, message: NewMessage<'_>) -> Result<Submitt
         .subscribe(&channel::message_events(id))
         .await
         .map_err(|e| ApiError::Internal(e.into()))?;
-    messages::insert_message(&state.db, message).await?;
-    if let Err(error) = state
-        .queues
-        .push(AnswerMessage {
-            message_id: id,
-            traceparent: shared::telemetry::traceparent(),
-        })
-        .await
-    {
-        // Stored, so accepted: the workers' re-queue sweep pushes it once the queue is back,
-        // and this request goes on waiting for the answer.
-        tracing::warn!(%error, message_id = %id, "stored question not queued yet");
-    }
+    // Stored, so accepted, even if the queue is down: the workers' re-queue sweep pushes it
+    // once the queue is back, and this request goes on waiting for the answer.
+    let job = AnswerMessage {
+        message_id: id,
+        traceparent: shared::telemetry::traceparent(),
+    };
+    submission::store_and_queue_message(&state.db, &state.queues, message, job).await?;
     Ok(Submitted {
         id,
         events,

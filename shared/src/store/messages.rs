@@ -15,7 +15,7 @@ use sqlx::types::Json;
 use uuid::Uuid;
 
 use super::{
-    Db, StoreError,
+    Db, SqliteQuery, StoreError,
     interrupt::{Interrupt, interrupt},
 };
 // The chat types by their own modules: `chat` re-exports its events, which carry `Message`.
@@ -245,18 +245,52 @@ pub async fn set_summary(
     Ok(n == 1)
 }
 
+const INSERT_MESSAGE: &str = "INSERT INTO messages (id, app_id, conversation_id, account_id, query,
+    status, error, model_config, memory_mode, stream_deltas, source, history, created_at, updated_at)";
+
+/// The insert of a new message with its values bound (a macro: it is typed for whichever
+/// backend executes it).
+macro_rules! new_message_query {
+    ($sql:expr, $new:expr) => {{
+        let new = $new;
+        sqlx::query(sqlx::AssertSqlSafe($sql))
+            .bind(new.id)
+            .bind(new.app_id)
+            .bind(new.conversation_id)
+            .bind(new.account_id)
+            .bind(new.query)
+            .bind(new.status)
+            .bind(new.error)
+            .bind(Json(new.model_config))
+            .bind(new.memory_mode)
+            .bind(new.stream_deltas)
+            .bind(new.source)
+            .bind(new.history.map(Json))
+            .bind(new.at_ms)
+            .bind(new.at_ms)
+    }};
+}
+/// Stores a new message.
 pub async fn insert_message(db: &Db, new: NewMessage<'_>) -> Result<(), StoreError> {
-    with_pool!(db, pool => sqlx::query(
-        "INSERT INTO messages (id, app_id, conversation_id, account_id, query, status, error,
-                               model_config, memory_mode, stream_deltas, source, history,
-                               created_at, updated_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13)")
-        .bind(new.id).bind(new.app_id).bind(new.conversation_id).bind(new.account_id)
-        .bind(new.query).bind(new.status).bind(new.error).bind(Json(new.model_config))
-        .bind(new.memory_mode).bind(new.stream_deltas).bind(new.source)
-        .bind(new.history.map(Json)).bind(new.at_ms)
+    with_pool!(db, pool => new_message_query!(
+        format!("{INSERT_MESSAGE} VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"),
+        &new)
         .execute(pool).await.map(|r| r.rows_affected()))?;
     Ok(())
+}
+
+/// The insert of [`insert_message`] for the embedded store, between `before` and `after` in
+/// one command (see `submission::store_and_queue_message`).
+pub fn insert_message_sqlite_within<'q>(
+    new: &NewMessage<'q>,
+    before: &str,
+    after: &str,
+) -> SqliteQuery<'q> {
+    let values = vec!["?"; 14].join(", ");
+    new_message_query!(
+        format!("{before}\n{INSERT_MESSAGE} VALUES ({values});\n{after}"),
+        new
+    )
 }
 
 /// The message, deleted or not.
