@@ -270,6 +270,7 @@ macro_rules! new_message_query {
             .bind(new.at_ms)
     }};
 }
+
 /// Stores a new message.
 pub async fn insert_message(db: &Db, new: NewMessage<'_>) -> Result<(), StoreError> {
     with_pool!(db, pool => new_message_query!(
