@@ -10,6 +10,7 @@ use shared::{
     signals::Signals,
     store::Db,
 };
+use uuid::Uuid;
 
 use crate::{
     rate_limit::RateLimiter,
@@ -51,13 +52,10 @@ impl AppState {
         let service_limiter = Arc::new(RateLimiter::per_minute(config.service_rate_limit));
         let recent_tasks = Arc::new(RecentTasks::new(backends.signals.link()));
         let reports = Arc::new(ReportCache::default());
-        let (record, ended) = (recent_tasks.clone(), reports.clone());
-        // The report goes first: a client that sees the outcome and then asks for the report
-        // must not be served the running one.
-        backends.signals.observe_task_done(move |id, outcome| {
-            ended.forget(id);
-            record.finished(id, outcome);
-        });
+        let (recent, ended) = (recent_tasks.clone(), reports.clone());
+        backends
+            .signals
+            .observe_task_done(move |id, outcome| record_outcome(&recent, &ended, id, outcome));
         Self(Arc::new(AppStateInner {
             submit: submitter(backends.db.clone(), backends.queues.clone()),
             recent_tasks,
@@ -72,6 +70,21 @@ impl AppState {
             service_limiter,
         }))
     }
+}
+
+impl AppState {
+    /// Records the outcome of a task that ended without its worker announcing it (canceled
+    /// while queued), as an announced outcome is recorded.
+    pub fn task_ended(&self, id: Uuid, outcome: &Arc<str>) {
+        record_outcome(&self.recent_tasks, &self.reports, id, outcome);
+    }
+}
+
+/// A task's outcome reached this process. The report goes first: a client that sees the
+/// outcome and then asks for the report must not be served the running one.
+fn record_outcome(recent: &RecentTasks, reports: &ReportCache, id: Uuid, outcome: &Arc<str>) {
+    reports.forget(id);
+    recent.finished(id, outcome);
 }
 
 impl std::ops::Deref for AppState {

@@ -80,8 +80,7 @@ pub async fn execute(job: AnswerMessage, state: &WorkerState) -> Result<(), JobE
         return Ok(());
     };
     if message.attempt == 1 {
-        let waited = (now_ms() - message.created_at).max(0) as f64 / 1000.0;
-        metrics::histogram!(shared::metrics::RUN_PICKUP, "queue" => "chat").record(waited);
+        super::record_pickup("chat", message.created_at);
     }
     let config = ModelConfig::from_stored(&message.model_config.0, &state.config.llm_model);
     let memory = message.memory_mode;

@@ -78,9 +78,10 @@ pub async fn execute(job: RunWorkflow, state: &WorkerState) -> Result<(), JobErr
     if task.attempt == 1
         && let Some((secs, nanos)) = id.get_timestamp().map(|t| t.to_unix())
     {
-        let created_ms = secs as i64 * 1000 + i64::from(nanos / 1_000_000);
-        let waited = (now_ms() - created_ms).max(0) as f64 / 1000.0;
-        metrics::histogram!(shared::metrics::RUN_PICKUP, "queue" => "workflow").record(waited);
+        super::record_pickup(
+            "workflow",
+            secs as i64 * 1000 + i64::from(nanos / 1_000_000),
+        );
     }
     if task.attempt > 1 {
         metrics::counter!(shared::metrics::REDELIVERIES, "queue" => "workflow").increment(1);

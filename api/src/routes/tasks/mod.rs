@@ -415,10 +415,7 @@ async fn cancel_task(
         }
         // Its worker announces it when it meets the job, which may be a while: polls here
         // see it at once.
-        Interrupt::EndedWhileQueued => {
-            state.reports.forget(id);
-            state.recent_tasks.finished(id, &canceled_outcome());
-        }
+        Interrupt::EndedWhileQueued => state.task_ended(id, &canceled_outcome()),
         Interrupt::AlreadyFinished => {}
     }
     Ok(Json(TaskCancelOutput { success: true }))
