@@ -7,8 +7,8 @@
 use std::time::{Duration, Instant};
 
 use crate::helpers::{
-    MockLlm, Mode, Stack, StackOptions, assert_envelope, both_deployments, mock_llm::mock_sentence,
-    stack::MOCK_MODEL,
+    JobsRefused, MockLlm, Mode, Stack, StackOptions, assert_envelope, both_deployments,
+    mock_llm::mock_sentence, stack::MOCK_MODEL,
 };
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -965,33 +965,20 @@ async fn an_embedded_chat_the_queue_refuses_leaves_nothing_behind() {
     };
     let ada = User::sign_up(&stack).await;
     let id = ada.create_app("Bot").await;
-    let file = stack.dir.join("data").join("llmops.db");
-    let store = sqlx::SqlitePool::connect(&format!("sqlite://{}", file.display()))
-        .await
-        .unwrap();
-    sqlx::query(
-        "CREATE TRIGGER refuse_jobs BEFORE INSERT ON Jobs
-         BEGIN SELECT RAISE(ABORT, 'the queue refuses jobs'); END",
-    )
-    .execute(&store)
-    .await
-    .unwrap();
+    let refused = JobsRefused::on(&stack).await;
     let (status, body) = ada.debug(&id, "anyone?").await;
     assert_eq!(
         (status, body["code"].as_str()),
         (503, Some("fail")),
         "{body}"
     );
-    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM messages")
-        .fetch_one(&store)
-        .await
-        .unwrap();
-    assert_eq!(stored, 0, "no question without its job");
+    assert_eq!(
+        refused.count("messages").await,
+        0,
+        "no question without its job"
+    );
 
-    sqlx::query("DROP TRIGGER refuse_jobs")
-        .execute(&store)
-        .await
-        .unwrap();
+    refused.accept().await;
     let message = ada.ask(&id, "anyone?").await;
     assert_eq!(message["status"], "normal", "{message}");
 }

@@ -42,3 +42,41 @@ pub fn assert_envelope(status: StatusCode, body: &Value) {
         "status {status} for {body}"
     );
 }
+
+/// The embedded stack's own store with its queue refusing every new job (a trigger), for tests
+/// that a row and its job commit together; [`JobsRefused::accept`] lifts it.
+pub struct JobsRefused {
+    pub store: sqlx::SqlitePool,
+}
+
+impl JobsRefused {
+    pub async fn on(stack: &Stack) -> Self {
+        let file = stack.dir.join("data").join("llmops.db");
+        let store = sqlx::SqlitePool::connect(&format!("sqlite://{}", file.display()))
+            .await
+            .unwrap();
+        sqlx::query(
+            "CREATE TRIGGER refuse_jobs BEFORE INSERT ON Jobs
+             BEGIN SELECT RAISE(ABORT, 'the queue refuses jobs'); END",
+        )
+        .execute(&store)
+        .await
+        .unwrap();
+        Self { store }
+    }
+
+    /// How many rows `table` holds.
+    pub async fn count(&self, table: &str) -> i64 {
+        sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {table}")))
+            .fetch_one(&self.store)
+            .await
+            .unwrap()
+    }
+
+    pub async fn accept(self) {
+        sqlx::query("DROP TRIGGER refuse_jobs")
+            .execute(&self.store)
+            .await
+            .unwrap();
+    }
+}

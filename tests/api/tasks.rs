@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use crate::helpers::{
-    MockLlm, Mode, Stack, StackOptions, both_deployments,
+    JobsRefused, MockLlm, Mode, Stack, StackOptions, both_deployments,
     echo::Echo,
     mock_llm::mock_sentence,
     runs::{
@@ -498,31 +498,14 @@ async fn an_embedded_run_the_queue_refuses_leaves_nothing_behind() {
     let llm = MockLlm::start().await;
     let schema = fixture("basic", &llm);
     let inputs = json!({"model_name": "m", "llm_settings": {"temperature": 0.5}, "work": {"role": "r", "task": "t"}});
-    let file = stack.dir.join("data").join("llmops.db");
-    let store = sqlx::SqlitePool::connect(&format!("sqlite://{}", file.display()))
-        .await
-        .unwrap();
-    sqlx::query(
-        "CREATE TRIGGER refuse_jobs BEFORE INSERT ON Jobs
-         BEGIN SELECT RAISE(ABORT, 'the queue refuses jobs'); END",
-    )
-    .execute(&store)
-    .await
-    .unwrap();
+    let refused = JobsRefused::on(&stack).await;
     let r = post_run(&stack, &schema, &inputs).await;
     assert_eq!(r.status(), 503);
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["code"], "fail", "{body}");
-    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM tasks")
-        .fetch_one(&store)
-        .await
-        .unwrap();
-    assert_eq!(stored, 0, "no task without its job");
+    assert_eq!(refused.count("tasks").await, 0, "no task without its job");
 
-    sqlx::query("DROP TRIGGER refuse_jobs")
-        .execute(&store)
-        .await
-        .unwrap();
+    refused.accept().await;
     let (out, _) = run_to_end(&stack, &schema, inputs).await;
     assert_eq!(out["llm_task"], "t", "{out}");
 }

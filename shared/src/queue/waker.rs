@@ -160,6 +160,13 @@ mod tests {
         }
     }
 
+    /// A waker of queue `q` on in-process signals.
+    async fn started(fallback: Duration) -> (Signals, QueueWaker) {
+        let signals = Signals::in_process();
+        let queue_waker = QueueWaker::start(&signals, "q", fallback).await.unwrap();
+        (signals, queue_waker)
+    }
+
     async fn woken_beyond(count: &Wakeups, seen: usize) -> bool {
         for _ in 0..200 {
             if count.0.load(Ordering::SeqCst) > seen {
@@ -174,10 +181,7 @@ mod tests {
     /// the worker, and so must the echo of the first.
     #[tokio::test]
     async fn a_signal_after_a_yield_wakes_the_worker_without_another_poll() {
-        let signals = Signals::in_process();
-        let queue_waker = QueueWaker::start(&signals, "q", Duration::from_secs(3600))
-            .await
-            .unwrap();
+        let (signals, queue_waker) = started(Duration::from_secs(3600)).await;
         let mut stream = queue_waker.stream();
         let count = Arc::new(Wakeups::default());
         let waker = waker(count.clone());
@@ -206,10 +210,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_fallback_tick_wakes_the_worker_after_a_yield() {
-        let signals = Signals::in_process();
-        let queue_waker = QueueWaker::start(&signals, "q", Duration::from_millis(20))
-            .await
-            .unwrap();
+        let (_signals, queue_waker) = started(Duration::from_millis(20)).await;
         let mut stream = queue_waker.stream();
         let count = Arc::new(Wakeups::default());
         let waker = waker(count.clone());
@@ -222,10 +223,7 @@ mod tests {
 
     #[tokio::test]
     async fn every_stream_of_a_queue_is_woken() {
-        let signals = Signals::in_process();
-        let queue_waker = QueueWaker::start(&signals, "q", Duration::from_secs(3600))
-            .await
-            .unwrap();
+        let (signals, queue_waker) = started(Duration::from_secs(3600)).await;
         let (mut first, mut second) = (queue_waker.stream(), queue_waker.stream());
         let waker = futures::task::noop_waker();
         let mut cx = Context::from_waker(&waker);
