@@ -2,13 +2,14 @@
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
 COPY . .
-RUN cargo build --release --locked --bin llmops-api --bin llmops-worker
+# The `dist` profile: release with link-time optimisation (see Cargo.toml).
+RUN cargo build --profile dist --locked --bin llmops-api --bin llmops-worker
 
 FROM debian:bookworm-slim AS runtime
 RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates curl \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --system --create-home --home-dir /var/lib/llmops llmops
-COPY --from=build /src/target/release/llmops-api /src/target/release/llmops-worker /usr/local/bin/
+COPY --from=build /src/target/dist/llmops-api /src/target/dist/llmops-worker /usr/local/bin/
 USER llmops
 WORKDIR /var/lib/llmops
 ENV LLMOPS_LISTEN=0.0.0.0:4000

@@ -206,3 +206,89 @@ async fn an_embedded_backlog_drains_when_workers_start_afterwards() {
     assert_acked_then_vacuumed(&QueueBackend::Sqlite(pool), 5000).await;
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// Every statement the embedded queue runs on its hot path or in its sweeps finds its rows
+/// through an index, with the store's migrations applied (0010 drops three of apalis's
+/// indexes that none of them uses): a full scan of `Jobs` would grow with the queue. The
+/// statements are the real ones: apalis-sqlite's files (vendored) and ours.
+#[tokio::test]
+async fn the_embedded_queue_statements_are_served_by_indexes() {
+    let dir = std::env::temp_dir().join(format!("llmops-plans-{}", Uuid::new_v4()));
+    let config = shared::config::Config::try_parse_from([
+        "test".to_string(),
+        format!("--data-dir={}", dir.display()),
+    ])
+    .unwrap();
+    let db = shared::store::Db::connect(&config).await.unwrap();
+    let pool = db.as_sqlite().unwrap().clone();
+
+    let indexes: Vec<(String,)> =
+        sqlx::query_as("SELECT name FROM sqlite_schema WHERE type = 'index' AND tbl_name = 'Jobs'")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    let indexes: Vec<&str> = indexes.iter().map(|(name,)| name.as_str()).collect();
+    for dropped in [
+        "idx_jobs_running",
+        "idx_jobs_completed_done_at",
+        "idx_jobs_idempotency_key",
+    ] {
+        assert!(
+            !indexes.contains(&dropped),
+            "{dropped} is still there: {indexes:?}"
+        );
+    }
+
+    let apalis = |file: &str| {
+        std::fs::read_to_string(format!(
+            "{}/../vendor/apalis-sqlite/queries/{file}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap()
+    };
+    // (what, SQL, how many parameters it binds)
+    let statements = [
+        ("fetch", apalis("backend/fetch_next.sql"), 4),
+        ("ack", apalis("task/ack.sql"), 2),
+        (
+            "orphan re-queue",
+            apalis("backend/reenqueue_orphaned.sql"),
+            4,
+        ),
+        (
+            "shutdown re-queue",
+            apalis("backend/reenqueue_abandoned.sql"),
+            3,
+        ),
+        ("vacuum", shared::queue::sqlite::VACUUM_SQL.to_owned(), 2),
+        ("depth", shared::queue::sqlite::DEPTH_SQL.to_owned(), 1),
+    ];
+    for (what, sql, params) in statements {
+        let explain = format!("EXPLAIN QUERY PLAN {sql}");
+        let mut query =
+            sqlx::query_as::<_, (i64, i64, i64, String)>(sqlx::AssertSqlSafe(explain.as_str()));
+        for n in 0..params {
+            query = query.bind(if n == 0 {
+                "[]".to_owned()
+            } else {
+                "x".to_owned()
+            });
+        }
+        let plan: Vec<String> = query
+            .fetch_all(&pool)
+            .await
+            .unwrap_or_else(|e| panic!("{what}: {e}"))
+            .into_iter()
+            .map(|(_, _, _, detail)| detail)
+            .collect();
+        assert!(
+            plan.iter().any(|step| step.contains("USING")),
+            "{what} uses no index: {plan:?}"
+        );
+        assert!(
+            !plan.iter().any(|step| step.starts_with("SCAN Jobs")),
+            "{what} scans the whole Jobs table: {plan:?}"
+        );
+    }
+    std::fs::remove_dir_all(dir).unwrap();
+}

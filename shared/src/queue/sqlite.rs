@@ -99,33 +99,35 @@ pub fn bind_push<'q, J: Job>(
     Ok(query)
 }
 
+/// Deletes a batch of acknowledged jobs of one queue: `$1` the queue, `$2` the batch size.
+pub const VACUUM_SQL: &str = "DELETE FROM Jobs WHERE ROWID IN (
+     SELECT ROWID FROM Jobs WHERE job_type = $1 AND (status IN ('Done', 'Killed')
+         OR (status = 'Failed' AND attempts >= max_attempts))
+     LIMIT $2)";
+
+/// Counts one queue's (`$1`) waiting, running and scheduled jobs.
+pub const DEPTH_SQL: &str = "SELECT
+     COALESCE(SUM(status = 'Pending'), 0),
+     COALESCE(SUM(status IN ('Queued', 'Running')), 0),
+     COALESCE(SUM(status = 'Failed' AND attempts < max_attempts), 0)
+ FROM Jobs WHERE job_type = $1 AND status IN ('Pending', 'Queued', 'Running', 'Failed')";
+
 /// Deletes up to [`VACUUM_BATCH`] acknowledged jobs of a queue (see [`super::vacuum`]).
 pub(super) async fn vacuum_batch(pool: &sqlx::SqlitePool, queue: &str) -> Result<u64, QueueError> {
-    Ok(sqlx::query(
-        "DELETE FROM Jobs WHERE ROWID IN (
-             SELECT ROWID FROM Jobs WHERE job_type = $1 AND (status IN ('Done', 'Killed')
-                 OR (status = 'Failed' AND attempts >= max_attempts))
-             LIMIT $2)",
-    )
-    .bind(queue)
-    .bind(VACUUM_BATCH as i64)
-    .execute(pool)
-    .await?
-    .rows_affected())
+    Ok(sqlx::query(VACUUM_SQL)
+        .bind(queue)
+        .bind(VACUUM_BATCH as i64)
+        .execute(pool)
+        .await?
+        .rows_affected())
 }
 
 /// The depth of one queue, from apalis-sqlite's `Jobs` table (indexed by type and status).
 pub(super) async fn depth(pool: &sqlx::SqlitePool, queue: &str) -> Result<QueueDepth, QueueError> {
-    let (waiting, running, scheduled): (i64, i64, i64) = sqlx::query_as(
-        "SELECT
-             COALESCE(SUM(status = 'Pending'), 0),
-             COALESCE(SUM(status IN ('Queued', 'Running')), 0),
-             COALESCE(SUM(status = 'Failed' AND attempts < max_attempts), 0)
-         FROM Jobs WHERE job_type = $1 AND status IN ('Pending', 'Queued', 'Running', 'Failed')",
-    )
-    .bind(queue)
-    .fetch_one(pool)
-    .await?;
+    let (waiting, running, scheduled): (i64, i64, i64) = sqlx::query_as(DEPTH_SQL)
+        .bind(queue)
+        .fetch_one(pool)
+        .await?;
     Ok(QueueDepth {
         waiting: waiting as u64,
         running: running as u64,
