@@ -5,7 +5,7 @@ use axum::{
     Json, Router,
     body::Body,
     extract::{DefaultBodyLimit, MatchedPath, Request},
-    http::{HeaderName, HeaderValue, Method, StatusCode, header},
+    http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header},
     middleware::{self, Next},
     response::{IntoResponse, Response},
 };
@@ -73,6 +73,28 @@ fn cors(origins: &str) -> CorsLayer {
     }
 }
 
+/// Whether the client takes a gzip-compressed body (`Accept-Encoding` names `gzip` or `*`
+/// without `q=0`), for routes that keep their answers compressed (the CompressionLayer leaves
+/// a body that has a `Content-Encoding` alone).
+pub fn accepts_gzip(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .any(|coding| {
+            let mut parts = coding.split(';').map(str::trim);
+            let name = parts.next().unwrap_or_default();
+            let refused = parts.any(|param| {
+                param
+                    .strip_prefix("q=")
+                    .and_then(|q| q.parse::<f32>().ok())
+                    .is_some_and(|q| q <= 0.0)
+            });
+            (name.eq_ignore_ascii_case("gzip") || name == "*") && !refused
+        })
+}
+
 /// An error body that fits both API families: `{code, message}` for the task routes and the
 /// `{code, message, data}` envelope for the app routes.
 pub fn error_body(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
@@ -137,4 +159,32 @@ async fn record_request(req: Request, next: Next) -> Response {
     metrics::counter!(shared::metrics::HTTP_REQUESTS, "route" => route, "method" => method, "status" => status)
         .increment(1);
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn accepts(values: &[&str]) -> bool {
+        let mut headers = HeaderMap::new();
+        for v in values {
+            headers.append(header::ACCEPT_ENCODING, HeaderValue::from_str(v).unwrap());
+        }
+        accepts_gzip(&headers)
+    }
+
+    #[test]
+    fn gzip_is_taken_when_named_or_starred_and_not_refused() {
+        assert!(accepts(&["gzip, deflate, br, zstd"]), "a browser's");
+        assert!(
+            accepts(&["br", "GZIP;q=0.5"]),
+            "in a second header, any case"
+        );
+        assert!(accepts(&["*"]));
+        assert!(!accepts(&[]), "none asked");
+        assert!(!accepts(&["br, deflate"]));
+        assert!(!accepts(&["gzip;q=0, br"]), "refused");
+        assert!(!accepts(&["gzip; q=0.0"]));
+        assert!(!accepts(&["xgzip"]));
+    }
 }

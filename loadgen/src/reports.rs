@@ -39,6 +39,9 @@ pub struct ReportsArgs {
     /// Process names whose CPU time is reported (comma separated).
     #[arg(long, default_value = "llmops-api,llmops-worker,postgres,redis-server")]
     pub cpu_of: String,
+    /// Ask for gzip-compressed reports (`Accept-Encoding: gzip`), as the editor's browser does.
+    #[arg(long)]
+    pub gzip: bool,
 }
 
 /// A chain: start → llm_1 → … → llm_{n-2} → end, built from the start → llm → end schema.
@@ -97,7 +100,7 @@ pub async fn reports(args: ReportsArgs) -> anyhow::Result<()> {
     let mut pollers = Vec::with_capacity(args.pollers);
     for i in 0..args.pollers {
         let (client, report_url) = (client.clone(), report_url.clone());
-        let (samples, errors) = (samples.clone(), errors.clone());
+        let (samples, errors, gzip) = (samples.clone(), errors.clone(), args.gzip);
         // Spread over one period, as independent editors would be.
         let offset = interval.mul_f64(i as f64 / args.pollers as f64);
         pollers.push(tokio::spawn(async move {
@@ -109,7 +112,18 @@ pub async fn reports(args: ReportsArgs) -> anyhow::Result<()> {
                     break;
                 }
                 let sent = Instant::now();
-                let ok = match client.get(report_url.clone()).send().await {
+                let mut request = client.get(report_url.clone());
+                if gzip {
+                    request = request.header(reqwest::header::ACCEPT_ENCODING, "gzip");
+                }
+                let ok = match request.send().await {
+                    Ok(r) if r.status().is_success() && gzip => {
+                        let compressed = r
+                            .headers()
+                            .get(reqwest::header::CONTENT_ENCODING)
+                            .is_some_and(|v| v == "gzip");
+                        compressed && r.bytes().await.is_ok_and(|b| !b.is_empty())
+                    }
                     Ok(r) if r.status().is_success() => r
                         .json::<Value>()
                         .await

@@ -213,6 +213,57 @@ both_deployments! {
     }
 }
 
+/// `GET /api/task/report` as a browser asks for it (`Accept-Encoding: gzip`): the headers, and
+/// the document unpacked.
+async fn gzipped_report(stack: &Stack, id: &str) -> Value {
+    let r = stack
+        .client
+        .get(stack.url(&format!("/api/task/report?taskID={id}")))
+        .header("accept-encoding", "gzip, deflate, br")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-encoding"], "gzip");
+    assert_eq!(r.headers()["content-type"], "application/json");
+    assert!(
+        r.headers()
+            .get_all("vary")
+            .iter()
+            .any(|v| v.to_str().unwrap().contains("accept-encoding"))
+    );
+    let packed = r.bytes().await.unwrap();
+    let mut unpacked = Vec::new();
+    std::io::Read::read_to_end(
+        &mut flate2::read::GzDecoder::new(&packed[..]),
+        &mut unpacked,
+    )
+    .unwrap();
+    serde_json::from_slice(&unpacked).unwrap()
+}
+
+both_deployments! {
+    async fn a_browser_gets_the_report_gzipped_running_and_finished(stack: Stack) {
+        // Reports are kept compressed for pollers that ask for gzip; the document is the same.
+        let llm = MockLlm::start().await;
+        llm.set_latency(Duration::from_millis(400));
+        let inputs = json!({"model_name": "m", "llm_settings": {"temperature": 0.5}, "work": {"role": "r", "task": "t"}});
+        let id = run(&stack, &fixture("basic", &llm), inputs).await;
+        provider_holds_a_call(&llm).await;
+        let running = gzipped_report(&stack, &id).await;
+        assert_eq!(running["id"], id.as_str(), "{running}");
+        // The first progress write may not have landed yet: pending or processing, not ended.
+        assert_eq!(running["workflowStatus"]["terminated"], false, "{running}");
+        result(&stack, &id).await;
+        let finished = gzipped_report(&stack, &id).await;
+        assert_eq!(finished["workflowStatus"]["status"], "succeeded", "{finished}");
+        assert_eq!(report(&stack, &id).await, finished, "plain and gzipped are one document");
+        assert_eq!(gzipped_report(&stack, &id).await, finished, "served again from the cache");
+        let plain = stack.client.get(stack.url(&format!("/api/task/report?taskID={id}"))).send().await.unwrap();
+        assert!(plain.headers().get("content-encoding").is_none(), "not asked, not compressed");
+    }
+}
+
 both_deployments! {
     async fn cancel_of_a_queued_task_means_it_never_runs(stack: Stack) {
         // Queue a task in a stack whose worker is busy, then cancel before it starts: the

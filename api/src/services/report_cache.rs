@@ -9,8 +9,16 @@
 //! read after a task ends is the store's final report. A terminal report never changes; it is
 //! served for [`KEEP_FINISHED`] after each read, so a task deleted by retention stops being
 //! served soon after. Entries carry the owner, checked at every hit.
+//!
+//! An entry also keeps its gzip form, made by the first request that asks for it: a browser
+//! asks for gzip, and compressing the same report for every poller cost more than the rest of
+//! the request (`docs/benchmarks.md`, session 8).
 
-use std::time::{Duration, Instant};
+use std::{
+    io::Write,
+    sync::{Arc, OnceLock},
+    time::{Duration, Instant},
+};
 
 use axum::body::Bytes;
 use quick_cache::{Weighter, sync::Cache};
@@ -29,11 +37,29 @@ pub struct CachedReport {
     pub owner: Option<Uuid>,
     /// The report, serialized as it is answered.
     pub body: Bytes,
+    /// `body` gzip-compressed, once some request asked for it (shared by the entry's copies).
+    gzipped: Arc<OnceLock<Bytes>>,
     status: TaskStatus,
     read_at: Instant,
 }
 
 impl CachedReport {
+    /// The report gzip-compressed, compressed at most once per entry.
+    pub fn gzipped(&self) -> Bytes {
+        self.gzipped
+            .get_or_init(|| {
+                let mut encoder =
+                    flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+                // Writing to a Vec cannot fail.
+                encoder
+                    .write_all(&self.body)
+                    .and_then(|()| encoder.finish())
+                    .map(Bytes::from)
+                    .expect("gzip into memory")
+            })
+            .clone()
+    }
+
     /// Whether this entry may answer a request now.
     fn fresh(&self) -> bool {
         let keep = if self.status.is_terminal() {
@@ -50,7 +76,8 @@ struct BySize;
 
 impl Weighter<Uuid, CachedReport> for BySize {
     fn weight(&self, _: &Uuid, report: &CachedReport) -> u64 {
-        64 + report.body.len() as u64
+        // The gzip form, when made, is a fraction of the body.
+        64 + report.body.len() as u64 * 5 / 4
     }
 }
 
@@ -83,6 +110,7 @@ impl ReportCache {
         let report = CachedReport {
             owner,
             body,
+            gzipped: Arc::default(),
             status,
             read_at: Instant::now(),
         };
@@ -117,5 +145,21 @@ mod tests {
         assert!(cache.get(done).is_some(), "a terminal report does not");
         cache.forget(done);
         assert!(cache.get(done).is_none());
+    }
+
+    #[test]
+    fn the_gzip_form_is_made_once_and_unpacks_to_the_report() {
+        let cache = ReportCache::default();
+        let id = Uuid::new_v4();
+        let body = Bytes::from(format!(r#"{{"reports":"{}"}}"#, "x".repeat(10_000)));
+        cache.keep(id, None, TaskStatus::Processing, body.clone());
+        let first = cache.get(id).unwrap().gzipped();
+        let second = cache.get(id).unwrap().gzipped();
+        assert_eq!(first.as_ptr(), second.as_ptr(), "compressed again");
+        assert!(first.len() < body.len() / 10);
+        let mut unpacked = Vec::new();
+        std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&first[..]), &mut unpacked)
+            .unwrap();
+        assert_eq!(unpacked, body);
     }
 }

@@ -345,6 +345,7 @@ async fn stored_result(
 async fn get_task_report(
     State(state): State<AppState>,
     caller: TaskCaller,
+    headers: HeaderMap,
     query: Result<Query<TaskQuery>, QueryRejection>,
 ) -> Result<Response, Bare> {
     let query = TaskQuery::from_query(query)?;
@@ -368,7 +369,14 @@ async fn get_task_report(
     if !may_see(report.owner, &caller) {
         return Err(Bare(task_not_found(raw)));
     }
-    Ok(([(header::CONTENT_TYPE, "application/json")], report.body).into_response())
+    let json = (header::CONTENT_TYPE, "application/json");
+    let vary = (header::VARY, "accept-encoding");
+    Ok(if crate::http::accepts_gzip(&headers) {
+        let gzip = (header::CONTENT_ENCODING, "gzip");
+        ([json, gzip, vary], report.gzipped()).into_response()
+    } else {
+        ([json, vary], report.body).into_response()
+    })
 }
 
 /// Cancel a task (TaskCancel): a queued task never runs; a running one stops within a second
