@@ -13,7 +13,10 @@ use serde_json::json;
 use shared::config::Config;
 use tower::ServiceBuilder;
 use tower_http::{
-    compression::CompressionLayer,
+    compression::{
+        CompressionLayer,
+        predicate::{NotForContentType, Predicate, SizeAbove},
+    },
     cors::{AllowOrigin, Any, CorsLayer},
     limit::RequestBodyLimitLayer,
     request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
@@ -21,6 +24,11 @@ use tower_http::{
 };
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Bodies smaller than this go out uncompressed. Most answers (a task's result, an envelope, a
+/// poll's `null`) are a few dozen bytes, which gzip makes larger (43 → 66 bytes for a result)
+/// for about 20 % more server CPU per request (`docs/benchmarks.md`, session 8).
+pub const COMPRESS_FROM_BYTES: u16 = 1024;
 
 /// Wraps the router in the common layers.
 pub fn layers(router: Router, config: &Config) -> Router {
@@ -33,7 +41,13 @@ pub fn layers(router: Router, config: &Config) -> Router {
         // Outside the limit layer, so it sees (and rewrites) the 413 that layer answers.
         .layer(middleware::from_fn(move |req, next| json_body_limit(req, next, limit)))
         .layer(middleware::from_fn(record_request))
-        .layer(CompressionLayer::new())
+        .layer(CompressionLayer::new().compress_when(
+            // tower-http's default predicate with a larger minimum size.
+            SizeAbove::new(COMPRESS_FROM_BYTES)
+                .and(NotForContentType::GRPC)
+                .and(NotForContentType::IMAGES)
+                .and(NotForContentType::SSE),
+        ))
         .layer(cors(&config.cors_origins))
         .layer(
             ServiceBuilder::new()

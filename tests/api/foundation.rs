@@ -86,6 +86,43 @@ async fn cors_allows_the_editor_from_another_origin() {
 }
 
 #[tokio::test]
+async fn large_answers_are_compressed_for_clients_that_ask_and_small_ones_are_not() {
+    let Some(stack) = Stack::start(Mode::Embedded).await else {
+        return;
+    };
+    let get = |path: &'static str| {
+        stack
+            .client
+            .get(stack.url(path))
+            .header("accept-encoding", "gzip, deflate, br, zstd")
+            .send()
+    };
+    // The OpenAPI document is tens of kilobytes: compressed.
+    let spec = get("/api/openapi.json").await.unwrap();
+    assert_eq!(spec.status(), 200);
+    assert_eq!(spec.headers()["content-encoding"], "gzip");
+    let packed = spec.bytes().await.unwrap();
+    let mut unpacked = Vec::new();
+    std::io::Read::read_to_end(
+        &mut flate2::read::GzDecoder::new(&packed[..]),
+        &mut unpacked,
+    )
+    .unwrap();
+    let spec: Value = serde_json::from_slice(&unpacked).unwrap();
+    assert!(unpacked.len() > 1024 && spec["paths"].is_object());
+    // The readiness answer is 44 bytes, which gzip would only make larger.
+    let ready = get("/readyz").await.unwrap();
+    assert_eq!(ready.status(), 200);
+    assert!(
+        ready.headers().get("content-encoding").is_none(),
+        "{:?}",
+        ready.headers()
+    );
+    let ready: Value = ready.json().await.unwrap();
+    assert_eq!(ready["status"], "ready");
+}
+
+#[tokio::test]
 async fn the_embedded_default_keeps_a_private_jwt_secret_in_the_data_directory() {
     // The harness sets JWT_SECRET for its stacks; this api runs with no settings at all.
     let dir = std::env::temp_dir().join(format!("llmops-secret-{}", uuid::Uuid::new_v4()));
