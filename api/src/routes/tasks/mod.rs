@@ -371,7 +371,8 @@ async fn get_task_report(
     }
     let json = (header::CONTENT_TYPE, "application/json");
     let vary = (header::VARY, "accept-encoding");
-    Ok(if crate::http::accepts_gzip(&headers) {
+    let worth_it = report.body.len() >= usize::from(crate::http::COMPRESS_FROM_BYTES);
+    Ok(if worth_it && crate::http::accepts_gzip(&headers) {
         let gzip = (header::CONTENT_ENCODING, "gzip");
         ([json, gzip, vary], report.gzipped()).into_response()
     } else {
