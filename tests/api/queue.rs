@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use crate::helpers::{
-    Redis,
+    Redis, embedded_store,
     probe::{Probe, run_probe_worker},
 };
 use apalis::prelude::{TaskBuilder, TaskSink};
@@ -181,13 +181,7 @@ async fn a_redis_backlog_of_50000_jobs_drains_when_workers_start_afterwards() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_embedded_backlog_drains_when_workers_start_afterwards() {
-    let dir = std::env::temp_dir().join(format!("llmops-queue-{}", Uuid::new_v4()));
-    let config = shared::config::Config::try_parse_from([
-        "test".to_string(),
-        format!("--data-dir={}", dir.display()),
-    ])
-    .unwrap();
-    let db = shared::store::Db::connect(&config).await.unwrap();
+    let (db, dir) = embedded_store("queue").await;
     let pool = db.as_sqlite().unwrap().clone();
     let signals = Signals::in_process();
     let queues = Queues::new(
@@ -213,13 +207,7 @@ async fn an_embedded_backlog_drains_when_workers_start_afterwards() {
 /// statements are the real ones: apalis-sqlite's files (vendored) and ours.
 #[tokio::test]
 async fn the_embedded_queue_statements_are_served_by_indexes() {
-    let dir = std::env::temp_dir().join(format!("llmops-plans-{}", Uuid::new_v4()));
-    let config = shared::config::Config::try_parse_from([
-        "test".to_string(),
-        format!("--data-dir={}", dir.display()),
-    ])
-    .unwrap();
-    let db = shared::store::Db::connect(&config).await.unwrap();
+    let (db, dir) = embedded_store("plans").await;
     let pool = db.as_sqlite().unwrap().clone();
 
     let indexes: Vec<(String,)> =

@@ -16,6 +16,17 @@ use serde_json::{Value, json};
 
 const PASSWORD: &str = "passw0rd-long";
 
+/// A run of the `basic` fixture whose llm call the provider holds for `latency`: returns the
+/// provider and the task id once the provider has the call.
+async fn basic_run_held_for(stack: &Stack, latency: Duration) -> (MockLlm, String) {
+    let llm = MockLlm::start().await;
+    llm.set_latency(latency);
+    let inputs = json!({"model_name": "m", "llm_settings": {"temperature": 0.5}, "work": {"role": "r", "task": "t"}});
+    let id = run(stack, &fixture("basic", &llm), inputs).await;
+    provider_holds_a_call(&llm).await;
+    (llm, id)
+}
+
 fn sentence(model: &str, temperature: &str, system: &str, prompt: &str) -> String {
     mock_sentence(&json!({
         "model": model,
@@ -150,11 +161,7 @@ both_deployments! {
 
 both_deployments! {
     async fn cancel_stops_a_running_llm_call_within_a_second(stack: Stack) {
-        let llm = MockLlm::start().await;
-        llm.set_latency(Duration::from_secs(5));
-        let inputs = json!({"model_name": "m", "llm_settings": {"temperature": 0.5}, "work": {"role": "r", "task": "t"}});
-        let id = run(&stack, &fixture("basic", &llm), inputs).await;
-        provider_holds_a_call(&llm).await;
+        let (llm, id) = basic_run_held_for(&stack, Duration::from_secs(5)).await;
         let asked = Instant::now();
         let r = stack.client.put(stack.url("/api/task/cancel")).json(&json!({"taskID": id})).send().await.unwrap();
         assert_eq!(r.json::<Value>().await.unwrap(), json!({"success": true}));
@@ -181,11 +188,7 @@ both_deployments! {
     async fn a_polling_client_sees_the_end_of_a_run_in_its_result_and_report_at_once(stack: Stack) {
         // Result polls are answered from memory and reports from a short-lived cache while the
         // run lasts; neither may hide its end once it is visible.
-        let llm = MockLlm::start().await;
-        llm.set_latency(Duration::from_millis(400));
-        let inputs = json!({"model_name": "m", "llm_settings": {"temperature": 0.5}, "work": {"role": "r", "task": "t"}});
-        let id = run(&stack, &fixture("basic", &llm), inputs).await;
-        provider_holds_a_call(&llm).await;
+        let (_provider, id) = basic_run_held_for(&stack, Duration::from_millis(400)).await;
         assert_eq!(result_within(&stack, &id, 0).await, Value::Null, "not finished yet");
         // The worker writes progress every 100 ms: the report shows the llm node running soon.
         let deadline = Instant::now() + Duration::from_secs(2);
@@ -260,11 +263,7 @@ async fn report_as_a_browser(stack: &Stack, id: &str) -> Value {
 both_deployments! {
     async fn a_browser_gets_the_report_gzipped_running_and_finished(stack: Stack) {
         // Reports are kept compressed for pollers that ask for gzip; the document is the same.
-        let llm = MockLlm::start().await;
-        llm.set_latency(Duration::from_millis(400));
-        let inputs = json!({"model_name": "m", "llm_settings": {"temperature": 0.5}, "work": {"role": "r", "task": "t"}});
-        let id = run(&stack, &fixture("basic", &llm), inputs).await;
-        provider_holds_a_call(&llm).await;
+        let (_provider, id) = basic_run_held_for(&stack, Duration::from_millis(400)).await;
         let running = report_as_a_browser(&stack, &id).await;
         assert_eq!(running["id"], id.as_str(), "{running}");
         // The first progress write may not have landed yet: pending or processing, not ended.
@@ -500,11 +499,7 @@ async fn sigterm_lets_a_worker_finish_its_run_before_it_exits() {
     let Some(mut stack) = Stack::start(Mode::Distributed { workers: 1 }).await else {
         return;
     };
-    let llm = MockLlm::start().await;
-    llm.set_latency(Duration::from_millis(1500));
-    let inputs = json!({"model_name": "m", "llm_settings": {"temperature": 0.5}, "work": {"role": "r", "task": "t"}});
-    let id = run(&stack, &fixture("basic", &llm), inputs).await;
-    provider_holds_a_call(&llm).await;
+    let (llm, id) = basic_run_held_for(&stack, Duration::from_millis(1500)).await;
     let status = stack.workers[0]
         .terminate(Duration::from_secs(25))
         .expect("worker did not stop");
@@ -585,11 +580,7 @@ async fn an_embedded_run_survives_a_crash_of_the_server() {
     let Some(mut stack) = Stack::start_with(options).await else {
         return;
     };
-    let llm = MockLlm::start().await;
-    llm.set_latency(Duration::from_secs(2));
-    let inputs = json!({"model_name": "m", "llm_settings": {"temperature": 0.5}, "work": {"role": "r", "task": "t"}});
-    let id = run(&stack, &fixture("basic", &llm), inputs).await;
-    provider_holds_a_call(&llm).await;
+    let (llm, id) = basic_run_held_for(&stack, Duration::from_secs(2)).await;
     stack.crash_and_restart_api().await;
     let out = result_within(&stack, &id, 30_000).await;
     assert_eq!(out["llm_task"], "t", "{out}\n{}", stack.logs());

@@ -80,15 +80,7 @@ async fn measure(label: &str, backend: QueueBackend, signals: Signals) {
 
 #[tokio::main]
 async fn main() {
-    let dir = std::env::temp_dir().join(format!("llmops-pickup-{}", Uuid::new_v4()));
-    let config = shared::config::Config::try_parse_from([
-        "bench".to_string(),
-        format!("--data-dir={}", dir.display()),
-    ])
-    .expect("config");
-    let db = shared::store::Db::connect(&config)
-        .await
-        .expect("sqlite store");
+    let (db, dir) = harness::embedded_store("pickup").await;
     let pool = db.as_sqlite().expect("sqlite").clone();
     measure(
         "embedded (SQLite queue, in-process)",

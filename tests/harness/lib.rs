@@ -12,7 +12,7 @@ pub mod services;
 pub mod stack;
 
 pub use mock_llm::MockLlm;
-pub use services::{Postgres, Redis};
+pub use services::{Postgres, Redis, embedded_store};
 pub use stack::{Mode, Stack, StackOptions, spawn_app};
 
 /// Returns a free TCP port on 127.0.0.1 (the listener is closed before the port is used).

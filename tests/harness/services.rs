@@ -1,6 +1,7 @@
 //! Throwaway Postgres and Redis servers: each in a temp dir on a free port, gone on drop; and
 //! one Postgres cluster shared by the tests of a process, which hands each test a database of
-//! its own (`fresh_database`) and is stopped by a watchdog when the process ends.
+//! its own (`fresh_database`) and is stopped by a watchdog when the process ends. Also a
+//! throwaway embedded store (`embedded_store`).
 
 use std::{
     path::{Path, PathBuf},
@@ -11,7 +12,19 @@ use std::{
 
 use sqlx::Connection;
 
-use crate::{free_port, skip};
+use crate::{free_port, skip, stack::config_from};
+
+/// A throwaway embedded store: SQLite with every migration applied, in a fresh directory
+/// `llmops-<name>-<uuid>` under the system's temp dir, which the caller removes. The ambient
+/// environment is ignored (a developer's `DATABASE_URL` would make it Postgres).
+pub async fn embedded_store(name: &str) -> (shared::store::Db, PathBuf) {
+    let dir = std::env::temp_dir().join(format!("llmops-{name}-{}", uuid::Uuid::new_v4()));
+    let config = config_from(&[("LLMOPS_DATA_DIR".to_owned(), dir.display().to_string())]);
+    let db = shared::store::Db::connect(&config)
+        .await
+        .unwrap_or_else(|e| panic!("embedded store in {}: {e}", dir.display()));
+    (db, dir)
+}
 
 /// A private Postgres cluster (initdb + pg_ctl from PATH or `/usr/lib/postgresql/*/bin`).
 pub struct Postgres {

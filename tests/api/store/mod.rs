@@ -24,10 +24,7 @@ use shared::{
 use uuid::Uuid;
 
 async fn sqlite() -> (Db, std::path::PathBuf) {
-    let dir = std::env::temp_dir().join(format!("llmops-store-{}", Uuid::new_v4()));
-    let config =
-        Config::try_parse_from(["t".to_string(), format!("--data-dir={}", dir.display())]).unwrap();
-    (Db::connect(&config).await.unwrap(), dir)
+    crate::helpers::embedded_store("store").await
 }
 
 async fn postgres(url: &str) -> Db {
